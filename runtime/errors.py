@@ -1,0 +1,52 @@
+"""Domain errors raised by the stores and services (mapped to HTTP statuses by the API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class StratoflowError(Exception):
+    """Base class of every error Stratoflow raises on purpose."""
+
+    status_code = 500
+    error_type = "internal"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(StratoflowError):
+    """The named object does not exist."""
+
+    status_code = 404
+    error_type = "not_found"
+
+
+class AlreadyExists(StratoflowError):
+    """An object with that name already exists."""
+
+    status_code = 409
+    error_type = "already_exists"
+
+
+class Conflict(StratoflowError):
+    """A conditional write lost: the object changed since it was read."""
+
+    status_code = 409
+    error_type = "conflict"
+
+
+class InvalidInput(StratoflowError):
+    """The request is well-formed but its values are not acceptable."""
+
+    status_code = 422
+    error_type = "validation_error"
+
+
+class LimitExceeded(StratoflowError):
+    """No concurrency slot is free (or the request can never fit the limit)."""
+
+    status_code = 429
+    error_type = "limit_exceeded"

@@ -1,0 +1,351 @@
+"""The records Stratoflow keeps: runs, deployments, work pools, limits, leases, logs, events.
+
+Inputs (``*Create``) are validated strictly (unknown fields are errors, messages
+name the field); stored records round-trip through JSON.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from runtime.states import Pending, State, StateType, utcnow
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+RunKind = Literal["flow_run", "task_run"]
+T = TypeVar("T")
+
+
+def new_id() -> str:
+    """A fresh run or object id (UUID4 as text)."""
+    return str(uuid.uuid4())
+
+
+def _check_uuid(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            uuid.UUID(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a UUID") from None
+    return value
+
+
+class StrictModel(BaseModel):
+    """Base for inputs: unknown fields are rejected rather than silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class RetryPolicy(StrictModel):
+    """How a failed run is retried (Prefect's ``empirical_policy``)."""
+
+    retries: int = Field(default=0, ge=0, le=10_000)
+    retry_delay_seconds: float | list[float] = Field(default=0.0)
+    retry_jitter_factor: float | None = Field(default=None, ge=0)
+
+    @field_validator("retry_delay_seconds")
+    @classmethod
+    def _delays_valid(cls, value: float | list[float]) -> float | list[float]:
+        delays = value if isinstance(value, list) else [value]
+        if len(delays) > 50:
+            raise ValueError("at most 50 retry delays may be given")
+        if any(d < 0 for d in delays):
+            raise ValueError("retry delays must be >= 0")
+        return value
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+class RunCreateBase(StrictModel):
+    """Fields common to creating flow runs and task runs."""
+
+    id: str | None = Field(default=None, description="Caller-chosen UUID (else generated)")
+    name: Name | None = None
+    tags: list[Tag] = Field(default_factory=list)
+    state: State | None = Field(default=None, description="Initial state (default Pending)")
+    empirical_policy: RetryPolicy = Field(default_factory=RetryPolicy)
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+
+    _check_id = field_validator("id")(classmethod(lambda cls, v: _check_uuid(v)))
+
+
+class FlowRunCreate(RunCreateBase):
+    """A request to create a flow run."""
+
+    flow_name: Name
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    deployment_id: str | None = None
+    work_pool_name: Name | None = None
+    work_queue_name: Name | None = None
+    parent_flow_run_id: str | None = None
+    parent_task_run_id: str | None = None
+    expected_start_time: datetime | None = None
+
+    _check_parents = field_validator("parent_flow_run_id", "parent_task_run_id")(
+        classmethod(lambda cls, v: _check_uuid(v))
+    )
+
+
+class TaskRunCreate(RunCreateBase):
+    """A request to create a task run."""
+
+    task_key: Name
+    flow_run_id: str | None = None
+    dynamic_key: str = "0"
+    cache_key: str | None = None
+    task_inputs: dict[str, list[str]] = Field(
+        default_factory=dict, description="Upstream task run ids per parameter"
+    )
+
+    _check_flow_run = field_validator("flow_run_id")(classmethod(lambda cls, v: _check_uuid(v)))
+
+
+class RunBase(BaseModel):
+    """Fields common to flow runs and task runs as stored."""
+
+    id: str
+    name: str
+    tags: list[str] = Field(default_factory=list)
+    state: State = Field(default_factory=Pending)
+    state_version: int = Field(default=0, ge=0, description="Incremented by every transition")
+    run_count: int = 0
+    empirical_policy: RetryPolicy = Field(default_factory=RetryPolicy)
+    idempotency_key: str | None = None
+    created: datetime = Field(default_factory=utcnow)
+    updated: datetime = Field(default_factory=utcnow)
+    expected_start_time: datetime | None = None
+    next_scheduled_start_time: datetime | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    total_run_time: float = 0.0
+
+    @property
+    def state_type(self) -> StateType:
+        """The current state's type."""
+        return self.state.type
+
+    @property
+    def state_name(self) -> str:
+        """The current state's name."""
+        return self.state.name
+
+
+class FlowRun(RunBase):
+    """A flow run as stored."""
+
+    kind: Literal["flow_run"] = "flow_run"
+    flow_name: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    deployment_id: str | None = None
+    work_pool_name: str | None = None
+    work_queue_name: str | None = None
+    parent_flow_run_id: str | None = None
+    parent_task_run_id: str | None = None
+
+
+class TaskRun(RunBase):
+    """A task run as stored."""
+
+    kind: Literal["task_run"] = "task_run"
+    task_key: str
+    flow_run_id: str | None = None
+    dynamic_key: str = "0"
+    cache_key: str | None = None
+    task_inputs: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class FlowRunFilter(StrictModel):
+    """Filters for listing flow runs; all given filters must match."""
+
+    flow_name: str | None = None
+    deployment_id: str | None = None
+    parent_flow_run_id: str | None = None
+    work_pool_name: str | None = None
+    state_types: list[StateType] | None = None
+    state_names: list[str] | None = None
+    tags_all: list[str] | None = Field(default=None, description="Runs having every one of these")
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    @model_validator(mode="after")
+    def _window_ordered(self) -> FlowRunFilter:
+        if self.created_after and self.created_before and self.created_after > self.created_before:
+            raise ValueError("created_after must not be later than created_before")
+        return self
+
+
+class TaskRunFilter(StrictModel):
+    """Filters for listing task runs; all given filters must match."""
+
+    flow_run_id: str | None = None
+    task_key: str | None = None
+    state_types: list[StateType] | None = None
+    state_names: list[str] | None = None
+    tags_all: list[str] | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a listing; pass ``next_cursor`` back to get the next page."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class OrchestrationResult(BaseModel):
+    """What ``set_state`` did: the status, the state now current, and why."""
+
+    status: Literal["ACCEPT", "REJECT", "WAIT", "ABORT"]
+    state: State = Field(description="The run's state after the call (the written one on ACCEPT)")
+    reason: str | None = None
+    delay_seconds: float = 0.0
+    run_count: int = 0
+    state_version: int = 0
+
+    @property
+    def accepted(self) -> bool:
+        """True when the proposed (or rewritten) state was written."""
+        return self.status == "ACCEPT"
+
+
+# ----------------------------------------------------------------------------- deployments
+
+
+class CronSchedule(StrictModel):
+    """A cron schedule in an IANA timezone (``day_or`` as in croniter)."""
+
+    cron: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    timezone: str = "UTC"
+    day_or: bool = True
+
+
+class IntervalSchedule(StrictModel):
+    """Every ``interval`` seconds from ``anchor_date``."""
+
+    interval: float = Field(gt=0)
+    anchor_date: datetime | None = None
+    timezone: str = "UTC"
+
+
+class DeploymentSchedule(StrictModel):
+    """One schedule of a deployment, with its own parameters."""
+
+    id: str = Field(default_factory=new_id)
+    schedule: CronSchedule | IntervalSchedule
+    active: bool = True
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class Deployment(BaseModel):
+    """A flow packaged to run on a work pool, by schedule or on demand."""
+
+    id: str = Field(default_factory=new_id)
+    name: Name
+    flow_name: Name
+    entrypoint: str | None = None
+    description: str | None = None
+    version: str | None = None
+    tags: list[Tag] = Field(default_factory=list)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameter_openapi_schema: dict[str, Any] | None = None
+    enforce_parameter_schema: bool = True
+    work_pool_name: Name | None = None
+    work_queue_name: Name | None = None
+    job_variables: dict[str, Any] = Field(default_factory=dict)
+    schedules: list[DeploymentSchedule] = Field(default_factory=list)
+    concurrency_limit: int | None = Field(default=None, ge=0)
+    paused: bool = False
+    created: datetime = Field(default_factory=utcnow)
+    updated: datetime = Field(default_factory=utcnow)
+
+
+class WorkPool(BaseModel):
+    """A work pool: where runs wait for workers (an SQS queue per work queue)."""
+
+    name: Name
+    type: str = "process"
+    description: str | None = None
+    concurrency_limit: int | None = Field(default=None, ge=0)
+    paused: bool = False
+    base_job_template: dict[str, Any] = Field(default_factory=dict)
+    created: datetime = Field(default_factory=utcnow)
+    updated: datetime = Field(default_factory=utcnow)
+
+
+# ----------------------------------------------------------------------------- concurrency
+
+
+class ConcurrencyLimitCreate(StrictModel):
+    """A request to create a concurrency limit (task-tag limits are named ``tag:<tag>``)."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^#\s]+$")]
+    limit: int = Field(ge=0, le=1_000_000)
+    slot_decay_per_second: float = Field(
+        default=0.0, ge=0, description="> 0 makes a rate limit: slots free themselves over time"
+    )
+
+
+class ConcurrencyLimit(BaseModel):
+    """A concurrency limit and the slots now held against it."""
+
+    name: str
+    limit: int
+    active_slots: int = 0
+    slot_decay_per_second: float = 0.0
+    created: datetime = Field(default_factory=utcnow)
+    updated: datetime = Field(default_factory=utcnow)
+
+    @property
+    def available(self) -> int:
+        """Slots free right now."""
+        return max(0, self.limit - self.active_slots)
+
+
+class Lease(BaseModel):
+    """Slots held on one or more limits until ``expires_at`` (renew to keep them)."""
+
+    id: str
+    limit_names: list[str]
+    slots: int
+    expires_at: datetime
+    holder: str | None = None
+
+
+# ----------------------------------------------------------------------------- logs & events
+
+LogLevel = Annotated[int, Field(ge=0, le=100)]
+
+
+class LogRecord(BaseModel):
+    """One log line of a flow or task run."""
+
+    flow_run_id: str
+    task_run_id: str | None = None
+    name: str = "stratoflow"
+    level: LogLevel = 20
+    message: str
+    timestamp: datetime = Field(default_factory=utcnow)
+
+
+class Event(BaseModel):
+    """Something that happened, e.g. ``stratoflow.flow-run.Completed``."""
+
+    id: str = Field(default_factory=new_id)
+    event: str
+    occurred: datetime = Field(default_factory=utcnow)
+    resource: dict[str, str]
+    related: list[dict[str, str]] = Field(default_factory=list)
+    payload: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,218 @@
+"""The one declaration of every AWS resource Stratoflow uses, and local provisioning.
+
+The CDK stack builds its tables and bucket from :func:`specs`, and tests and
+``stratoflow dev`` create exactly the same ones with :func:`provision`, against
+whatever endpoint boto3 is configured for (moto, LocalStack or AWS).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+
+KeyType = Literal["S", "N"]
+
+
+@dataclass(frozen=True)
+class Key:
+    """A key attribute: its name and DynamoDB scalar type."""
+
+    name: str
+    type: KeyType = "S"
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """A global secondary index (projection ALL)."""
+
+    name: str
+    partition_key: Key
+    sort_key: Key | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A DynamoDB table: keys, global secondary indexes and TTL attribute (on-demand billing)."""
+
+    logical_name: str
+    name: str
+    partition_key: Key
+    sort_key: Key | None = None
+    indexes: tuple[IndexSpec, ...] = ()
+    ttl_attribute: str | None = None
+
+    def key_names(self, index: str | None = None) -> tuple[str, ...]:
+        """Names of the key attributes of the table, or of the table plus the given index."""
+        keys = [self.partition_key, self.sort_key]
+        if index is not None:
+            spec = next(i for i in self.indexes if i.name == index)
+            keys += [spec.partition_key, spec.sort_key]
+        return tuple(dict.fromkeys(k.name for k in keys if k is not None))
+
+    def create_table_kwargs(self) -> dict[str, Any]:
+        """The ``CreateTable`` request for this table."""
+        attrs: dict[str, KeyType] = {}
+        for key in (self.partition_key, self.sort_key):
+            if key:
+                attrs[key.name] = key.type
+        for index in self.indexes:
+            for key in (index.partition_key, index.sort_key):
+                if key:
+                    attrs[key.name] = key.type
+
+        def schema(pk: Key, sk: Key | None) -> list[dict[str, str]]:
+            out = [{"AttributeName": pk.name, "KeyType": "HASH"}]
+            if sk:
+                out.append({"AttributeName": sk.name, "KeyType": "RANGE"})
+            return out
+
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [
+                {"AttributeName": n, "AttributeType": t} for n, t in attrs.items()
+            ],
+            "KeySchema": schema(self.partition_key, self.sort_key),
+        }
+        if self.indexes:
+            kwargs["GlobalSecondaryIndexes"] = [
+                {
+                    "IndexName": i.name,
+                    "KeySchema": schema(i.partition_key, i.sort_key),
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+                for i in self.indexes
+            ]
+        return kwargs
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    """An S3 bucket."""
+
+    logical_name: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ResourceSpecs:
+    """Every resource of one Stratoflow installation, named from its prefix."""
+
+    prefix: str
+    tables: dict[str, TableSpec] = field(default_factory=dict)
+    buckets: dict[str, BucketSpec] = field(default_factory=dict)
+
+    @property
+    def runs(self) -> TableSpec:
+        """Flow runs and task runs."""
+        return self.tables["runs"]
+
+    @property
+    def concurrency(self) -> TableSpec:
+        """Concurrency limits and their leases."""
+        return self.tables["concurrency"]
+
+    @property
+    def cache(self) -> TableSpec:
+        """Task cache records."""
+        return self.tables["cache"]
+
+    @property
+    def logs(self) -> TableSpec:
+        """Run logs."""
+        return self.tables["logs"]
+
+    @property
+    def results(self) -> BucketSpec:
+        """The results bucket."""
+        return self.buckets["results"]
+
+
+def specs(prefix: str = "stratoflow", results_bucket: str | None = None) -> ResourceSpecs:
+    """The resource specs for ``prefix``. See docs/data-model.md for every access pattern."""
+    runs = TableSpec(
+        logical_name="runs",
+        name=f"{prefix}-runs",
+        partition_key=Key("id"),
+        indexes=(
+            IndexSpec("by_kind", Key("kind"), Key("created")),
+            IndexSpec("by_flow", Key("flow_name"), Key("created")),
+            IndexSpec("by_parent", Key("parent_id"), Key("created")),
+            IndexSpec("by_deployment", Key("deployment_id"), Key("created")),
+            IndexSpec("by_state", Key("kind_state"), Key("state_timestamp")),
+        ),
+        ttl_attribute="expires_at",
+    )
+    concurrency = TableSpec(
+        logical_name="concurrency",
+        name=f"{prefix}-concurrency",
+        partition_key=Key("pk"),
+        indexes=(IndexSpec("by_type", Key("item_type"), Key("sort_value")),),
+        ttl_attribute="ttl_at",
+    )
+    cache = TableSpec(
+        logical_name="cache",
+        name=f"{prefix}-cache",
+        partition_key=Key("cache_key"),
+        ttl_attribute="ttl_at",
+    )
+    logs = TableSpec(
+        logical_name="logs",
+        name=f"{prefix}-logs",
+        partition_key=Key("flow_run_id"),
+        sort_key=Key("seq"),
+        ttl_attribute="expires_at",
+    )
+    return ResourceSpecs(
+        prefix=prefix,
+        tables={t.logical_name: t for t in (runs, concurrency, cache, logs)},
+        buckets={"results": BucketSpec("results", results_bucket or f"{prefix}-results")},
+    )
+
+
+def provision(resource_specs: ResourceSpecs, session: Any = None) -> ResourceSpecs:
+    """Create every table and bucket of ``resource_specs`` that does not exist yet.
+
+    Idempotent; waits until tables are active and turns TTL on. Uses the endpoint
+    boto3 is configured for (``AWS_ENDPOINT_URL``), so it provisions moto,
+    LocalStack or a real account alike.
+    """
+    import boto3
+
+    session = session or boto3.session.Session()
+    ddb = session.client("dynamodb")
+    s3 = session.client("s3")
+    created: list[str] = []
+    for table in resource_specs.tables.values():
+        try:
+            ddb.create_table(**table.create_table_kwargs())
+            created.append(table.name)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceInUseException":
+                raise
+    for name in created:
+        ddb.get_waiter("table_exists").wait(
+            TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        )
+    for table in resource_specs.tables.values():
+        if table.ttl_attribute and table.name in created:
+            ddb.update_time_to_live(
+                TableName=table.name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
+            )
+    for bucket in resource_specs.buckets.values():
+        try:
+            region = session.region_name or "us-east-1"
+            kwargs: dict[str, Any] = {"Bucket": bucket.name}
+            if region != "us-east-1":
+                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+            s3.create_bucket(**kwargs)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in (
+                "BucketAlreadyOwnedByYou",
+                "BucketAlreadyExists",
+            ):
+                raise
+    return resource_specs

@@ -1,0 +1,42 @@
+"""Settings, read from ``STRATOFLOW_*`` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Stratoflow's configuration; every field maps to ``STRATOFLOW_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="STRATOFLOW_", extra="ignore")
+
+    prefix: str = Field(
+        default="stratoflow",
+        pattern=r"^[a-z][a-z0-9-]{1,30}$",
+        description="Prefix of every table, queue, bucket and bus name",
+    )
+    api_url: str | None = Field(default=None, description="Talk to this API instead of AWS")
+    region: str | None = Field(default=None, description="AWS region (else boto3's default)")
+    inline_result_max_bytes: int = Field(
+        default=16_384, ge=0, le=300_000, description="Larger results go to S3"
+    )
+    lease_seconds: float = Field(default=60.0, gt=0, description="Concurrency lease duration")
+
+    def backend(self) -> Literal["api", "aws", "embedded"]:
+        """Which backend the SDK and engine use (ARCHITECTURE.md, "the embedded default")."""
+        if self.api_url:
+            return "api"
+        if os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("STRATOFLOW_PREFIX"):
+            return "aws"
+        return "embedded"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; call ``get_settings.cache_clear()`` after env changes)."""
+    return Settings()

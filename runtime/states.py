@@ -1,0 +1,318 @@
+"""Run states: Prefect 3's vocabulary of state types and names, as plain constructors.
+
+A state has a *type* (what the orchestration rules reason about) and a *name*
+(what people read): ``Late`` is a SCHEDULED state, ``Cached`` a COMPLETED one,
+``TimedOut`` a FAILED one. Constructors mirror Prefect's: ``Completed()``,
+``Failed(message=...)``, ``AwaitingRetry(scheduled_time=...)``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC (every timestamp Stratoflow stores is UTC)."""
+    return datetime.now(UTC)
+
+
+class StateType(StrEnum):
+    """The nine state types; orchestration rules are written against these."""
+
+    SCHEDULED = "SCHEDULED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    CANCELLING = "CANCELLING"
+    CRASHED = "CRASHED"
+    PAUSED = "PAUSED"
+
+
+TERMINAL_TYPES: frozenset[StateType] = frozenset(
+    {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
+)
+ALL_TYPES: frozenset[StateType] = frozenset(StateType)
+
+
+class ResultRef(BaseModel):
+    """Where a run's result lives: inline (small, JSON-safe) or in S3 (``s3://bucket/key``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    serializer: str = Field(description="'json' or 'pickle'")
+    storage_key: str | None = Field(default=None, description="S3 URI when stored in S3")
+    inline: str | None = Field(
+        default=None, description="The serialized value (base64 for pickle) when small"
+    )
+    size: int = Field(default=0, ge=0, description="Serialized size in bytes")
+
+
+class StateDetails(BaseModel):
+    """Structured facts attached to a state (times, retry bookkeeping, cache, result)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scheduled_time: datetime | None = None
+    retry_count: int | None = Field(default=None, ge=0)
+    retriable: bool = True
+    cache_key: str | None = None
+    cache_expiration: datetime | None = None
+    result: ResultRef | None = None
+    pause_timeout: datetime | None = None
+    pause_reschedule: bool = False
+    pause_key: str | None = None
+    transition_id: str | None = None
+    untrackable_result: bool = False
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class State(BaseModel):
+    """One state of a flow or task run.
+
+    ``type`` drives the orchestration rules, ``name`` is for display; ``details``
+    holds scheduled time, retry count, cache key and the result reference.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: StateType
+    name: str
+    timestamp: datetime = Field(default_factory=utcnow)
+    message: str | None = None
+    details: StateDetails = Field(default_factory=StateDetails)
+
+    # The in-memory value or exception this state carries in the process that made it.
+    _data: Any = PrivateAttr(default=None)
+    _has_data: bool = PrivateAttr(default=False)
+
+    def with_data(self, data: Any) -> State:
+        """Attach an in-memory value (or exception) to this state and return it."""
+        self._data = data
+        self._has_data = True
+        return self
+
+    @property
+    def data(self) -> Any:
+        """The in-memory value or exception attached by the process that made this state."""
+        return self._data
+
+    @property
+    def has_data(self) -> bool:
+        """Whether an in-memory value is attached."""
+        return self._has_data
+
+    def is_scheduled(self) -> bool:
+        """True for SCHEDULED states (Scheduled, Late, AwaitingRetry, ...)."""
+        return self.type is StateType.SCHEDULED
+
+    def is_pending(self) -> bool:
+        """True for PENDING states."""
+        return self.type is StateType.PENDING
+
+    def is_running(self) -> bool:
+        """True for RUNNING states (Running, Retrying)."""
+        return self.type is StateType.RUNNING
+
+    def is_completed(self) -> bool:
+        """True for COMPLETED states (Completed, Cached)."""
+        return self.type is StateType.COMPLETED
+
+    def is_failed(self) -> bool:
+        """True for FAILED states (Failed, TimedOut, NotReady)."""
+        return self.type is StateType.FAILED
+
+    def is_crashed(self) -> bool:
+        """True for CRASHED states."""
+        return self.type is StateType.CRASHED
+
+    def is_cancelled(self) -> bool:
+        """True for CANCELLED states."""
+        return self.type is StateType.CANCELLED
+
+    def is_cancelling(self) -> bool:
+        """True for CANCELLING states."""
+        return self.type is StateType.CANCELLING
+
+    def is_paused(self) -> bool:
+        """True for PAUSED states (Paused, Suspended)."""
+        return self.type is StateType.PAUSED
+
+    def is_final(self) -> bool:
+        """True for terminal states: COMPLETED, FAILED, CANCELLED, CRASHED."""
+        return self.type in TERMINAL_TYPES
+
+    def fresh_copy(self, **updates: Any) -> State:
+        """A copy with a new timestamp (and the given field updates), keeping attached data."""
+        copy = self.model_copy(update={"timestamp": utcnow(), **updates}, deep=True)
+        if self._has_data:
+            copy.with_data(self._data)
+        return copy
+
+    def __repr__(self) -> str:
+        msg = f", message={self.message!r}" if self.message else ""
+        return f"{self.name}(type={self.type.value}{msg})"
+
+    __str__ = __repr__
+
+
+def _make(
+    type_: StateType,
+    name: str,
+    message: str | None,
+    scheduled_time: datetime | None = None,
+    **details: Any,
+) -> State:
+    return State(
+        type=type_,
+        name=name,
+        message=message,
+        details=StateDetails(scheduled_time=scheduled_time, **details),
+    )
+
+
+def Scheduled(
+    scheduled_time: datetime | None = None, message: str | None = None, name: str = "Scheduled"
+) -> State:
+    """A SCHEDULED state; ``scheduled_time`` defaults to now."""
+    return _make(StateType.SCHEDULED, name, message, scheduled_time or utcnow())
+
+
+def Late(scheduled_time: datetime | None = None, message: str | None = None) -> State:
+    """A SCHEDULED state named Late: the run missed its start time."""
+    return Scheduled(scheduled_time, message, name="Late")
+
+
+def AwaitingRetry(
+    scheduled_time: datetime | None = None, message: str | None = None, retry_count: int = 0
+) -> State:
+    """A SCHEDULED state named AwaitingRetry: the run failed and will run again at the time."""
+    state = Scheduled(scheduled_time, message, name="AwaitingRetry")
+    state.details.retry_count = retry_count
+    return state
+
+
+def AwaitingConcurrencySlot(
+    scheduled_time: datetime | None = None, message: str | None = None
+) -> State:
+    """A SCHEDULED state named AwaitingConcurrencySlot: waiting for a concurrency slot."""
+    return Scheduled(scheduled_time, message, name="AwaitingConcurrencySlot")
+
+
+def Resuming(scheduled_time: datetime | None = None, message: str | None = None) -> State:
+    """A SCHEDULED state named Resuming: a suspended run that is to run again."""
+    return Scheduled(scheduled_time, message, name="Resuming")
+
+
+def Pending(message: str | None = None, name: str = "Pending") -> State:
+    """A PENDING state."""
+    return _make(StateType.PENDING, name, message)
+
+
+def NotReady(message: str | None = None) -> State:
+    """A PENDING state named NotReady: an upstream dependency has not completed."""
+    return Pending(message, name="NotReady")
+
+
+def Running(message: str | None = None, name: str = "Running") -> State:
+    """A RUNNING state."""
+    return _make(StateType.RUNNING, name, message)
+
+
+def Retrying(message: str | None = None) -> State:
+    """A RUNNING state named Retrying: a run that failed before is running again."""
+    return Running(message, name="Retrying")
+
+
+def Completed(message: str | None = None, name: str = "Completed") -> State:
+    """A COMPLETED state."""
+    return _make(StateType.COMPLETED, name, message)
+
+
+def Cached(message: str | None = None) -> State:
+    """A COMPLETED state named Cached: the result came from the cache."""
+    return Completed(message, name="Cached")
+
+
+def Failed(message: str | None = None, name: str = "Failed") -> State:
+    """A FAILED state."""
+    return _make(StateType.FAILED, name, message)
+
+
+def TimedOut(message: str | None = None) -> State:
+    """A FAILED state named TimedOut: the run exceeded its ``timeout_seconds``."""
+    return Failed(message, name="TimedOut")
+
+
+def Crashed(message: str | None = None) -> State:
+    """A CRASHED state: the infrastructure died or the process stopped heartbeating."""
+    return _make(StateType.CRASHED, "Crashed", message)
+
+
+def Cancelling(message: str | None = None) -> State:
+    """A CANCELLING state: cancellation requested, the infrastructure must stop."""
+    return _make(StateType.CANCELLING, "Cancelling", message)
+
+
+def Cancelled(message: str | None = None) -> State:
+    """A CANCELLED state."""
+    return _make(StateType.CANCELLED, "Cancelled", message)
+
+
+def Paused(
+    timeout_seconds: float | None = None,
+    pause_key: str | None = None,
+    message: str | None = None,
+    reschedule: bool = False,
+    name: str = "Paused",
+) -> State:
+    """A PAUSED state; with ``timeout_seconds`` it fails if not resumed in time."""
+    timeout = None
+    if timeout_seconds is not None:
+        from datetime import timedelta
+
+        timeout = utcnow() + timedelta(seconds=timeout_seconds)
+    return _make(
+        StateType.PAUSED,
+        name,
+        message,
+        pause_timeout=timeout,
+        pause_key=pause_key or str(uuid.uuid4()),
+        pause_reschedule=reschedule,
+    )
+
+
+def Suspended(
+    timeout_seconds: float | None = None, pause_key: str | None = None, message: str | None = None
+) -> State:
+    """A PAUSED state named Suspended: the process exits and the run is rescheduled on resume."""
+    return Paused(timeout_seconds, pause_key, message, reschedule=True, name="Suspended")
+
+
+STATE_NAMES: dict[str, StateType] = {
+    "Scheduled": StateType.SCHEDULED,
+    "Late": StateType.SCHEDULED,
+    "AwaitingRetry": StateType.SCHEDULED,
+    "AwaitingConcurrencySlot": StateType.SCHEDULED,
+    "Resuming": StateType.SCHEDULED,
+    "Pending": StateType.PENDING,
+    "NotReady": StateType.PENDING,
+    "Running": StateType.RUNNING,
+    "Retrying": StateType.RUNNING,
+    "Completed": StateType.COMPLETED,
+    "Cached": StateType.COMPLETED,
+    "Failed": StateType.FAILED,
+    "TimedOut": StateType.FAILED,
+    "Crashed": StateType.CRASHED,
+    "Cancelling": StateType.CANCELLING,
+    "Cancelled": StateType.CANCELLED,
+    "Paused": StateType.PAUSED,
+    "Suspended": StateType.PAUSED,
+}
+"""Every state name Stratoflow uses, with its type."""

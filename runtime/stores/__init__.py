@@ -1,0 +1,75 @@
+"""The AWS-backed stores, and :class:`Stores`, which connects them all at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.resources import ResourceSpecs, provision, specs
+from runtime.stores.concurrency import ConcurrencyStore
+from runtime.stores.dynamo import Dynamo
+from runtime.stores.runs import RunStore
+
+
+def aws_session(region: str | None = None) -> Any:
+    """A boto3 session (region from settings, else boto3's own default chain)."""
+    import boto3
+
+    return boto3.session.Session(region_name=region)
+
+
+def client_config() -> Any:
+    """botocore config shared by every client: big connection pool, standard retries."""
+    from botocore.config import Config
+
+    return Config(
+        max_pool_connections=64,
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=5,
+        read_timeout=30,
+    )
+
+
+@dataclass
+class Stores:
+    """Every store of one Stratoflow installation, sharing one set of AWS clients."""
+
+    specs: ResourceSpecs
+    db: Dynamo
+    runs: RunStore
+    concurrency: ConcurrencyStore
+    session: Any
+
+    @classmethod
+    def connect(
+        cls,
+        prefix: str = "stratoflow",
+        *,
+        session: Any = None,
+        serialize_requests: bool = False,
+        provision_resources: bool = False,
+    ) -> Stores:
+        """Connect to the installation named ``prefix`` at boto3's configured endpoint.
+
+        ``serialize_requests`` runs DynamoDB requests one at a time: needed against an
+        in-process moto backend, whose conditional writes are not atomic under threads.
+        ``provision_resources`` creates missing tables and buckets first.
+        """
+        session = session or aws_session()
+        resource_specs = specs(prefix)
+        if provision_resources:
+            provision(resource_specs, session)
+        db = Dynamo(
+            session.client("dynamodb", config=client_config()),
+            serialize_requests=serialize_requests,
+        )
+        return cls(
+            specs=resource_specs,
+            db=db,
+            runs=RunStore(db, resource_specs.runs),
+            concurrency=ConcurrencyStore(db, resource_specs.concurrency),
+            session=session,
+        )
+
+
+__all__ = ["ConcurrencyStore", "Dynamo", "RunStore", "Stores"]

@@ -1,0 +1,410 @@
+"""Concurrency limits as leases, in DynamoDB.
+
+A limit is a counter item (``active`` slots out of ``limit``); holding slots is
+a lease item with an expiry. Acquire and release are single transactions that
+move the counter and the lease together, each conditioned so that ``active``
+can never exceed ``limit`` and a lease is released at most once. A process that
+dies leaks nothing: once its lease expires, any acquirer or the sweep reclaims
+it, and DynamoDB TTL deletes the lease item later as a backstop (the sweep's
+reconciliation corrects the counter if TTL ever gets there first).
+
+Rate limits (``slot_decay_per_second > 0``) hold their slots on a lease that
+expires ``slots / decay`` seconds after acquisition, whatever the holder does:
+releasing early frees nothing, which is what a rate limit means.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from runtime.errors import AlreadyExists, Conflict, InvalidInput, LimitExceeded, NotFound
+from runtime.models import ConcurrencyLimit, ConcurrencyLimitCreate, Lease
+from runtime.resources import TableSpec
+from runtime.states import utcnow
+from runtime.stores.dynamo import (
+    ConditionFailed,
+    Dynamo,
+    Item,
+    TransactionFailed,
+    epoch,
+    iso,
+)
+
+TTL_GRACE = timedelta(hours=1)
+"""DynamoDB TTL deletes a lease item this long after it expires: the sweep comes first."""
+
+MAX_ATTEMPTS = 10
+
+
+def _limit_key(name: str) -> dict[str, str]:
+    return {"pk": f"limit#{name}"}
+
+
+def _lease_key(lease_id: str) -> dict[str, str]:
+    return {"pk": f"lease#{lease_id}"}
+
+
+def _as_limit(item: Item) -> ConcurrencyLimit:
+    return ConcurrencyLimit(
+        name=item["name"],
+        limit=item["limit"],
+        active_slots=item.get("active", 0),
+        slot_decay_per_second=item.get("slot_decay_per_second", 0.0),
+        created=item["created"],
+        updated=item["updated"],
+    )
+
+
+def _as_lease(item: Item) -> Lease:
+    return Lease(
+        id=item["lease_id"],
+        limit_names=item["limits"],
+        slots=item["slots"],
+        expires_at=datetime.fromisoformat(item["sort_value"]),
+        holder=item.get("holder"),
+    )
+
+
+class ConcurrencyStore:
+    """Create, read, list and delete limits; acquire, renew and release leases; sweep."""
+
+    def __init__(self, db: Dynamo, table: TableSpec) -> None:
+        self.db = db
+        self.table = table
+
+    # ------------------------------------------------------------------ limits
+
+    def create_limit(self, request: ConcurrencyLimitCreate) -> ConcurrencyLimit:
+        """Create a limit; AlreadyExists if the name is taken."""
+        now = utcnow()
+        limit = ConcurrencyLimit(
+            name=request.name,
+            limit=request.limit,
+            slot_decay_per_second=request.slot_decay_per_second,
+            created=now,
+            updated=now,
+        )
+        try:
+            self.db.put(
+                self.table.name,
+                {
+                    **_limit_key(limit.name),
+                    "item_type": "limit",
+                    "sort_value": limit.name,
+                    "name": limit.name,
+                    "limit": limit.limit,
+                    "active": 0,
+                    "version": 0,
+                    "slot_decay_per_second": limit.slot_decay_per_second,
+                    "created": iso(now),
+                    "updated": iso(now),
+                },
+                condition="attribute_not_exists(pk)",
+            )
+        except ConditionFailed:
+            raise AlreadyExists(f"concurrency limit {request.name!r} already exists") from None
+        return limit
+
+    def update_limit(self, name: str, limit: int) -> ConcurrencyLimit:
+        """Change a limit's size; slots already held stay held (new ones wait below it)."""
+        if limit < 0:
+            raise InvalidInput("limit must be >= 0", field="limit")
+        try:
+            item = self.db.update(
+                self.table.name,
+                _limit_key(name),
+                "SET #limit = :limit, updated = :now ADD version :one",
+                condition="attribute_exists(pk)",
+                names={"#limit": "limit"},
+                values={":limit": limit, ":now": iso(utcnow()), ":one": 1},
+            )
+        except ConditionFailed:
+            raise NotFound(f"concurrency limit {name!r} not found", name=name) from None
+        assert item is not None
+        return _as_limit(item)
+
+    def read_limit(self, name: str) -> ConcurrencyLimit:
+        """One limit with its active slot count, or NotFound."""
+        item = self.db.get(self.table.name, _limit_key(name))
+        if item is None:
+            raise NotFound(f"concurrency limit {name!r} not found", name=name)
+        return _as_limit(item)
+
+    def list_limits(self) -> list[ConcurrencyLimit]:
+        """Every limit, by name."""
+        items = self.db.query(
+            self.table.name,
+            index="by_type",
+            key_condition="item_type = :t",
+            values={":t": "limit"},
+        )
+        return [_as_limit(i) for i in items]
+
+    def delete_limit(self, name: str) -> None:
+        """Delete a limit (NotFound if absent). Leases on it are released without effect."""
+        try:
+            self.db.delete(self.table.name, _limit_key(name), condition="attribute_exists(pk)")
+        except ConditionFailed:
+            raise NotFound(f"concurrency limit {name!r} not found", name=name) from None
+
+    # ------------------------------------------------------------------ leases
+
+    def acquire(
+        self,
+        names: Iterable[str],
+        slots: int = 1,
+        *,
+        lease_seconds: float = 60.0,
+        holder: str | None = None,
+        now: datetime | None = None,
+    ) -> Lease | None:
+        """Take ``slots`` on every named limit at once, or none: one transaction.
+
+        Returns the lease, or None when a limit has too few free slots right now
+        (expired leases are reclaimed first, so a dead holder never blocks).
+        Raises NotFound for an unknown limit and LimitExceeded when the request
+        can never fit (e.g. a limit of 0).
+        """
+        wanted = sorted(set(names))
+        if not wanted:
+            raise InvalidInput("name at least one limit", field="names")
+        if slots < 1:
+            raise InvalidInput("slots must be >= 1", field="slots")
+        if lease_seconds <= 0:
+            raise InvalidInput("lease_seconds must be > 0", field="lease_seconds")
+        swept = False
+        for _ in range(MAX_ATTEMPTS):
+            moment = now or utcnow()
+            limits = {n: self._limit_item(n) for n in wanted}
+            for name, item in limits.items():
+                if slots > item["limit"]:
+                    raise LimitExceeded(
+                        f"concurrency limit {name!r} is {item['limit']}: {slots} slot(s) "
+                        "can never be acquired",
+                        name=name,
+                        limit=item["limit"],
+                    )
+            lease_id = str(uuid.uuid4())
+            decays = [n for n in wanted if limits[n].get("slot_decay_per_second", 0) > 0]
+            expires = moment + timedelta(seconds=lease_seconds)
+            if decays:
+                # A rate limit's slots come back by themselves, slots / decay seconds on.
+                slowest = min(limits[n]["slot_decay_per_second"] for n in decays)
+                expires = max(expires, moment + timedelta(seconds=slots / slowest))
+            ops: list[dict[str, Any]] = [
+                {
+                    "Update": {
+                        "TableName": self.table.name,
+                        "Key": _limit_key(name),
+                        "UpdateExpression": "ADD active :n, version :one",
+                        "ConditionExpression": "#limit = :limit AND active <= :room",
+                        "ExpressionAttributeNames": {"#limit": "limit"},
+                        "ExpressionAttributeValues": {
+                            ":n": slots,
+                            ":one": 1,
+                            ":limit": limits[name]["limit"],
+                            ":room": limits[name]["limit"] - slots,
+                        },
+                    }
+                }
+                for name in wanted
+            ]
+            ops.append(
+                {
+                    "Put": {
+                        "TableName": self.table.name,
+                        "Item": {
+                            **_lease_key(lease_id),
+                            "item_type": "lease",
+                            "sort_value": iso(expires),
+                            "lease_id": lease_id,
+                            "limits": wanted,
+                            "slots": slots,
+                            "holder": holder,
+                            "decays": bool(decays),
+                            "ttl_at": epoch(expires + TTL_GRACE),
+                        },
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            )
+            try:
+                self.db.transact(ops)
+                return Lease(
+                    id=lease_id, limit_names=wanted, slots=slots, expires_at=expires, holder=holder
+                )
+            except TransactionFailed as failed:
+                full = any(
+                    code == "ConditionalCheckFailed"
+                    and old is not None
+                    and old.get("limit") == limits[name]["limit"]
+                    for name, code, old in zip(wanted, failed.reasons, failed.items, strict=False)
+                )
+                if full and not swept:
+                    swept = True
+                    if self.sweep(now=moment):
+                        continue
+                if full:
+                    return None
+                # the limit changed size, or a transaction conflict: read again and retry
+        raise Conflict(f"could not acquire {wanted}: limits kept changing")
+
+    def _limit_item(self, name: str) -> Item:
+        item = self.db.get(self.table.name, _limit_key(name))
+        if item is None:
+            raise NotFound(f"concurrency limit {name!r} not found", name=name)
+        return item
+
+    def read_lease(self, lease_id: str) -> Lease:
+        """A lease that has not been released or reclaimed, or NotFound."""
+        item = self.db.get(self.table.name, _lease_key(lease_id))
+        if item is None:
+            raise NotFound(f"lease {lease_id} not found (released or expired)", lease_id=lease_id)
+        return _as_lease(item)
+
+    def renew(
+        self, lease_id: str, lease_seconds: float = 60.0, *, now: datetime | None = None
+    ) -> Lease:
+        """Push a lease's expiry to ``now + lease_seconds``; NotFound once it was reclaimed."""
+        if lease_seconds <= 0:
+            raise InvalidInput("lease_seconds must be > 0", field="lease_seconds")
+        expires = (now or utcnow()) + timedelta(seconds=lease_seconds)
+        try:
+            item = self.db.update(
+                self.table.name,
+                _lease_key(lease_id),
+                "SET sort_value = :exp, ttl_at = :ttl",
+                condition="attribute_exists(pk) AND sort_value < :exp",
+                values={":exp": iso(expires), ":ttl": epoch(expires + TTL_GRACE)},
+            )
+        except ConditionFailed as lost:
+            if lost.current is None:
+                raise NotFound(
+                    f"lease {lease_id} not found (released or expired)", lease_id=lease_id
+                ) from None
+            return _as_lease(lost.current)  # already expires later than asked
+        assert item is not None
+        return _as_lease(item)
+
+    def release(self, lease_id: str, *, now: datetime | None = None) -> bool:
+        """Give the lease's slots back. True if this call released it, False if already gone.
+
+        A lease on a rate limit is not freed early: its slots return when it expires.
+        """
+        item = self.db.get(self.table.name, _lease_key(lease_id))
+        if item is None:
+            return False
+        if item.get("decays") and item["sort_value"] > iso(now or utcnow()):
+            return False
+        return self._free(item, condition="attribute_exists(pk)", values={})
+
+    def _free(self, lease: Item, *, condition: str, values: dict[str, Any]) -> bool:
+        """Delete a lease and decrement its limits' counters, in one transaction."""
+        names = list(lease["limits"])
+        for _ in range(MAX_ATTEMPTS):
+            ops: list[dict[str, Any]] = [
+                {
+                    "Delete": {
+                        "TableName": self.table.name,
+                        "Key": _lease_key(lease["lease_id"]),
+                        "ConditionExpression": condition,
+                        **({"ExpressionAttributeValues": values} if values else {}),
+                    }
+                }
+            ]
+            ops += [
+                {
+                    "Update": {
+                        "TableName": self.table.name,
+                        "Key": _limit_key(name),
+                        "UpdateExpression": "ADD active :n, version :one",
+                        "ConditionExpression": "attribute_exists(pk)",
+                        "ExpressionAttributeValues": {":n": -lease["slots"], ":one": 1},
+                    }
+                }
+                for name in names
+            ]
+            try:
+                self.db.transact(ops)
+                return True
+            except TransactionFailed as failed:
+                if failed.reasons and failed.reasons[0] == "ConditionalCheckFailed":
+                    return False  # someone else released or renewed it
+                gone = [
+                    n
+                    for n, code in zip(names, failed.reasons[1:], strict=False)
+                    if code == "ConditionalCheckFailed"
+                ]
+                names = [n for n in names if n not in gone]  # deleted limits: nothing to give
+        raise Conflict(f"could not release lease {lease['lease_id']}")
+
+    # ------------------------------------------------------------------ sweep
+
+    def expired_leases(self, now: datetime | None = None) -> list[Lease]:
+        """Leases whose expiry has passed and that nobody has reclaimed yet."""
+        items = self.db.query(
+            self.table.name,
+            index="by_type",
+            key_condition="item_type = :t AND sort_value <= :now",
+            values={":t": "lease", ":now": iso(now or utcnow())},
+        )
+        return [_as_lease(i) for i in items]
+
+    def sweep(self, now: datetime | None = None) -> int:
+        """Reclaim every expired lease; returns how many this call reclaimed.
+
+        Safe to run anywhere, any number of times at once: each lease is freed by a
+        transaction conditioned on it still existing *and still being expired*, so a
+        lease renewed meanwhile survives and no lease is freed twice.
+        """
+        moment = iso(now or utcnow())
+        reclaimed = 0
+        items = self.db.query(
+            self.table.name,
+            index="by_type",
+            key_condition="item_type = :t AND sort_value <= :now",
+            values={":t": "lease", ":now": moment},
+        )
+        for item in list(items):
+            if self._free(
+                item,
+                condition="attribute_exists(pk) AND sort_value <= :now",
+                values={":now": moment},
+            ):
+                reclaimed += 1
+        return reclaimed
+
+    def reconcile(self, name: str) -> ConcurrencyLimit:
+        """Recount a limit's active slots from its live leases (repairs TTL-deleted leases).
+
+        Conditioned on the limit's version: if any acquire or release happened while
+        counting, nothing is written and the count is tried again.
+        """
+        for _ in range(MAX_ATTEMPTS):
+            limit = self._limit_item(name)
+            leases = self.db.query(
+                self.table.name,
+                index="by_type",
+                key_condition="item_type = :t",
+                filter_expression="contains(limits, :name)",
+                values={":t": "lease", ":name": name},
+            )
+            held = sum(i["slots"] for i in leases)
+            if held == limit.get("active", 0):
+                return _as_limit(limit)
+            try:
+                item = self.db.update(
+                    self.table.name,
+                    _limit_key(name),
+                    "SET active = :held ADD version :one",
+                    condition="version = :v",
+                    values={":held": held, ":v": limit["version"], ":one": 1},
+                )
+                assert item is not None
+                return _as_limit(item)
+            except ConditionFailed:
+                continue
+        raise Conflict(f"limit {name!r} kept changing while being reconciled")
