@@ -130,6 +130,7 @@ class RunBase(BaseModel):
     start_time: datetime | None = None
     end_time: datetime | None = None
     total_run_time: float = 0.0
+    resuming: bool = Field(default=False, description="Set from Resuming until it runs again")
 
     @property
     def state_type(self) -> StateType:

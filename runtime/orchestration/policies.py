@@ -215,13 +215,13 @@ class RetryFailedRuns(Rule):
 
 
 class RenameReruns(Rule):
-    """A run entering RUNNING after an earlier attempt is named Retrying."""
+    """A run entering RUNNING after an earlier attempt is named Retrying (a resume is not)."""
 
     FROM_STATES = (S.SCHEDULED, S.PENDING)
     TO_STATES = (S.RUNNING,)
 
     def before_transition(self, ctx: OrchestrationContext) -> None:
-        if ctx.run.run_count > 0 and ctx.proposed.name == "Running":
+        if ctx.run.run_count > 0 and not ctx.run.resuming and ctx.proposed.name == "Running":
             ctx.proposed.name = "Retrying"
 
 
@@ -282,21 +282,35 @@ _GlobalFields = dict[str, Any]
 
 
 def run_field_updates(
-    initial: State | None, accepted: State, now: datetime, start_time: datetime | None
+    initial: State | None,
+    accepted: State,
+    now: datetime,
+    start_time: datetime | None,
+    resuming: bool = False,
 ) -> _GlobalFields:
     """Run fields that change with an accepted transition (Prefect's global transforms).
 
     Entering RUNNING increments ``run_count`` and sets ``start_time`` on the first
-    run; a terminal state sets ``end_time``; leaving RUNNING adds the elapsed time
-    to ``total_run_time``. Returns the fields to set (``run_count`` as an increment).
+    run, except when a paused or suspended run resumes (a resume is not a new
+    attempt, so it uses up no retry); a terminal state sets ``end_time`` and a
+    rerun out of one clears it; leaving RUNNING adds the elapsed time to
+    ``total_run_time``; entering Resuming sets the ``resuming`` flag that the next
+    RUNNING clears. Returns the fields to set (``run_count`` as an increment).
     """
     updates: _GlobalFields = {}
     if accepted.type is S.RUNNING:
-        updates["run_count_increment"] = 1
+        if resuming or (initial is not None and initial.type is S.PAUSED):
+            updates["resuming"] = False
+        else:
+            updates["run_count_increment"] = 1
         if start_time is None:
             updates["start_time"] = now
+    if accepted.name == "Resuming":
+        updates["resuming"] = True
     if accepted.type in TERMINAL_TYPES:
         updates["end_time"] = now
+    elif initial is not None and initial.type in TERMINAL_TYPES:
+        updates["end_time"] = None
     if initial is not None and initial.type is S.RUNNING and accepted.type is not S.RUNNING:
         updates["run_time_increment"] = max(0.0, (now - initial.timestamp).total_seconds())
     if accepted.type is S.SCHEDULED:

@@ -39,6 +39,8 @@ class RunView:
     flow_run_state: State | None = None
     """For task runs inside a flow: the enclosing flow run's current state."""
     has_deployment: bool = False
+    resuming: bool = False
+    """True between a suspended run's Resuming state and its next RUNNING."""
 
 
 @dataclass

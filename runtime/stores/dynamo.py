@@ -54,7 +54,8 @@ def to_attr(value: Any) -> dict[str, Any]:
     """One Python value as a DynamoDB attribute value (floats become Decimals)."""
     if isinstance(value, float):
         value = Decimal(repr(value))
-    return _ser.serialize(value)  # type: ignore[no-any-return]
+    out: dict[str, Any] = dict(_ser.serialize(value))
+    return out
 
 
 def serialize(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -206,7 +207,7 @@ class Dynamo:
             return self._call(op, **kwargs)
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                old = exc.response.get("Item")
+                old: Any = exc.response.get("Item")
                 raise ConditionFailed(deserialize(old) if old else None) from None
             raise
 
@@ -234,7 +235,7 @@ class Dynamo:
                 raise
             reasons = exc.response.get("CancellationReasons") or []
             codes = [r.get("Code", "None") for r in reasons]
-            olds = [deserialize(r["Item"]) if r.get("Item") else None for r in reasons]
+            olds = [deserialize(r["Item"]) if r.get("Item") else None for r in reasons]  # type: ignore[arg-type]
             raise TransactionFailed(codes, olds) from None
 
     def query(

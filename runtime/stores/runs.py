@@ -157,6 +157,7 @@ class RunStore:
         run.run_count = updates.get("run_count_increment", 0)
         run.start_time = updates.get("start_time")
         run.end_time = updates.get("end_time")
+        run.resuming = updates.get("resuming", False)
         if state.type is StateType.SCHEDULED:
             run.next_scheduled_start_time = state.details.scheduled_time
             if getattr(run, "expected_start_time", None) is None:
@@ -428,6 +429,7 @@ class RunStore:
                 retry_jitter_factor=run.empirical_policy.retry_jitter_factor,
                 flow_run_state=flow_state,
                 has_deployment=isinstance(run, FlowRun) and run.deployment_id is not None,
+                resuming=run.resuming,
             ),
             now=now,
             force=force,
@@ -447,7 +449,7 @@ class RunStore:
                 None,
             )
         new_state = decision.state
-        updates = run_field_updates(run.state, new_state, now, run.start_time)
+        updates = run_field_updates(run.state, new_state, now, run.start_time, run.resuming)
         new = run.model_copy(deep=True)
         new.state = new_state
         new.state_version = run.state_version + 1
@@ -455,6 +457,7 @@ class RunStore:
         new.run_count += updates.get("run_count_increment", 0)
         new.start_time = updates.get("start_time", new.start_time)
         new.end_time = updates.get("end_time", new.end_time)
+        new.resuming = updates.get("resuming", new.resuming)
         new.total_run_time += updates.get("run_time_increment", 0.0)
         if "next_scheduled_start_time" in updates:
             new.next_scheduled_start_time = updates["next_scheduled_start_time"]
