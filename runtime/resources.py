@@ -172,7 +172,9 @@ def specs(prefix: str = "stratoflow", results_bucket: str | None = None) -> Reso
     )
 
 
-def provision(resource_specs: ResourceSpecs, session: Any = None) -> ResourceSpecs:
+def provision(
+    resource_specs: ResourceSpecs, session: Any = None, *, endpoint_url: str | None = None
+) -> ResourceSpecs:
     """Create every table and bucket of ``resource_specs`` that does not exist yet.
 
     Idempotent; waits until tables are active and turns TTL on. Uses the endpoint
@@ -182,8 +184,8 @@ def provision(resource_specs: ResourceSpecs, session: Any = None) -> ResourceSpe
     import boto3
 
     session = session or boto3.session.Session()
-    ddb = session.client("dynamodb")
-    s3 = session.client("s3")
+    ddb = session.client("dynamodb", endpoint_url=endpoint_url)
+    s3 = session.client("s3", endpoint_url=endpoint_url)
     created: list[str] = []
     for table in resource_specs.tables.values():
         try:

@@ -26,6 +26,13 @@ class Settings(BaseSettings):
         default=16_384, ge=0, le=300_000, description="Larger results go to S3"
     )
     lease_seconds: float = Field(default=60.0, gt=0, description="Concurrency lease duration")
+    task_runner_max_workers: int = Field(
+        default=32, ge=1, le=1024, description="Threads of the default task runner"
+    )
+    results_bucket: str | None = Field(
+        default=None, description="Results bucket name (default: <prefix>-results)"
+    )
+    logging_level: str = Field(default="INFO", description="Console level of run logs")
 
     def backend(self) -> Literal["api", "aws", "embedded"]:
         """Which backend the SDK and engine use (ARCHITECTURE.md, "the embedded default")."""

@@ -148,6 +148,15 @@ class State(BaseModel):
         """True for terminal states: COMPLETED, FAILED, CANCELLED, CRASHED."""
         return self.type in TERMINAL_TYPES
 
+    def result(self, raise_on_failure: bool = True) -> Any:
+        """The run's return value, or its exception (raised unless ``raise_on_failure=False``).
+
+        Works in another process too when the result was persisted.
+        """
+        from runtime.engine.results import state_result
+
+        return state_result(self, raise_on_failure=raise_on_failure)
+
     def fresh_copy(self, **updates: Any) -> State:
         """A copy with a new timestamp (and the given field updates), keeping attached data."""
         copy = self.model_copy(update={"timestamp": utcnow(), **updates}, deep=True)

@@ -6,8 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.resources import ResourceSpecs, provision, specs
+from runtime.results import ResultStore
+from runtime.stores.cache import CacheStore
 from runtime.stores.concurrency import ConcurrencyStore
 from runtime.stores.dynamo import Dynamo
+from runtime.stores.logs import LogStore
 from runtime.stores.runs import RunStore
 
 
@@ -38,6 +41,9 @@ class Stores:
     db: Dynamo
     runs: RunStore
     concurrency: ConcurrencyStore
+    cache: CacheStore
+    logs: LogStore
+    results: ResultStore
     session: Any
 
     @classmethod
@@ -46,6 +52,9 @@ class Stores:
         prefix: str = "stratoflow",
         *,
         session: Any = None,
+        endpoint_url: str | None = None,
+        results_bucket: str | None = None,
+        inline_result_max_bytes: int = 16_384,
         serialize_requests: bool = False,
         provision_resources: bool = False,
     ) -> Stores:
@@ -54,22 +63,36 @@ class Stores:
         ``serialize_requests`` runs DynamoDB requests one at a time: needed against an
         in-process moto backend, whose conditional writes are not atomic under threads.
         ``provision_resources`` creates missing tables and buckets first.
+        ``endpoint_url`` overrides boto3's configured endpoint for these clients only.
         """
         session = session or aws_session()
-        resource_specs = specs(prefix)
+        resource_specs = specs(prefix, results_bucket)
         if provision_resources:
-            provision(resource_specs, session)
+            provision(resource_specs, session, endpoint_url=endpoint_url)
+        config = client_config()
         db = Dynamo(
-            session.client("dynamodb", config=client_config()),
+            session.client("dynamodb", config=config, endpoint_url=endpoint_url),
             serialize_requests=serialize_requests,
         )
+        s3 = session.client("s3", config=config, endpoint_url=endpoint_url)
         return cls(
             specs=resource_specs,
             db=db,
             runs=RunStore(db, resource_specs.runs),
             concurrency=ConcurrencyStore(db, resource_specs.concurrency),
+            cache=CacheStore(db, resource_specs.cache),
+            logs=LogStore(db, resource_specs.logs),
+            results=ResultStore(s3, resource_specs.results.name, inline_result_max_bytes),
             session=session,
         )
 
 
-__all__ = ["ConcurrencyStore", "Dynamo", "RunStore", "Stores"]
+__all__ = [
+    "CacheStore",
+    "ConcurrencyStore",
+    "Dynamo",
+    "LogStore",
+    "ResultStore",
+    "RunStore",
+    "Stores",
+]

@@ -281,6 +281,30 @@ class Dynamo:
                 return
             kwargs["ExclusiveStartKey"] = last
 
+    def scan(
+        self,
+        table: str,
+        filter_expression: str | None = None,
+        names: Mapping[str, str] | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> Iterator[Item]:
+        """Every item of a table (optionally filtered), page after page: admin use only."""
+        kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+        if filter_expression:
+            kwargs["FilterExpression"] = filter_expression
+        if names:
+            kwargs["ExpressionAttributeNames"] = dict(names)
+        if values:
+            kwargs["ExpressionAttributeValues"] = serialize(values)
+        while True:
+            out = self._call("scan", **kwargs)
+            for raw in out.get("Items", []):
+                yield deserialize(raw)
+            last = out.get("LastEvaluatedKey")
+            if not last:
+                return
+            kwargs["ExclusiveStartKey"] = last
+
     def batch_write(self, table: str, items: list[Mapping[str, Any]]) -> None:
         """Put many items, 25 per request, retrying unprocessed ones."""
         for start in range(0, len(items), 25):

@@ -29,15 +29,8 @@ from runtime.models import (
     TaskRunFilter,
 )
 from runtime.names import generate_name
-from runtime.orchestration import (
-    FLOW_POLICY,
-    FORCE_POLICY,
-    TASK_POLICY,
-    OrchestrationContext,
-    RunView,
-    orchestrate,
-    run_field_updates,
-)
+from runtime.orchestration import run_field_updates
+from runtime.orchestration.transition import apply_transition
 from runtime.resources import TableSpec
 from runtime.states import Pending, State, StateType, utcnow
 from runtime.stores.dynamo import (
@@ -271,7 +264,8 @@ class RunStore:
     ) -> Page[Item]:
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit must be between 1 and 1000", field="limit")
-        start = decode_cursor(cursor) if cursor else None
+        key_names = self.table.key_names(index)
+        start = self._start_key(cursor, key_names, pk_name, pk_value)
         names: dict[str, str] = {"#pk": pk_name}
         values: dict[str, Any] = {":pk": pk_value}
         key_condition = "#pk = :pk"
@@ -317,7 +311,6 @@ class RunStore:
             names["#tags"] = "tags"
             values[f":tag{i}"] = tag
             filters.append(f"contains(#tags, :tag{i})")
-        key_names = self.table.key_names(index)
         found: list[Item] = []
         stream: Iterator[Item] = self.db.query(
             self.table.name,
@@ -340,6 +333,29 @@ class RunStore:
             last = found[-1]
             next_cursor = encode_cursor({k: last[k] for k in key_names})
         return Page[Item](items=found, next_cursor=next_cursor)
+
+    @staticmethod
+    def _start_key(
+        cursor: str | None, key_names: tuple[str, ...], pk_name: str, pk_value: str
+    ) -> dict[str, Any] | None:
+        """The query's ExclusiveStartKey from a cursor this listing returned, else InvalidInput.
+
+        A cursor of another listing (other index or partition) would reach DynamoDB as
+        an invalid start key; it is refused here instead.
+        """
+        if not cursor:
+            return None
+        try:
+            key = decode_cursor(cursor)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field="cursor") from None
+        if (
+            set(key) != set(key_names)
+            or key.get(pk_name) != pk_value
+            or not all(isinstance(v, str) and v for v in key.values())
+        ):
+            raise InvalidInput("cursor does not belong to this listing", field="cursor")
+        return key
 
     # ------------------------------------------------------------------ transitions
 
@@ -405,7 +421,6 @@ class RunStore:
         force: bool,
         now: datetime | None,
     ) -> tuple[OrchestrationResult, FlowRun | TaskRun | None]:
-        now = now or utcnow()
         flow_state = None
         if (
             isinstance(run, TaskRun)
@@ -418,57 +433,9 @@ class RunStore:
             )
             if parent is not None:
                 flow_state = FlowRun.model_validate_json(parent["doc"]).state
-        ctx = OrchestrationContext(
-            initial=run.state,
-            proposed=proposed.fresh_copy(timestamp=now),
-            run=RunView(
-                kind=kind,
-                run_count=run.run_count,
-                retries=run.empirical_policy.retries,
-                retry_delay_seconds=run.empirical_policy.retry_delay_seconds,
-                retry_jitter_factor=run.empirical_policy.retry_jitter_factor,
-                flow_run_state=flow_state,
-                has_deployment=isinstance(run, FlowRun) and run.deployment_id is not None,
-                resuming=run.resuming,
-            ),
-            now=now,
-            force=force,
-        )
-        policy = FORCE_POLICY if force else (FLOW_POLICY if kind == "flow_run" else TASK_POLICY)
-        decision = orchestrate(policy, ctx)
-        if not decision.accepted:
-            return (
-                OrchestrationResult(
-                    status=decision.status.value,
-                    state=run.state,
-                    reason=decision.reason,
-                    delay_seconds=decision.delay_seconds,
-                    run_count=run.run_count,
-                    state_version=run.state_version,
-                ),
-                None,
-            )
-        new_state = decision.state
-        updates = run_field_updates(run.state, new_state, now, run.start_time, run.resuming)
-        new = run.model_copy(deep=True)
-        new.state = new_state
-        new.state_version = run.state_version + 1
-        new.updated = now
-        new.run_count += updates.get("run_count_increment", 0)
-        new.start_time = updates.get("start_time", new.start_time)
-        new.end_time = updates.get("end_time", new.end_time)
-        new.resuming = updates.get("resuming", new.resuming)
-        new.total_run_time += updates.get("run_time_increment", 0.0)
-        if "next_scheduled_start_time" in updates:
-            new.next_scheduled_start_time = updates["next_scheduled_start_time"]
-        result = OrchestrationResult(
-            status="ACCEPT",
-            state=new_state,
-            reason=decision.reason,
-            run_count=new.run_count,
-            state_version=new.state_version,
-        )
-        return result, new
+        if isinstance(run, FlowRun):
+            return apply_transition(run, proposed, force=force, now=now)
+        return apply_transition(run, proposed, force=force, now=now, flow_run_state=flow_state)
 
     def _write_transition(self, old: FlowRun | TaskRun, new: FlowRun | TaskRun) -> None:
         self.db.update(

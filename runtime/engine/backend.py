@@ -1,0 +1,102 @@
+"""Which backend the engine writes to, chosen by configuration (ARCHITECTURE.md).
+
+* ``STRATOFLOW_API_URL`` set: the HTTP API (arrives with the API, Phase 3).
+* ``AWS_ENDPOINT_URL`` or ``STRATOFLOW_PREFIX`` set: the stores directly, at
+  boto3's configured endpoint (AWS, LocalStack or a moto server).
+* Otherwise, the embedded default: a moto server on 127.0.0.1 inside this
+  process, provisioned from the resource specs on first use. Only Stratoflow's
+  own clients point at it, so the flow's own boto3 calls are untouched.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from runtime.engine.client import DirectEngineClient, EngineClient
+
+_client: EngineClient | None = None
+_embedded: Any = None
+_lock = threading.Lock()
+
+
+def embedded_stores() -> Any:
+    """The embedded default's stores: a moto server on loopback in this process."""
+    global _embedded
+    import boto3
+
+    from runtime.localaws import LockedMotoServer
+    from runtime.settings import get_settings
+    from runtime.stores import Stores
+
+    if _embedded is None:
+        server = LockedMotoServer().start()
+        atexit.register(server.stop)
+        session = boto3.session.Session(
+            aws_access_key_id="embedded",
+            aws_secret_access_key="embedded",
+            region_name="us-east-1",
+        )
+        settings = get_settings()
+        stores = Stores.connect(
+            settings.prefix,
+            session=session,
+            endpoint_url=server.endpoint,
+            inline_result_max_bytes=settings.inline_result_max_bytes,
+            provision_resources=True,
+        )
+        stores.endpoint_url = server.endpoint  # type: ignore[attr-defined]
+        _embedded = stores
+    return _embedded
+
+
+def connect_stores() -> Any:
+    """The stores for the configured backend (embedded or direct)."""
+    from runtime.settings import get_settings
+    from runtime.stores import Stores
+
+    settings = get_settings()
+    kind = settings.backend()
+    if kind == "embedded":
+        return embedded_stores()
+    if kind == "api":
+        raise RuntimeError(
+            "STRATOFLOW_API_URL is set, but this build's engine writes to the stores "
+            "directly: unset it, or set AWS_ENDPOINT_URL / STRATOFLOW_PREFIX"
+        )
+    return Stores.connect(
+        settings.prefix,
+        results_bucket=settings.results_bucket,
+        inline_result_max_bytes=settings.inline_result_max_bytes,
+    )
+
+
+def get_engine_client() -> EngineClient:
+    """The process-wide engine client for the configured backend (created on first use)."""
+    global _client
+    with _lock:
+        if _client is None:
+            from runtime.settings import get_settings
+
+            _client = DirectEngineClient(
+                connect_stores(), lease_seconds=get_settings().lease_seconds
+            )
+            atexit.register(_client.close)
+        return _client
+
+
+@contextmanager
+def use_engine_client(client: EngineClient) -> Iterator[EngineClient]:
+    """Make ``client`` the process-wide engine client while the block runs (tests, workers)."""
+    global _client
+    with _lock:
+        previous, _client = _client, client
+    try:
+        yield client
+    finally:
+        client.flush()
+        with _lock:
+            _client = previous

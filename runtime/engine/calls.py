@@ -1,0 +1,98 @@
+"""Calling user functions: with a timeout (sync and async), and binding parameters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import ctypes
+import inspect
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+
+def bind_parameters(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """The call's arguments by parameter name, defaults applied (TypeError names the problem)."""
+    signature = inspect.signature(fn)
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{getattr(fn, '__name__', fn)}(): {exc}") from None
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def call_with_parameters(fn: Callable[..., Any], parameters: dict[str, Any]) -> Any:
+    """Call ``fn`` with parameters by name, re-spreading ``*args`` and ``**kwargs``."""
+    signature = inspect.signature(fn)
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for name, param in signature.parameters.items():
+        if name not in parameters:
+            continue
+        value = parameters[name]
+        if param.kind is param.VAR_POSITIONAL:
+            args.extend(value)
+        elif param.kind is param.VAR_KEYWORD:
+            kwargs.update(value)
+        elif param.kind is param.POSITIONAL_ONLY:
+            args.append(value)
+        else:
+            kwargs[name] = value
+    return fn(*args, **kwargs)
+
+
+def _raise_in_thread(thread: threading.Thread, exc_type: type[BaseException]) -> None:
+    """Ask ``thread`` to raise ``exc_type`` at its next bytecode (best effort)."""
+    if thread.ident is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type)
+        )
+
+
+class _Abandoned(BaseException):
+    """Raised inside a timed-out call's thread to stop it; never seen by callers."""
+
+
+def call_sync(fn: Callable[[], Any], timeout: float | None) -> Any:
+    """Run ``fn()``; with a timeout, raise TimeoutError when it does not return in time.
+
+    The call runs in a helper thread (carrying the caller's context variables)
+    so the caller can stop waiting; the helper is then interrupted at its next
+    Python bytecode. A call blocked inside C code finishes in the background
+    and its result is discarded.
+    """
+    if timeout is None:
+        return fn()
+    outcome: dict[str, Any] = {}
+    ctx = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            outcome["value"] = ctx.run(fn)
+        except _Abandoned:
+            pass
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="stratoflow-timed-call", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        _raise_in_thread(thread, _Abandoned)
+        raise TimeoutError(f"exceeded timeout of {timeout:g} second(s)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+async def call_async(fn: Callable[[], Awaitable[Any]], timeout: float | None) -> Any:
+    """Await ``fn()``; with a timeout, cancel it and raise TimeoutError when late."""
+    if timeout is None:
+        return await fn()
+    try:
+        return await asyncio.wait_for(fn(), timeout)
+    except TimeoutError:
+        raise TimeoutError(f"exceeded timeout of {timeout:g} second(s)") from None

@@ -1,0 +1,89 @@
+"""Run contexts: what the code running inside a flow or task can ask about itself."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from runtime.models import FlowRun, TaskRun
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from runtime.engine.client import EngineClient
+    from runtime.engine.flows import Flow
+    from runtime.engine.tasks import Task
+
+
+@dataclass
+class FlowRunContext:
+    """The flow run being executed in this thread (Prefect's ``FlowRunContext``)."""
+
+    flow: Flow[..., Any]
+    flow_run: FlowRun
+    parameters: dict[str, Any]
+    client: EngineClient
+    executor: ThreadPoolExecutor
+    log_prints: bool = False
+    _dynamic_keys: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next_dynamic_key(self, task_key: str) -> str:
+        """0, 1, 2... per task in this flow run: how task runs of one task are told apart."""
+        with self._lock:
+            n = self._dynamic_keys.get(task_key, 0)
+            self._dynamic_keys[task_key] = n + 1
+        return str(n)
+
+
+@dataclass
+class TaskRunContext:
+    """The task run being executed in this thread (Prefect's ``TaskRunContext``)."""
+
+    task: Task[..., Any]
+    task_run: TaskRun
+    parameters: dict[str, Any]
+    flow_run_context: FlowRunContext | None
+    log_prints: bool = False
+
+
+_flow_ctx: ContextVar[FlowRunContext | None] = ContextVar("stratoflow_flow_run", default=None)
+_task_ctx: ContextVar[TaskRunContext | None] = ContextVar("stratoflow_task_run", default=None)
+
+
+def current_flow_run() -> FlowRunContext | None:
+    """The flow run context of the calling code, if any."""
+    return _flow_ctx.get()
+
+
+def current_task_run() -> TaskRunContext | None:
+    """The task run context of the calling code, if any."""
+    return _task_ctx.get()
+
+
+@contextmanager
+def flow_run_scope(ctx: FlowRunContext) -> Iterator[FlowRunContext]:
+    """Make ``ctx`` the current flow run (and no task run) while the block runs."""
+    flow_token = _flow_ctx.set(ctx)
+    task_token = _task_ctx.set(None)
+    try:
+        yield ctx
+    finally:
+        _task_ctx.reset(task_token)
+        _flow_ctx.reset(flow_token)
+
+
+@contextmanager
+def task_run_scope(ctx: TaskRunContext) -> Iterator[TaskRunContext]:
+    """Make ``ctx`` the current task run while the block runs."""
+    flow_token = _flow_ctx.set(ctx.flow_run_context)
+    task_token = _task_ctx.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _task_ctx.reset(task_token)
+        _flow_ctx.reset(flow_token)

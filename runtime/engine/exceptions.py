@@ -1,0 +1,39 @@
+"""Exceptions a flow author may see (Prefect's ``prefect.exceptions`` names)."""
+
+from __future__ import annotations
+
+
+class StratoflowException(Exception):
+    """Base of the engine's exceptions."""
+
+
+class MissingResult(StratoflowException):
+    """The state has no result to return (it was not persisted, or is not final yet)."""
+
+
+class FailedRun(StratoflowException):
+    """A run failed in another process; only its message is known here."""
+
+
+class CrashedRun(StratoflowException):
+    """The run crashed: its infrastructure died or it stopped heartbeating."""
+
+
+class CancelledRun(StratoflowException):
+    """The run was cancelled."""
+
+
+class UpstreamTaskError(StratoflowException):
+    """A task did not run because a task it depends on did not complete."""
+
+
+class ParameterTypeError(StratoflowException, TypeError):
+    """A flow's parameters do not match its signature; the message names the parameter."""
+
+
+class ConcurrencySlotAcquisitionError(StratoflowException):
+    """A task's concurrency limit can never admit it (for example a limit of 0)."""
+
+
+class CacheKeyFailure(StratoflowException):
+    """Computing a task's cache key raised: the task fails rather than share a wrong entry."""

@@ -1,0 +1,298 @@
+"""The flow engine: one flow run from creation to its final state.
+
+Flow-run transitions are conditional writes through the engine client (others
+can see and race them: a worker's claim, a cancellation). Before the final
+state is proposed, every buffered task-run record and log line is flushed, so
+when the flow call returns everything it did is durable.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+
+from runtime.engine.client import EngineClient
+from runtime.engine.context import FlowRunContext, current_flow_run, flow_run_scope
+from runtime.engine.driver import Call, Lifecycle, Sleep, drive_async, drive_sync
+from runtime.engine.flows import Flow
+from runtime.engine.inputs import resolve
+from runtime.engine.runlogs import setup_logging
+from runtime.models import FlowRun, FlowRunCreate, RetryPolicy, TaskRun
+from runtime.states import (
+    Completed,
+    Crashed,
+    Failed,
+    Pending,
+    Running,
+    State,
+    StateType,
+    TimedOut,
+    utcnow,
+)
+
+logger = logging.getLogger("stratoflow.flow_runs")
+
+
+def _jsonable(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as stored: JSON values (anything else by its repr)."""
+    return to_jsonable_python(parameters, fallback=repr)  # type: ignore[no-any-return]
+
+
+class FlowRunEngine:
+    """Runs one call of a flow: create the run, attempts with retries, final state, hooks."""
+
+    def __init__(
+        self,
+        flow: Flow[..., Any],
+        parameters: dict[str, Any],
+        *,
+        client: EngineClient,
+        parent: FlowRunContext | None,
+        wait_for: list[Any] | None = None,
+    ) -> None:
+        setup_logging()
+        self.flow = flow
+        self.parameters = parameters
+        self.client = client
+        self.parent = parent
+        self.wait_for = list(wait_for or [])
+        self.flow_run: FlowRun | None = None
+        self.ctx: FlowRunContext | None = None
+        self.parent_task_run: TaskRun | None = None
+        self._parent_history: list[State] = []
+
+    # ------------------------------------------------------------------ helpers
+
+    def _extra(self) -> dict[str, Any]:
+        run = self.flow_run
+        return {
+            "flow_run_id": run.id if run else None,
+            "task_run_id": None,
+            "run_name": f"Flow run {run.name!r}" if run else None,
+        }
+
+    def _propose(self, state: State, *, force: bool = False) -> tuple[bool, State, float]:
+        assert self.flow_run is not None
+        result = self.client.set_flow_run_state(self.flow_run.id, state, force=force)
+        if result.accepted:
+            self.flow_run = self.flow_run.model_copy(
+                update={
+                    "state": result.state,
+                    "run_count": result.run_count,
+                    "state_version": result.state_version,
+                }
+            )
+            if self.ctx is not None:
+                self.ctx.flow_run = self.flow_run
+            self._mirror_in_parent(result.state)
+        return result.accepted, result.state, result.delay_seconds
+
+    def _mirror_in_parent(self, state: State) -> None:
+        """Keep the parent's task run that stands for this subflow in step with it."""
+        if self.parent is None or self.flow_run is None:
+            return
+        if self.parent_task_run is None:
+            now = utcnow()
+            key = f"subflow:{self.flow.name}"
+            self.parent_task_run = TaskRun(
+                id=str(uuid.uuid4()),
+                name=f"{self.flow.name}-{self.parent.next_dynamic_key(key)}",
+                task_key=key,
+                flow_run_id=self.parent.flow_run.id,
+                state=Pending(),
+                created=now,
+                updated=now,
+                task_inputs={"__subflow_run_id": [self.flow_run.id]},
+            )
+            self._parent_history = [self.parent_task_run.state]
+        mirror = state.model_copy(deep=True)
+        self.parent_task_run = self.parent_task_run.model_copy(update={"state": mirror})
+        self._parent_history.append(mirror)
+        self.parent.client.record_task_run(self.parent_task_run, self._parent_history)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _create(self) -> None:
+        flow = self.flow
+        request = FlowRunCreate(
+            flow_name=flow.name,
+            name=flow.render_run_name(self.parameters),
+            parameters=_jsonable(self.parameters),
+            tags=flow.tags,
+            parent_flow_run_id=self.parent.flow_run.id if self.parent else None,
+            empirical_policy=RetryPolicy(
+                retries=flow.retries, retry_delay_seconds=flow.retry_delay_seconds
+            ),
+            state=Pending(),
+        )
+        self.flow_run = self.client.create_flow_run(request)
+        logger.info(
+            "Created flow run %r for flow %r", self.flow_run.name, flow.name, extra=self._extra()
+        )
+
+    def lifecycle(self) -> Lifecycle:
+        """The flow run's steps; driven by ``drive_sync`` or ``drive_async``."""
+        flow = self.flow
+        self._create()
+        assert self.flow_run is not None
+        if self.parent is not None:
+            self._mirror_in_parent(self.flow_run.state)
+        try:
+            for item in self.wait_for:
+                resolve(item)
+        except Exception as exc:
+            return self._end(Failed(message=str(exc)).with_data(exc))
+        while True:
+            accepted, state, delay = self._propose(Running())
+            if not accepted:
+                if delay > 0:
+                    yield Sleep(delay)
+                    continue
+                return state
+            executor = flow.task_runner.executor()
+            self.ctx = FlowRunContext(
+                flow=flow,
+                flow_run=self.flow_run,
+                parameters=self.parameters,
+                client=self.client,
+                executor=executor,
+                log_prints=flow.log_prints,
+            )
+            try:
+                outcome = yield Call(flow.timeout_seconds)
+            except BaseException:
+                executor.shutdown(wait=False, cancel_futures=True)
+                raise
+            # submitted tasks finish before the flow's state is decided (not after a timeout)
+            executor.shutdown(wait=not isinstance(outcome.error, TimeoutError))
+            error = outcome.error
+            if isinstance(error, KeyboardInterrupt | SystemExit):
+                self._end(Crashed(message=f"execution was interrupted: {type(error).__name__}"))
+                raise error
+            if error is None:
+                try:
+                    value = resolve(outcome.value)
+                except Exception as exc:
+                    error = exc
+            if error is not None:
+                proposed = self._failure_state(error)
+            else:
+                proposed = Completed()
+                if flow.persist_result:
+                    proposed.details.result = self.client.persist_result(
+                        value, serializer=flow.result_serializer
+                    )
+                proposed.with_data(value)
+            self.client.flush()
+            accepted, state, _ = self._propose(proposed)
+            if accepted and state.type is StateType.SCHEDULED:
+                logger.info(
+                    "Flow run %r failed; retry %s of %s at %s",
+                    self.flow_run.name,
+                    self.flow_run.run_count,
+                    flow.retries,
+                    state.details.scheduled_time,
+                    extra=self._extra(),
+                )
+                continue
+            if proposed.has_data and not state.has_data:
+                state.with_data(proposed.data)
+            logger.info("Finished in state %r", state, extra=self._extra())
+            self._hooks(state)
+            self.client.flush()
+            return state
+
+    def _failure_state(self, error: BaseException) -> State:
+        if isinstance(error, TimeoutError) and self.flow.timeout_seconds is not None:
+            state = TimedOut(message=f"Flow run {error}")
+        else:
+            state = Failed(
+                message=f"Flow run encountered an exception {type(error).__name__}: {error}"
+            )
+        logger.error(
+            "Flow run %r failed",
+            self.flow_run.name if self.flow_run else "?",
+            exc_info=error,
+            extra=self._extra(),
+        )
+        return state.with_data(error)
+
+    def _end(self, state: State) -> State:
+        self.client.flush()
+        accepted, current, _ = self._propose(state)
+        if not accepted:
+            accepted, current, _ = self._propose(state, force=True)
+        if state.has_data and not current.has_data:
+            current.with_data(state.data)
+        self.client.flush()
+        return current
+
+    def _hooks(self, state: State) -> None:
+        hooks = {
+            StateType.COMPLETED: self.flow.on_completion,
+            StateType.FAILED: self.flow.on_failure,
+            StateType.CANCELLED: self.flow.on_cancellation,
+            StateType.CRASHED: self.flow.on_crashed,
+        }.get(state.type, [])
+        for hook in hooks:
+            try:
+                hook(self.flow, self.flow_run, state)
+            except Exception:
+                logger.exception(
+                    "state hook %s of flow run raised",
+                    getattr(hook, "__name__", hook),
+                    extra=self._extra(),
+                )
+
+    def call_user_function(self) -> Any:
+        """Call the flow's function inside its run context."""
+        from runtime.engine.calls import call_with_parameters
+
+        assert self.ctx is not None
+        with flow_run_scope(self.ctx):
+            return call_with_parameters(self.flow.fn, self.parameters)
+
+    async def call_user_function_async(self) -> Any:
+        """Await the flow's coroutine function inside its run context."""
+        from runtime.engine.calls import call_with_parameters
+
+        assert self.ctx is not None
+        with flow_run_scope(self.ctx):
+            return await call_with_parameters(self.flow.fn, self.parameters)
+
+
+def _engine(flow: Flow[..., Any], parameters: dict[str, Any], wait_for: Any) -> FlowRunEngine:
+    from runtime.engine.backend import get_engine_client
+
+    parent = current_flow_run()
+    client = parent.client if parent else get_engine_client()
+    return FlowRunEngine(flow, parameters, client=client, parent=parent, wait_for=wait_for)
+
+
+def run_flow(
+    flow: Flow[..., Any],
+    parameters: dict[str, Any],
+    *,
+    wait_for: Any = None,
+    return_state: bool = False,
+) -> Any:
+    """Run a sync flow to its final state; return its value, raise its error, or the state."""
+    engine = _engine(flow, parameters, wait_for)
+    state = drive_sync(engine.lifecycle(), engine.call_user_function)
+    return state if return_state else state.result()
+
+
+async def run_flow_async(
+    flow: Flow[..., Any],
+    parameters: dict[str, Any],
+    *,
+    wait_for: Any = None,
+    return_state: bool = False,
+) -> Any:
+    """Run an async flow to its final state (see :func:`run_flow`)."""
+    engine = _engine(flow, parameters, wait_for)
+    state = await drive_async(engine.lifecycle(), engine.call_user_function_async)
+    return state if return_state else state.result()

@@ -1,0 +1,193 @@
+"""``@flow`` and :class:`Flow`: Prefect 3's flow decorator and its keywords."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from functools import update_wrapper
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
+
+from pydantic import ConfigDict, ValidationError, create_model
+
+from runtime.engine.calls import bind_parameters
+from runtime.engine.exceptions import ParameterTypeError
+from runtime.engine.task_runners import ThreadPoolTaskRunner
+from runtime.engine.tasks import SERIALIZERS
+from runtime.states import State
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Flow(Generic[P, R]):
+    """A function whose calls become recorded, retried flow runs."""
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        name: str | None = None,
+        version: str | None = None,
+        flow_run_name: str | Callable[[], str] | None = None,
+        retries: int | None = None,
+        retry_delay_seconds: float | None = None,
+        task_runner: ThreadPoolTaskRunner | None = None,
+        description: str | None = None,
+        timeout_seconds: float | None = None,
+        validate_parameters: bool = True,
+        persist_result: bool | None = None,
+        result_serializer: str | None = None,
+        log_prints: bool | None = None,
+        tags: list[str] | None = None,
+        on_completion: list[Callable[..., Any]] | None = None,
+        on_failure: list[Callable[..., Any]] | None = None,
+        on_cancellation: list[Callable[..., Any]] | None = None,
+        on_crashed: list[Callable[..., Any]] | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError("@flow must decorate a function")
+        update_wrapper(self, fn)  # type: ignore[arg-type]
+        self.fn = fn
+        self.isasync = inspect.iscoroutinefunction(fn)
+        self.name = name or fn.__name__.replace("_", "-")
+        self.version = version
+        self.flow_run_name = flow_run_name
+        self.retries = int(retries or 0)
+        if self.retries < 0:
+            raise ValueError("retries must be >= 0")
+        if retry_delay_seconds is not None and retry_delay_seconds < 0:
+            raise ValueError("retry_delay_seconds must be >= 0")
+        self.retry_delay_seconds = float(retry_delay_seconds or 0)
+        self.task_runner = task_runner or ThreadPoolTaskRunner()
+        self.description = description or inspect.getdoc(fn)
+        if timeout_seconds is not None and timeout_seconds <= 0:
+            raise ValueError("timeout_seconds must be > 0")
+        self.timeout_seconds = timeout_seconds
+        self.should_validate_parameters = validate_parameters
+        self.persist_result = bool(persist_result)
+        if result_serializer is not None and result_serializer not in SERIALIZERS:
+            raise ValueError(
+                f"result_serializer must be one of {SERIALIZERS}, not {result_serializer!r}"
+            )
+        self.result_serializer = result_serializer or "pickle"
+        self.log_prints = bool(log_prints)
+        self.tags = sorted(set(tags or []))
+        self.on_completion = list(on_completion or [])
+        self.on_failure = list(on_failure or [])
+        self.on_cancellation = list(on_cancellation or [])
+        self.on_crashed = list(on_crashed or [])
+        self._options: dict[str, Any] = {
+            "name": name,
+            "version": version,
+            "flow_run_name": flow_run_name,
+            "retries": retries,
+            "retry_delay_seconds": retry_delay_seconds,
+            "task_runner": task_runner,
+            "description": description,
+            "timeout_seconds": timeout_seconds,
+            "validate_parameters": validate_parameters,
+            "persist_result": persist_result,
+            "result_serializer": result_serializer,
+            "log_prints": log_prints,
+            "tags": tags,
+            "on_completion": on_completion,
+            "on_failure": on_failure,
+            "on_cancellation": on_cancellation,
+            "on_crashed": on_crashed,
+        }
+        self._model: Any = None
+
+    def with_options(self, **options: Any) -> Flow[P, R]:
+        """A copy of this flow with some keywords changed."""
+        unknown = set(options) - set(self._options)
+        if unknown:
+            raise TypeError(f"with_options() got unknown option(s): {', '.join(sorted(unknown))}")
+        return Flow(self.fn, **{**self._options, **options})
+
+    # ------------------------------------------------------------------ parameters
+
+    def _parameter_model(self) -> Any:
+        if self._model is None:
+            fields: dict[str, Any] = {}
+            for name, param in inspect.signature(self.fn).parameters.items():
+                if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                    continue
+                annotation = Any if param.annotation is param.empty else param.annotation
+                default = ... if param.default is param.empty else param.default
+                fields[name] = (annotation, default)
+            self._model = create_model(  # type: ignore[call-overload]
+                f"{self.fn.__name__}_parameters",
+                __config__=ConfigDict(arbitrary_types_allowed=True),
+                **fields,
+            )
+        return self._model
+
+    def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """Check and coerce parameters against the signature's type hints.
+
+        Raises :class:`ParameterTypeError` naming each bad parameter.
+        """
+        if not self.should_validate_parameters:
+            return parameters
+        model = self._parameter_model()
+        checked = {k: v for k, v in parameters.items() if k in model.model_fields}
+        try:
+            validated = model.model_validate(checked)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise ParameterTypeError(
+                f"flow {self.name!r} received invalid parameters: {problems}"
+            ) from None
+        out = dict(parameters)
+        out.update({name: getattr(validated, name) for name in checked})
+        return out
+
+    def render_run_name(self, parameters: dict[str, Any]) -> str | None:
+        """``flow_run_name`` formatted with the parameters (None: a generated name)."""
+        template = self.flow_run_name
+        if template is None:
+            return None
+        if callable(template):
+            return str(template())
+        try:
+            return template.format(**parameters)
+        except (KeyError, IndexError, AttributeError) as exc:
+            raise ValueError(f"flow_run_name {template!r} cannot be formatted: {exc}") from None
+
+    # ------------------------------------------------------------------ calling
+
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    @overload
+    def __call__(self, *args: Any, return_state: Literal[True], **kwargs: Any) -> State: ...
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the flow now, recorded; returns its value (or final state with ``return_state``).
+
+        An async flow returns a coroutine to await.
+        """
+        from runtime.engine.flow_engine import run_flow, run_flow_async
+
+        return_state = bool(kwargs.pop("return_state", False))
+        wait_for = kwargs.pop("wait_for", None)
+        parameters = self.validate_parameters(bind_parameters(self.fn, args, kwargs))
+        if self.isasync:
+            return run_flow_async(self, parameters, wait_for=wait_for, return_state=return_state)
+        return run_flow(self, parameters, wait_for=wait_for, return_state=return_state)
+
+    def __repr__(self) -> str:
+        return f"Flow(name={self.name!r})"
+
+
+@overload
+def flow(__fn: Callable[P, R]) -> Flow[P, R]: ...
+@overload
+def flow(__fn: None = None, **options: Any) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+
+
+def flow(__fn: Callable[P, R] | None = None, **options: Any) -> Any:
+    """Turn a function into a :class:`Flow` (bare ``@flow`` or ``@flow(name=..., ...)``)."""
+    if __fn is not None:
+        return Flow(__fn, **options)
+    return lambda fn: Flow(fn, **options)

@@ -1,0 +1,367 @@
+"""The task engine: one task run from inputs to its final state.
+
+Task runs are orchestrated in the process that runs them, with the same rules
+the stores apply (``apply_transition``), and recorded in batches: a trivial
+task costs no synchronous AWS request. Only what needs coordination talks to
+AWS at once: concurrency slots (a transaction each way) and cache keys (a
+conditional write).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Generator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from runtime.engine.client import EngineClient
+from runtime.engine.context import FlowRunContext, TaskRunContext, task_run_scope
+from runtime.engine.driver import Blocking, Call, Instruction, Lifecycle, Outcome, Sleep
+from runtime.engine.exceptions import (
+    CacheKeyFailure,
+    ConcurrencySlotAcquisitionError,
+    UpstreamTaskError,
+)
+from runtime.engine.futures import PrefectFuture
+from runtime.engine.inputs import resolve, upstream_futures
+from runtime.engine.runlogs import setup_logging
+from runtime.errors import LimitExceeded
+from runtime.models import Lease, RetryPolicy, TaskRun
+from runtime.orchestration.transition import apply_transition
+from runtime.states import (
+    AwaitingConcurrencySlot,
+    Cached,
+    Completed,
+    Crashed,
+    Failed,
+    Pending,
+    Running,
+    State,
+    StateType,
+    TimedOut,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from runtime.engine.tasks import Task
+
+logger = logging.getLogger("stratoflow.task_runs")
+
+CACHE_LOCK_SECONDS = 300.0
+"""How long a cache key stays locked by a computing run before others may take over."""
+
+
+class TaskRunEngine:
+    """Runs one call of a task: resolve inputs, cache, slots, attempts, hooks."""
+
+    def __init__(
+        self,
+        task: Task[..., Any],
+        parameters: dict[str, Any],
+        *,
+        wait_for: list[Any] | None,
+        flow_ctx: FlowRunContext | None,
+        client: EngineClient,
+        future: PrefectFuture[Any] | None = None,
+        task_run_id: str | None = None,
+    ) -> None:
+        setup_logging()
+        self.task = task
+        self.raw_parameters = parameters
+        self.parameters: dict[str, Any] = {}
+        self.wait_for = list(wait_for or [])
+        self.flow_ctx = flow_ctx
+        self.client = client
+        self.future = future
+        flow_run_id = flow_ctx.flow_run.id if flow_ctx else None
+        dynamic_key = flow_ctx.next_dynamic_key(task.task_key) if flow_ctx else "0"
+        run_id = task_run_id or str(uuid.uuid4())
+        upstream = {
+            name: [f.task_run_id for f in upstream_futures([value])]
+            for name, value in parameters.items()
+        }
+        if self.wait_for:
+            upstream["wait_for"] = [f.task_run_id for f in upstream_futures(self.wait_for)]
+        now = utcnow()
+        self.run = TaskRun(
+            id=run_id,
+            name=task.render_run_name(parameters, dynamic_key),
+            task_key=task.task_key,
+            flow_run_id=flow_run_id,
+            dynamic_key=dynamic_key,
+            tags=sorted(set(task.tags) | (set(flow_ctx.flow_run.tags) if flow_ctx else set())),
+            empirical_policy=RetryPolicy.model_construct(
+                retries=task.retries,
+                retry_delay_seconds=task.retry_delay_seconds,
+                retry_jitter_factor=task.retry_jitter_factor,
+            ),
+            state=Pending(),
+            created=now,
+            updated=now,
+            task_inputs={k: v for k, v in upstream.items() if v},
+        )
+        self.history: list[State] = [self.run.state]
+        self.cache_key: str | None = None
+        self.lease: Lease | None = None
+        self._cache_owner = False
+
+    # ------------------------------------------------------------------ transitions
+
+    def propose(self, state: State, *, force: bool = False) -> tuple[bool, State, float]:
+        """Apply the task policy locally; record the run if accepted.
+
+        Returns (accepted, the run's state now, seconds to wait when told to WAIT).
+        """
+        flow_state = self.flow_ctx.flow_run.state if self.flow_ctx else None
+        result, new = apply_transition(self.run, state, force=force, flow_run_state=flow_state)
+        if new is None:
+            return False, self.run.state, result.delay_seconds
+        self.run = new
+        self.history.append(new.state)
+        self.client.record_task_run(new, self.history)
+        if self.future is not None:
+            self.future._set_live_state(new.state)
+        return True, new.state, 0.0
+
+    def _finish(self, state: State) -> State:
+        accepted, current, _ = self.propose(state)
+        if not accepted:  # e.g. Cancelling flow: record what happened anyway
+            _, current, _ = self.propose(state, force=True)
+        if state.has_data and not current.has_data:
+            current.with_data(state.data)
+        return current
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def lifecycle(self) -> Lifecycle:
+        """The task run's steps; driven by ``drive_sync`` or ``drive_async``."""
+        try:
+            self.parameters = resolve(self.raw_parameters)
+            for item in self.wait_for:
+                resolve(item)
+        except UpstreamTaskError as exc:
+            return self._finish(Failed(message=str(exc)).with_data(exc))
+
+        try:
+            if self.task.cache_policy is not None:
+                cached = yield from self._check_cache()
+                if cached is not None:
+                    return cached
+            limits = self.client.limits_for_tags(self.run.tags)
+            if limits:
+                try:
+                    self.lease = yield Blocking(lambda: self._acquire(limits))
+                except LimitExceeded as exc:
+                    error = ConcurrencySlotAcquisitionError(exc.message)
+                    return self._finish(Failed(message=exc.message).with_data(error))
+            return (yield from self._attempts())
+        finally:
+            self._cleanup()
+
+    def _acquire(self, limits: list[str]) -> Lease:
+        def waiting() -> None:
+            self.propose(
+                AwaitingConcurrencySlot(message=f"waiting for a slot on {', '.join(limits)}")
+            )
+
+        return self.client.acquire_slots(limits, holder=self.run.id, on_wait=waiting)
+
+    def _check_cache(self) -> Generator[Instruction, Any, State | None]:
+        from runtime.cache_policies import CacheKeyContext, CacheKeyError
+
+        task = self.task
+        flow_params = self.flow_ctx.parameters if self.flow_ctx else {}
+        key_ctx = CacheKeyContext(
+            task_key=task.task_key,
+            task_source=task.source_fingerprint,
+            task_fn=task.fn,
+            flow_run_id=self.run.flow_run_id,
+            task_run_id=self.run.id,
+            flow_parameters=flow_params,
+            parameters=self.parameters,
+        )
+        assert task.cache_policy is not None
+        try:
+            key = task.cache_policy.compute_key(key_ctx, self.parameters, flow_params)
+        except CacheKeyError as exc:
+            failure = CacheKeyFailure(str(exc))
+            failure.__cause__ = exc.__cause__ or exc
+            state = Failed(message=str(exc))
+            state.details.retriable = False
+            return self._finish(state.with_data(failure))
+        if key is None:
+            return None
+        self.cache_key = key
+        cache = self.client.cache
+        while True:
+            if not task.refresh_cache:
+                record = cache.read(key)
+                if record is not None:
+                    return self._cached(record)
+            if cache.lock(key, self.run.id, CACHE_LOCK_SECONDS, refresh=bool(task.refresh_cache)):
+                self._cache_owner = True
+                return None
+            # another run is computing this key: wait for its record (or its give-up)
+            record = yield Blocking(lambda: cache.wait_for(key, timeout=CACHE_LOCK_SECONDS))
+            if record is not None:
+                return self._cached(record)
+            if task.refresh_cache:
+                return None
+
+    def _cached(self, record: Any) -> State:
+        value = self.client.load_result(record.result)
+        state = Cached()
+        state.details.cache_key = self.cache_key
+        state.details.result = record.result
+        state.details.cache_expiration = record.expires_at
+        return self._finish(state.with_data(value))
+
+    def _attempts(self) -> Lifecycle:
+        task = self.task
+        while True:
+            accepted, state, delay = self.propose(Running())
+            if not accepted:
+                if delay > 0:
+                    yield Sleep(delay)
+                    continue
+                return self._finish(
+                    Failed(message=f"task run could not start: {state.name} ({state.message})")
+                )
+            outcome: Outcome = yield Call(task.timeout_seconds)
+            if outcome.error is None:
+                return self._complete(outcome.value)
+            error = outcome.error
+            if isinstance(error, KeyboardInterrupt | SystemExit):
+                self._finish(Crashed(message=f"execution was interrupted: {type(error).__name__}"))
+                raise error
+            new_state = self._failure_state(error)
+            accepted, state, _ = self.propose(new_state)
+            if state.type is StateType.SCHEDULED:  # AwaitingRetry: the next Running waits
+                logger.info(
+                    "Failed (%s); retry %s of %s at %s",
+                    new_state.message,
+                    self.run.run_count,
+                    task.retries,
+                    state.details.scheduled_time,
+                    extra=self._log_extra(),
+                )
+                continue
+            if state.has_data is False:
+                state.with_data(error)
+            self._run_hooks(task.on_failure, state)
+            return state
+
+    def _failure_state(self, error: BaseException) -> State:
+        if isinstance(error, TimeoutError):
+            state = TimedOut(message=f"Task run {error}")
+        else:
+            state = Failed(
+                message=f"Task run encountered an exception {type(error).__name__}: {error}"
+            )
+        state.with_data(error)
+        logger.error(
+            "Encountered exception during execution", exc_info=error, extra=self._log_extra()
+        )
+        condition = self.task.retry_condition_fn
+        if condition is not None and self.run.run_count <= self.task.retries:
+            try:
+                state.details.retriable = bool(condition(self.task, self.run, state))
+            except Exception as exc:
+                logger.error(
+                    "retry_condition_fn raised %r: not retrying", exc, extra=self._log_extra()
+                )
+                state.details.retriable = False
+        return state
+
+    def _complete(self, value: Any) -> State:
+        task = self.task
+        state = Completed()
+        if task.should_persist:
+            key = task.render_storage_key(self.parameters, self.run)
+            state.details.result = self.client.persist_result(
+                value, serializer=task.result_serializer, storage_key=key
+            )
+        if self.cache_key is not None and self._cache_owner and state.details.result is not None:
+            from runtime.stores.cache import CacheLockLost, CacheRecord
+
+            expires = datetime.now(UTC) + task.cache_expiration if task.cache_expiration else None
+            state.details.cache_key = self.cache_key
+            state.details.cache_expiration = expires
+            record = CacheRecord(
+                key=self.cache_key,
+                result=state.details.result,
+                task_key=task.task_key,
+                task_run_id=self.run.id,
+                created=utcnow(),
+                expires_at=expires,
+            )
+            try:
+                self.client.cache.write(self.cache_key, record, self.run.id)
+            except CacheLockLost:  # our lock expired and another run took the key: keep its
+                logger.warning(
+                    "cache key %s was taken over by another run; not overwriting it",
+                    self.cache_key,
+                    extra=self._log_extra(),
+                )
+            self._cache_owner = False
+        final = self._finish(state.with_data(value))
+        self._run_hooks(task.on_completion, final)
+        return final
+
+    def _run_hooks(self, hooks: list[Callable[..., Any]], state: State) -> None:
+        for hook in hooks:
+            try:
+                hook(self.task, self.run, state)
+            except Exception:
+                logger.exception(
+                    "state hook %s of task run %r raised",
+                    getattr(hook, "__name__", hook),
+                    self.run.name,
+                    extra=self._log_extra(),
+                )
+
+    def _cleanup(self) -> None:
+        if self.lease is not None:
+            try:
+                self.client.release_slots(self.lease)
+            finally:
+                self.lease = None
+        if self._cache_owner and self.cache_key is not None:
+            self._cache_owner = False
+            self.client.cache.unlock(self.cache_key, self.run.id)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _log_extra(self) -> dict[str, Any]:
+        return {
+            "flow_run_id": self.run.flow_run_id,
+            "task_run_id": self.run.id,
+            "run_name": f"Task run {self.run.name!r}",
+        }
+
+    def context(self) -> TaskRunContext:
+        """The context the user's function sees while it runs."""
+        return TaskRunContext(
+            task=self.task,
+            task_run=self.run,
+            parameters=self.parameters,
+            flow_run_context=self.flow_ctx,
+            log_prints=self.task.log_prints
+            if self.task.log_prints is not None
+            else bool(self.flow_ctx and self.flow_ctx.log_prints),
+        )
+
+    def call_user_function(self) -> Any:
+        """Call the task's function with the resolved parameters, inside its run context."""
+        from runtime.engine.calls import call_with_parameters
+
+        with task_run_scope(self.context()):
+            return call_with_parameters(self.task.fn, self.parameters)
+
+    async def call_user_function_async(self) -> Any:
+        """Await the task's coroutine function with the resolved parameters, in its context."""
+        from runtime.engine.calls import call_with_parameters
+
+        with task_run_scope(self.context()):
+            return await call_with_parameters(self.task.fn, self.parameters)

@@ -1,0 +1,380 @@
+"""``@task`` and :class:`Task`: Prefect 3's task decorator and its keywords."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
+from functools import update_wrapper
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
+
+from runtime.engine.calls import bind_parameters
+from runtime.engine.futures import PrefectFuture, PrefectFutureList
+from runtime.engine.inputs import unmapped
+from runtime.states import State
+
+if TYPE_CHECKING:
+    from runtime.cache_policies import CachePolicy
+    from runtime.models import TaskRun
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+SERIALIZERS = ("json", "pickle")
+
+
+class _NotSet:
+    def __repr__(self) -> str:
+        return "NotSet"
+
+
+NotSet: Any = _NotSet()
+
+
+def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
+    """Retry delays ``backoff_factor * 2**n`` (Prefect's ``exponential_backoff``)."""
+    if backoff_factor < 0:
+        raise ValueError("backoff_factor must be >= 0")
+
+    def retry_backoff_callable(retries: int) -> list[float]:
+        return [backoff_factor * 2**n for n in range(min(retries, 50))]
+
+    return retry_backoff_callable
+
+
+def _resolve_delays(
+    retries: int, delays: float | list[float] | Callable[[int], list[float]] | None
+) -> float | list[float]:
+    if delays is None:
+        return 0.0
+    if callable(delays):
+        delays = list(delays(retries))
+    if isinstance(delays, list | tuple):
+        if len(delays) > 50:
+            raise ValueError("retry_delay_seconds: at most 50 delays may be given")
+        if any(d < 0 for d in delays):
+            raise ValueError("retry_delay_seconds: delays must be >= 0")
+        return [float(d) for d in delays]
+    if delays < 0:
+        raise ValueError("retry_delay_seconds must be >= 0")
+    return float(delays)
+
+
+def source_fingerprint(fn: Callable[..., Any]) -> str:
+    """A stable fingerprint of a function's source (its bytecode when no source exists)."""
+    try:
+        text = inspect.getsource(fn)
+    except (OSError, TypeError):
+        code = getattr(fn, "__code__", None)
+        text = repr(code.co_code if code else fn)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Task(Generic[P, R]):
+    """A function whose calls become recorded, retried, cached, limited task runs."""
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        name: str | None = None,
+        description: str | None = None,
+        tags: Iterable[str] | None = None,
+        version: str | None = None,
+        cache_policy: CachePolicy | Any = NotSet,
+        cache_key_fn: Callable[..., str | None] | None = None,
+        cache_expiration: timedelta | None = None,
+        task_run_name: str | Callable[[], str] | None = None,
+        retries: int | None = None,
+        retry_delay_seconds: float | list[float] | Callable[[int], list[float]] | None = None,
+        retry_jitter_factor: float | None = None,
+        persist_result: bool | None = None,
+        result_serializer: str | None = None,
+        result_storage_key: str | None = None,
+        timeout_seconds: float | None = None,
+        log_prints: bool | None = None,
+        refresh_cache: bool | None = None,
+        on_completion: list[Callable[..., Any]] | None = None,
+        on_failure: list[Callable[..., Any]] | None = None,
+        retry_condition_fn: Callable[..., bool] | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError("@task must decorate a function")
+        update_wrapper(self, fn)  # type: ignore[arg-type]
+        self.fn = fn
+        self.isasync = inspect.iscoroutinefunction(fn)
+        self.name = name or fn.__name__
+        self.description = description or inspect.getdoc(fn)
+        self.tags = sorted(set(tags or []))
+        self.version = version
+        self.retries = int(retries or 0)
+        if self.retries < 0:
+            raise ValueError("retries must be >= 0")
+        self._retry_delay_input = retry_delay_seconds
+        self.retry_delay_seconds = _resolve_delays(self.retries, retry_delay_seconds)
+        if retry_jitter_factor is not None and retry_jitter_factor < 0:
+            raise ValueError("retry_jitter_factor must be >= 0")
+        self.retry_jitter_factor = retry_jitter_factor
+        self.retry_condition_fn = retry_condition_fn
+        if timeout_seconds is not None and timeout_seconds <= 0:
+            raise ValueError("timeout_seconds must be > 0")
+        self.timeout_seconds = timeout_seconds
+        self.task_run_name = task_run_name
+        self.log_prints = log_prints
+        self.refresh_cache = refresh_cache
+        self.cache_expiration = cache_expiration
+        self.on_completion = list(on_completion or [])
+        self.on_failure = list(on_failure or [])
+        if result_serializer is not None and result_serializer not in SERIALIZERS:
+            raise ValueError(
+                f"result_serializer must be one of {SERIALIZERS}, not {result_serializer!r}"
+            )
+        self.result_serializer = result_serializer or "pickle"
+        self.result_storage_key = result_storage_key
+        self._options: dict[str, Any] = {
+            "name": name,
+            "description": description,
+            "tags": tags,
+            "version": version,
+            "cache_policy": cache_policy,
+            "cache_key_fn": cache_key_fn,
+            "cache_expiration": cache_expiration,
+            "task_run_name": task_run_name,
+            "retries": retries,
+            "retry_delay_seconds": retry_delay_seconds,
+            "retry_jitter_factor": retry_jitter_factor,
+            "persist_result": persist_result,
+            "result_serializer": result_serializer,
+            "result_storage_key": result_storage_key,
+            "timeout_seconds": timeout_seconds,
+            "log_prints": log_prints,
+            "refresh_cache": refresh_cache,
+            "on_completion": on_completion,
+            "on_failure": on_failure,
+            "retry_condition_fn": retry_condition_fn,
+        }
+        self.cache_policy = self._resolve_cache_policy(cache_policy, cache_key_fn, persist_result)
+        # Caching needs a persisted result, so caching a task turns persistence on.
+        self.should_persist = bool(persist_result) or self.cache_policy is not None
+        self.source_fingerprint = source_fingerprint(fn)
+        self.task_key = f"{fn.__qualname__}-{self.source_fingerprint[:8]}"
+
+    @staticmethod
+    def _resolve_cache_policy(
+        cache_policy: Any, cache_key_fn: Callable[..., str | None] | None, persist: bool | None
+    ) -> CachePolicy | None:
+        from runtime.cache_policies import DEFAULT, NO_CACHE, CacheKeyFnPolicy
+
+        if cache_key_fn is not None and cache_policy is not NotSet:
+            raise ValueError("give cache_key_fn or cache_policy, not both")
+        if cache_key_fn is not None:
+            policy: CachePolicy | None = CacheKeyFnPolicy(cache_key_fn)
+        elif cache_policy is NotSet or cache_policy is None:
+            policy = DEFAULT if persist else None
+        else:
+            policy = cache_policy
+        if policy is NO_CACHE:
+            return None
+        if policy is not None and persist is False:
+            raise ValueError(
+                "persist_result=False cannot be combined with caching: a cache hit must "
+                "return a persisted result (drop persist_result or use cache_policy=NO_CACHE)"
+            )
+        return policy
+
+    # ------------------------------------------------------------------ options
+
+    def with_options(self, **options: Any) -> Task[P, R]:
+        """A copy of this task with some keywords changed."""
+        unknown = set(options) - set(self._options)
+        if unknown:
+            raise TypeError(f"with_options() got unknown option(s): {', '.join(sorted(unknown))}")
+        merged = {**self._options, **options}
+        if "cache_policy" in options and "cache_key_fn" not in options:
+            merged["cache_key_fn"] = None
+        if "cache_key_fn" in options and "cache_policy" not in options:
+            merged["cache_policy"] = NotSet
+        return Task(self.fn, **merged)
+
+    def render_run_name(self, parameters: dict[str, Any], dynamic_key: str) -> str:
+        """The task run's name: ``task_run_name`` formatted with the parameters, or ``name-N``."""
+        template = self.task_run_name
+        if template is None:
+            return f"{self.name}-{dynamic_key}"
+        if callable(template):
+            return str(template())
+        try:
+            return template.format(**parameters)
+        except (KeyError, IndexError, AttributeError) as exc:
+            raise ValueError(f"task_run_name {template!r} cannot be formatted: {exc}") from None
+
+    def render_storage_key(self, parameters: dict[str, Any], run: TaskRun) -> str | None:
+        """``result_storage_key`` formatted with ``parameters`` and ``task_run``."""
+        if self.result_storage_key is None:
+            return None
+        try:
+            return self.result_storage_key.format(parameters=parameters, task_run=run)
+        except (KeyError, IndexError, AttributeError) as exc:
+            raise ValueError(
+                f"result_storage_key {self.result_storage_key!r} cannot be formatted: {exc}"
+            ) from None
+
+    # ------------------------------------------------------------------ calling
+
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    @overload
+    def __call__(self, *args: Any, return_state: Literal[True], **kwargs: Any) -> State: ...
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the task now and return its value (or its final state with ``return_state``)."""
+        return_state = bool(kwargs.pop("return_state", False))
+        wait_for = kwargs.pop("wait_for", None)
+        parameters = bind_parameters(self.fn, args, kwargs)
+        if self.isasync:
+            return self._call_async(parameters, wait_for, return_state)
+        state = self._run(parameters, wait_for, future=None)
+        return state if return_state else state.result()
+
+    async def _call_async(
+        self, parameters: dict[str, Any], wait_for: Any, return_state: bool
+    ) -> Any:
+        from runtime.engine.driver import drive_async
+
+        engine = self._engine(parameters, wait_for, None, None)
+        state = await drive_async(engine.lifecycle(), engine.call_user_function_async)
+        self._flush_if_standalone(engine)
+        return state if return_state else state.result()
+
+    def _engine(
+        self,
+        parameters: dict[str, Any],
+        wait_for: Any,
+        future: PrefectFuture[Any] | None,
+        task_run_id: str | None,
+    ) -> Any:
+        from runtime.engine.backend import get_engine_client
+        from runtime.engine.context import current_flow_run
+        from runtime.engine.task_engine import TaskRunEngine
+
+        flow_ctx = current_flow_run()
+        client = flow_ctx.client if flow_ctx else get_engine_client()
+        return TaskRunEngine(
+            self,
+            parameters,
+            wait_for=wait_for,
+            flow_ctx=flow_ctx,
+            client=client,
+            future=future,
+            task_run_id=task_run_id,
+        )
+
+    def _run(
+        self,
+        parameters: dict[str, Any],
+        wait_for: Any,
+        future: PrefectFuture[Any] | None,
+        task_run_id: str | None = None,
+    ) -> State:
+        from runtime.engine.driver import drive_async, drive_sync
+
+        engine = self._engine(parameters, wait_for, future, task_run_id)
+        if self.isasync:
+            state = asyncio.run(drive_async(engine.lifecycle(), engine.call_user_function_async))
+        else:
+            state = drive_sync(engine.lifecycle(), engine.call_user_function)
+        self._flush_if_standalone(engine)
+        return state
+
+    @staticmethod
+    def _flush_if_standalone(engine: Any) -> None:
+        if engine.flow_ctx is None:  # no flow will flush it: the record is durable on return
+            engine.client.flush()
+
+    def submit(self, *args: Any, **kwargs: Any) -> PrefectFuture[R]:
+        """Run the task concurrently on the flow's task runner; returns a future."""
+        import uuid
+
+        from runtime.engine.context import current_flow_run
+
+        if kwargs.pop("return_state", False):
+            raise TypeError("submit() returns a future; use future.state for the state")
+        wait_for = kwargs.pop("wait_for", None)
+        parameters = bind_parameters(self.fn, args, kwargs)
+        flow_ctx = current_flow_run()
+        executor = flow_ctx.executor if flow_ctx else _standalone_executor()
+        task_run_id = str(uuid.uuid4())
+        inner: Future[State] = Future()
+        future: PrefectFuture[R] = PrefectFuture(task_run_id, inner, name=self.name)
+
+        def work() -> None:
+            if not inner.set_running_or_notify_cancel():
+                return
+            try:
+                inner.set_result(self._run(parameters, wait_for, future, task_run_id))
+            except BaseException as exc:
+                inner.set_exception(exc)
+
+        import contextvars
+
+        ctx = contextvars.copy_context()
+        executor.submit(ctx.run, work)
+        return future
+
+    def map(self, *args: Any, **kwargs: Any) -> PrefectFutureList[R]:
+        """Submit one run per element of the iterable arguments (``unmapped`` ones repeat)."""
+        if kwargs.pop("return_state", False):
+            raise TypeError("map() returns futures; use future.state for the states")
+        wait_for = kwargs.pop("wait_for", None)
+        parameters = bind_parameters(self.fn, args, kwargs)
+        iterables: dict[str, list[Any]] = {}
+        static: dict[str, Any] = {}
+        for name, value in parameters.items():
+            if isinstance(value, unmapped):
+                static[name] = value.value
+            elif isinstance(value, str | bytes | dict) or not isinstance(value, Iterable):
+                static[name] = value
+            else:
+                iterables[name] = list(value)
+        if not iterables:
+            raise ValueError(f"map() of task {self.name!r} needs at least one iterable argument")
+        lengths = {name: len(values) for name, values in iterables.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"map() arguments have different lengths: {lengths}")
+        count = next(iter(lengths.values()))
+        futures: PrefectFutureList[R] = PrefectFutureList()
+        signature = inspect.signature(self.fn)
+        for i in range(count):
+            call = {**static, **{name: values[i] for name, values in iterables.items()}}
+            ordered = {name: call[name] for name in signature.parameters if name in call}
+            futures.append(self.submit(**ordered, wait_for=wait_for))
+        return futures
+
+    def __repr__(self) -> str:
+        return f"Task(name={self.name!r}, key={self.task_key!r})"
+
+
+_EXECUTOR: ThreadPoolExecutor | None = None
+
+
+def _standalone_executor() -> ThreadPoolExecutor:
+    """The executor for ``submit()`` outside a flow."""
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        _EXECUTOR = ThreadPoolExecutor(thread_name_prefix="stratoflow-task")
+    return _EXECUTOR
+
+
+@overload
+def task(__fn: Callable[P, R]) -> Task[P, R]: ...
+@overload
+def task(__fn: None = None, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+
+def task(__fn: Callable[P, R] | None = None, **options: Any) -> Any:
+    """Turn a function into a :class:`Task` (bare ``@task`` or ``@task(retries=3, ...)``)."""
+    if __fn is not None:
+        return Task(__fn, **options)
+    return lambda fn: Task(fn, **options)

@@ -1,0 +1,167 @@
+"""Persisted results: small ones inline in the reference, larger ones in S3.
+
+:meth:`ResultStore.persist` serializes a value and returns a
+:class:`~runtime.states.ResultRef`, the only thing DynamoDB ever holds:
+
+* a serialized payload of at most ``inline_max_bytes`` (as stored: JSON text,
+  or base64 text for pickle) lives in ``ResultRef.inline``;
+* a larger one is put to ``s3://<bucket>/results/<uuid4>`` and the reference
+  holds that URI in ``storage_key``;
+* an explicit ``storage_key`` (a task's ``result_storage_key``) always goes to
+  S3, at ``results/<storage_key>``, so people and other tools can find it
+  there; writing the same key again overwrites the object, as in Prefect.
+
+:meth:`ResultStore.load` reverses either form; a reference whose S3 object is
+gone raises :class:`ResultNotFound` naming the URI.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from runtime.errors import NotFound
+from runtime.serializers import SerializationError, get_serializer
+from runtime.states import ResultRef
+
+__all__ = ["RESULTS_PREFIX", "ResultNotFound", "ResultStore", "parse_s3_uri"]
+
+RESULTS_PREFIX = "results/"
+"""Every result object's key starts with this."""
+
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
+
+
+class ResultNotFound(NotFound):
+    """A result reference points at an S3 object (or bucket) that does not exist."""
+
+    error_type = "result_not_found"
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """``(bucket, key)`` of an ``s3://bucket/key`` URI; ValueError for anything else."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an S3 URI: {uri!r}")
+    bucket, sep, key = uri[len("s3://") :].partition("/")
+    if not bucket or not sep or not key:
+        raise ValueError(f"not an S3 URI of the form s3://bucket/key: {uri!r}")
+    return bucket, key
+
+
+class ResultStore:
+    """Serializes results and keeps them inline or in the results bucket.
+
+    ``s3_client`` is a boto3 S3 client (any endpoint); ``bucket`` the results
+    bucket (``specs(prefix).results.name``).
+    """
+
+    def __init__(self, s3_client: Any, bucket: str, inline_max_bytes: int = 16384) -> None:
+        if inline_max_bytes < 0:
+            raise ValueError("inline_max_bytes must be >= 0")
+        self.s3 = s3_client
+        self.bucket = bucket
+        self.inline_max_bytes = inline_max_bytes
+
+    # ------------------------------------------------------------------ keys
+
+    def object_key(self, storage_key: str) -> str:
+        """The S3 object key of a storage key: ``results/<storage_key>`` (kept if already so)."""
+        key = storage_key.lstrip("/")
+        if not key:
+            raise ValueError("storage_key must not be empty")
+        return key if key.startswith(RESULTS_PREFIX) else RESULTS_PREFIX + key
+
+    def uri(self, storage_key: str) -> str:
+        """The ``s3://`` URI a storage key is persisted at."""
+        return f"s3://{self.bucket}/{self.object_key(storage_key)}"
+
+    def _locate(self, storage_key: str) -> tuple[str, str]:
+        if storage_key.startswith("s3://"):
+            return parse_s3_uri(storage_key)
+        return self.bucket, self.object_key(storage_key)
+
+    # ------------------------------------------------------------------ write
+
+    def persist(
+        self, value: Any, *, serializer: str = "pickle", storage_key: str | None = None
+    ) -> ResultRef:
+        """Serialize ``value`` and keep it inline (small) or in S3; return its reference.
+
+        Raises :class:`~runtime.serializers.SerializationError` when the
+        serializer cannot handle the value, ValueError for an unknown serializer.
+        """
+        ser = get_serializer(serializer)
+        data = ser.dumps(value)
+        if storage_key is None:
+            text = data.decode("utf-8") if ser.name == "json" else base64.b64encode(data).decode()
+            if len(text.encode("utf-8")) <= self.inline_max_bytes:
+                return ResultRef(serializer=ser.name, inline=text, size=len(data))
+            storage_key = str(uuid.uuid4())
+        bucket, key = self._locate(storage_key)
+        self.s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=data,
+            ContentType="application/json" if ser.name == "json" else "application/octet-stream",
+            Metadata={"stratoflow-serializer": ser.name},
+        )
+        return ResultRef(serializer=ser.name, storage_key=f"s3://{bucket}/{key}", size=len(data))
+
+    # ------------------------------------------------------------------ read
+
+    def load(self, ref: ResultRef) -> Any:
+        """The value a reference points at (inline or in S3).
+
+        Raises :class:`ResultNotFound` when the S3 object is missing, and
+        :class:`~runtime.serializers.SerializationError` when the payload is corrupt.
+        """
+        ser = get_serializer(ref.serializer)
+        if ref.inline is not None:
+            if ser.name == "json":
+                return ser.loads(ref.inline.encode("utf-8"))
+            try:
+                data = base64.b64decode(ref.inline.encode(), validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise SerializationError(
+                    f"the inline pickle result is not valid base64: {exc}", serializer=ser.name
+                ) from exc
+            return ser.loads(data)
+        if not ref.storage_key:
+            raise ValueError("the result reference has neither an inline value nor a storage key")
+        return ser.loads(self.read_bytes(ref.storage_key))
+
+    def read_bytes(self, storage_key: str) -> bytes:
+        """The raw stored payload of an ``s3://`` URI or a storage key (ResultNotFound if gone)."""
+        bucket, key = self._locate(storage_key)
+        try:
+            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _MISSING_CODES:
+                raise ResultNotFound(
+                    f"result s3://{bucket}/{key} not found ({code}): it was deleted, "
+                    f"expired by a bucket lifecycle rule, or written to another installation",
+                    uri=f"s3://{bucket}/{key}",
+                ) from exc
+            raise
+        try:
+            data: bytes = body.read()
+        finally:
+            body.close()
+        return data
+
+    def exists(self, storage_key: str) -> bool:
+        """Whether a result is stored under ``storage_key`` (a storage key or an s3:// URI)."""
+        bucket, key = self._locate(storage_key)
+        try:
+            self.s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _MISSING_CODES:
+                return False
+            raise
+        return True

@@ -1,0 +1,355 @@
+"""Task cache records in DynamoDB: cache key -> result reference, with a compute lock.
+
+One item per cache key in the cache table (partition key ``cache_key``, TTL
+attribute ``ttl_at``). An item is in one of two forms, told apart by ``status``:
+
+``pending``
+    A compute lock: ``owner`` (who computes), ``lock_until`` (epoch seconds,
+    float) and ``ttl_at`` (so that DynamoDB eventually removes a lock whose
+    holder died; the store never relies on TTL timing).
+``ready``
+    A :class:`CacheRecord` as JSON in ``doc``, plus ``task_key``, ``created``,
+    ``valid_until`` (epoch seconds of ``expires_at``, absent when the record
+    never expires) and ``ttl_at`` (``expires_at`` in whole seconds, absent when
+    it never expires).
+
+Concurrency contract (Prefect's SERIALIZABLE isolation, without a lock
+manager to run): two concurrent runs with the same key compute once.
+
+1. :meth:`CacheStore.read` -- a hit ends here. A pending lock, an expired
+   record or no item is a miss.
+2. :meth:`CacheStore.lock` -- ONE conditional ``PutItem`` that writes the
+   pending marker only if the key is absent, holds an expired record, holds a
+   stale lock (``lock_until`` passed), is already locked by the same owner, or,
+   with ``refresh=True`` (``refresh_cache``), holds any record. Exactly one of
+   many racing callers gets True: the winner computes.
+3. The winner calls :meth:`CacheStore.write` (conditional on still owning the
+   lock, or the key being absent) when it succeeds, or :meth:`CacheStore.unlock`
+   when the computation fails, giving the key up.
+4. A loser WAITS with :meth:`CacheStore.wait_for`: it returns the winner's
+   record as soon as it is written, or None when the lock disappears (the
+   winner gave up) or expires (the winner died) -- the caller then goes back to
+   step 2 and takes over -- or when its own timeout passes (the caller then
+   decides: compute without caching, or fail).
+
+Typical engine loop::
+
+    record = cache.read(key)
+    while record is None:
+        if cache.lock(key, owner, lock_seconds=300):
+            try:
+                value = compute()
+            except BaseException:
+                cache.unlock(key, owner)
+                raise
+            cache.write(key, CacheRecord(key=key, result=persist(value), ...), owner)
+            break
+        record = cache.wait_for(key, timeout=600)
+
+Records are shared by every flow and deployment of the installation (the key
+alone decides), can be listed and cleared (:meth:`CacheStore.list`,
+:meth:`CacheStore.clear`), and expire by ``expires_at`` at read time, whatever
+TTL does. Clearing a record does not delete the result object it points at.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runtime.errors import Conflict
+from runtime.resources import TableSpec
+from runtime.states import ResultRef, utcnow
+from runtime.stores.dynamo import ConditionFailed, Dynamo, Item, epoch, iso
+
+__all__ = ["CacheLockLost", "CacheRecord", "CacheStore"]
+
+PENDING = "pending"
+READY = "ready"
+
+_NAMES = {"#k": "cache_key", "#s": "status", "#o": "owner"}
+
+
+class CacheRecord(BaseModel):
+    """A cached task result: the key, where the result lives, who wrote it, until when."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(min_length=1, description="The cache key")
+    result: ResultRef = Field(description="Where the cached result lives (inline or S3)")
+    task_key: str = Field(description="The task that computed it")
+    task_run_id: str | None = Field(default=None, description="The task run that computed it")
+    created: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = Field(
+        default=None, description="After this the record is a miss; None never expires"
+    )
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        """True when ``expires_at`` has passed at ``now`` (default: the current time)."""
+        return self.expires_at is not None and self.expires_at <= (now or utcnow())
+
+
+class CacheLockLost(Conflict):
+    """``write`` found the key locked by someone else (the caller's lock expired and was taken)."""
+
+
+def _ts(now: datetime | None) -> float:
+    return (now or utcnow()).timestamp()
+
+
+class CacheStore:
+    """Every operation on cache records and compute locks (see the module docstring)."""
+
+    def __init__(self, db: Dynamo, table: TableSpec) -> None:
+        self.db = db
+        self.table = table
+
+    # ------------------------------------------------------------------ items
+
+    @staticmethod
+    def to_item(record: CacheRecord) -> Item:
+        """The ready item of a record."""
+        item: Item = {
+            "cache_key": record.key,
+            "status": READY,
+            "doc": record.model_dump_json(),
+            "task_key": record.task_key,
+            "created": iso(record.created),
+        }
+        if record.expires_at is not None:
+            item["valid_until"] = record.expires_at.timestamp()
+            item["ttl_at"] = epoch(record.expires_at)
+        return item
+
+    @staticmethod
+    def from_item(item: Mapping[str, Any]) -> CacheRecord | None:
+        """The record of a ready item; None for a pending lock."""
+        if item.get("status") != READY:
+            return None
+        return CacheRecord.model_validate_json(item["doc"])
+
+    @staticmethod
+    def _state(item: Item | None, now: float) -> Literal["absent", "ready", "locked", "stale"]:
+        """What an item means at ``now``: a live record, a live lock, or nothing usable."""
+        if item is None:
+            return "absent"
+        if item.get("status") == PENDING:
+            return "locked" if float(item.get("lock_until", 0)) > now else "stale"
+        valid_until = item.get("valid_until")
+        if valid_until is not None and float(valid_until) <= now:
+            return "stale"
+        return "ready"
+
+    # ------------------------------------------------------------------ read
+
+    def read(self, key: str, now: datetime | None = None) -> CacheRecord | None:
+        """The live record for ``key`` (consistent read); None for a miss.
+
+        No item, a pending lock and a record past its ``expires_at`` are all misses.
+        """
+        item = self.db.get(self.table.name, {"cache_key": key})
+        if self._state(item, _ts(now)) != "ready":
+            return None
+        assert item is not None
+        return self.from_item(item)
+
+    # ------------------------------------------------------------------ lock
+
+    def lock(
+        self,
+        key: str,
+        owner: str,
+        lock_seconds: float,
+        now: datetime | None = None,
+        refresh: bool = False,
+    ) -> bool:
+        """Take the compute lock on ``key`` for ``lock_seconds``; True when this caller won.
+
+        One conditional ``PutItem``: it succeeds when the key is absent, holds an
+        expired record, holds a lock that expired or that ``owner`` already holds,
+        or (``refresh=True``, Prefect's ``refresh_cache``) holds any record. It
+        fails (False) while someone else holds a live lock, or, without
+        ``refresh``, while a valid record exists: the caller then reads or waits.
+        """
+        if lock_seconds <= 0:
+            raise ValueError("lock_seconds must be > 0")
+        ts = _ts(now)
+        lock_until = ts + lock_seconds
+        condition = (
+            "attribute_not_exists(#k)"
+            " OR (#s = :pending AND (lock_until <= :now OR #o = :owner))"
+            " OR (#s = :ready AND valid_until <= :now)"
+        )
+        if refresh:
+            condition += " OR #s = :ready"
+        item: Item = {
+            "cache_key": key,
+            "status": PENDING,
+            "owner": owner,
+            "lock_until": lock_until,
+            "locked_at": iso(now or utcnow()),
+            "ttl_at": math.ceil(lock_until) + 1,
+        }
+        try:
+            self.db.put(
+                self.table.name,
+                item,
+                condition=condition,
+                names=_NAMES,
+                values={":pending": PENDING, ":ready": READY, ":now": ts, ":owner": owner},
+            )
+        except ConditionFailed:
+            return False
+        return True
+
+    def write(self, key: str, record: CacheRecord, owner: str) -> None:
+        """Store ``record`` under ``key``, replacing ``owner``'s pending lock.
+
+        Conditional on ``owner`` still holding the lock (even if it expired,
+        as long as nobody took it over) or on the key being absent (e.g. cleared
+        meanwhile). Raises :class:`CacheLockLost` when another owner took the key
+        over or wrote a record first; the caller's own result is still valid.
+        """
+        if record.key != key:
+            raise ValueError(f"record.key {record.key!r} does not match key {key!r}")
+        try:
+            self.db.put(
+                self.table.name,
+                self.to_item(record),
+                condition="attribute_not_exists(#k) OR (#s = :pending AND #o = :owner)",
+                names=_NAMES,
+                values={":pending": PENDING, ":owner": owner},
+            )
+        except ConditionFailed as lost:
+            holder = (lost.current or {}).get("owner") or "a completed record"
+            raise CacheLockLost(
+                f"cache key {key!r} is no longer locked by {owner!r} (now held by {holder}); "
+                f"the record was not written",
+                key=key,
+            ) from None
+
+    def unlock(self, key: str, owner: str) -> bool:
+        """Give up ``owner``'s pending lock on ``key`` so a waiter can compute; True if deleted.
+
+        Does nothing (False) when the lock is gone or belongs to someone else.
+        """
+        try:
+            self.db.delete(
+                self.table.name,
+                {"cache_key": key},
+                condition="#s = :pending AND #o = :owner",
+                names={"#s": "status", "#o": "owner"},
+                values={":pending": PENDING, ":owner": owner},
+            )
+        except ConditionFailed:
+            return False
+        return True
+
+    def wait_for(self, key: str, timeout: float, poll: float = 0.05) -> CacheRecord | None:
+        """Wait for the lock holder's record; None when the caller should compute itself.
+
+        Polls with consistent reads every ``poll`` seconds. Returns the record as
+        soon as a live one is there; returns None when the key has no live lock
+        any more (the holder gave up or its lock expired; take the lock with
+        :meth:`lock` and compute) or after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            item = self.db.get(self.table.name, {"cache_key": key})
+            state = self._state(item, _ts(None))
+            if state == "ready":
+                assert item is not None
+                return self.from_item(item)
+            if state != "locked":
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            time.sleep(min(poll, remaining))
+
+    # ------------------------------------------------------------------ admin
+
+    def list(
+        self,
+        task_key: str | None = None,
+        limit: int = 100,
+        *,
+        include_expired: bool = False,
+        now: datetime | None = None,
+    ) -> list[CacheRecord]:
+        """Cache records (of ``task_key``, or all), newest first, at most ``limit``.
+
+        An admin operation: a ``Scan`` with a filter, so it reads the whole
+        table (cost grows with the table, not with the answer). The engine never
+        calls it. Pending locks are not records and are left out; expired
+        records too unless ``include_expired``.
+        """
+        flt = "#s = :ready"
+        values: dict[str, Any] = {":ready": READY}
+        if task_key is not None:
+            flt += " AND task_key = :tk"
+            values[":tk"] = task_key
+        ts = _ts(now)
+        records = []
+        for item in self.db.scan(self.table.name, flt, {"#s": "status"}, values):
+            if not include_expired and self._state(item, ts) != "ready":
+                continue
+            record = self.from_item(item)
+            if record is not None:
+                records.append(record)
+        records.sort(key=lambda r: r.created, reverse=True)
+        return records[: max(limit, 0)]
+
+    def clear(self, key: str | None = None, task_key: str | None = None) -> int:
+        """Delete cache items; returns how many were deleted.
+
+        ``key``: that one key (record or pending lock). ``task_key``: every
+        record of that task (a Scan). Neither: everything, locks included (a
+        Scan). Result objects in S3 are left alone: run states may still point
+        at them.
+        """
+        if key is not None:
+            if task_key is not None:
+                try:
+                    self.db.delete(
+                        self.table.name,
+                        {"cache_key": key},
+                        condition="task_key = :tk",
+                        values={":tk": task_key},
+                    )
+                except ConditionFailed:
+                    return 0
+                return 1
+            deleted = self.db.delete(self.table.name, {"cache_key": key})
+            return 0 if deleted is None else 1
+        if task_key is not None:
+            items = list(self.db.scan(self.table.name, "task_key = :tk", None, {":tk": task_key}))
+        else:
+            items = list(
+                self.db.scan(
+                    self.table.name,
+                )
+            )
+        count = 0
+        for item in items:
+            try:
+                if task_key is not None:
+                    # Only if the key still holds a record of that task (not a newer one).
+                    self.db.delete(
+                        self.table.name,
+                        {"cache_key": item["cache_key"]},
+                        condition="task_key = :tk",
+                        values={":tk": task_key},
+                    )
+                else:
+                    if self.db.delete(self.table.name, {"cache_key": item["cache_key"]}) is None:
+                        continue
+            except ConditionFailed:
+                continue
+            count += 1
+        return count

@@ -1,0 +1,242 @@
+"""Run logs in DynamoDB: written in batches, read back in time order a page at a time.
+
+One item per log line in the logs table: partition key ``flow_run_id``, sort key
+``seq`` = ``<iso timestamp>#<8 hex digits>``. The timestamp (``iso()``: fixed
+width, UTC) makes a query return lines in time order; the suffix makes keys
+unique. It is a random per-process start plus a counter, so two lines with the
+same microsecond keep the order in which they were written (a log line's order
+within one thread survives) and lines written by different processes do not
+collide. Each item also carries ``task_run_id``, ``level``, ``name``,
+``message``, ``timestamp`` and ``expires_at`` (epoch seconds, the table's TTL
+attribute). DynamoDB deletes expired items only eventually (days), and moto
+never does, so reads also skip items already past ``expires_at``.
+
+Messages longer than :data:`MAX_MESSAGE_BYTES` (UTF-8) are cut and end with a
+marker saying how long they were: a DynamoDB item holds at most 400 KB.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from runtime.errors import InvalidInput
+from runtime.models import LogRecord, Page
+from runtime.resources import TableSpec
+from runtime.states import utcnow
+from runtime.stores.dynamo import Dynamo, Item, decode_cursor, encode_cursor, epoch, iso
+
+MAX_MESSAGE_BYTES = 64 * 1024
+"""Longest message stored whole, in UTF-8 bytes; longer ones are truncated with a marker."""
+
+MAX_NAME_CHARS = 512
+"""Longest logger name stored; longer names are cut."""
+
+MAX_ID_BYTES = 1024
+"""Longest flow or task run id accepted (DynamoDB partition keys hold at most 2048 bytes)."""
+
+MAX_PAGE_MESSAGE_BYTES = 4 * 1024 * 1024
+"""A page of :meth:`LogStore.read` ends early once its messages reach this size (a Lambda
+response holds at most 6 MB); the cursor continues from there."""
+
+TRUNCATION_MARKER = "\n...[truncated by stratoflow: message was {size} bytes]"
+"""Appended to a truncated message; ``{size}`` is the original size in UTF-8 bytes."""
+
+_SUFFIX_LOCK = threading.Lock()
+_SUFFIX_COUNTER = itertools.count(secrets.randbelow(2**31))
+
+
+def _next_suffix() -> str:
+    # Below 2**31 at start, so the 8 hex digits only wrap after 2**31 records in one process.
+    with _SUFFIX_LOCK:
+        value = next(_SUFFIX_COUNTER)
+    return f"{value % 2**32:08x}"
+
+
+def truncate_message(message: str, max_bytes: int = MAX_MESSAGE_BYTES) -> str:
+    """``message`` unchanged if it fits in ``max_bytes`` (UTF-8), else cut with a marker.
+
+    The result, marker included, is at most ``max_bytes`` long and never splits a
+    character. Lone surrogates (not encodable as UTF-8) become ``?``.
+    """
+    try:
+        data = message.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: DynamoDB would reject the whole batch
+        data = message.encode("utf-8", errors="replace")
+        message = data.decode("utf-8")
+    if len(data) <= max_bytes:
+        return message
+    marker = TRUNCATION_MARKER.format(size=len(data))
+    keep = max(0, max_bytes - len(marker.encode()))
+    return data[:keep].decode("utf-8", errors="ignore") + marker
+
+
+def _check_id(value: str | None, field: str) -> None:
+    if value is None:
+        return
+    if not value:
+        raise InvalidInput(f"{field} must not be empty", field=field)
+    if len(value.encode("utf-8", errors="surrogatepass")) > MAX_ID_BYTES:
+        raise InvalidInput(f"{field} is longer than {MAX_ID_BYTES} bytes", field=field)
+
+
+class LogStore:
+    """Writing and reading the log lines of flow runs and their task runs."""
+
+    def __init__(self, db: Dynamo, table: TableSpec, retention_days: int = 30) -> None:
+        if retention_days < 1:
+            raise InvalidInput("retention_days must be at least 1", field="retention_days")
+        self.db = db
+        self.table = table
+        self.retention_days = retention_days
+
+    # ------------------------------------------------------------------ items
+
+    def to_item(self, record: LogRecord, *, now: datetime | None = None) -> Item:
+        """The DynamoDB item for one log line, with a fresh unique ``seq``.
+
+        Raises InvalidInput (naming the field) for an empty or oversized run id.
+        ``now`` is the write time the retention counts from (default: now).
+        """
+        _check_id(record.flow_run_id, "flow_run_id")
+        _check_id(record.task_run_id, "task_run_id")
+        stamp = iso(record.timestamp)
+        expires = (now or utcnow()) + timedelta(days=self.retention_days)
+        return {
+            "flow_run_id": record.flow_run_id,
+            "seq": f"{stamp}#{_next_suffix()}",
+            "task_run_id": record.task_run_id,
+            "level": record.level,
+            "name": record.name[:MAX_NAME_CHARS],
+            "message": truncate_message(record.message),
+            "timestamp": stamp,
+            "expires_at": epoch(expires),
+        }
+
+    def to_items(self, records: Iterable[LogRecord], *, now: datetime | None = None) -> list[Item]:
+        """The items for ``records``, in order (every record is checked before any is made)."""
+        now = now or utcnow()
+        return [self.to_item(r, now=now) for r in records]
+
+    @staticmethod
+    def from_item(item: Item) -> LogRecord:
+        """The log line stored in an item."""
+        return LogRecord(
+            flow_run_id=item["flow_run_id"],
+            task_run_id=item.get("task_run_id"),
+            name=item.get("name", "stratoflow"),
+            level=item.get("level", 20),
+            message=item.get("message", ""),
+            timestamp=datetime.fromisoformat(item["timestamp"]),
+        )
+
+    # ------------------------------------------------------------------ write
+
+    def write(self, records: list[LogRecord]) -> None:
+        """Store log lines (``BatchWriteItem``, 25 per request).
+
+        Every record is validated before anything is written. Not atomic: if a
+        request fails, earlier requests stay written. To retry without duplicating
+        lines, make the items once with :meth:`to_items` and retry
+        :meth:`write_items` (a put of the same key overwrites the same line).
+        """
+        self.write_items(self.to_items(records))
+
+    def write_items(self, items: list[Item]) -> None:
+        """Store items made by :meth:`to_item`; writing the same items again is harmless."""
+        if items:
+            self.db.batch_write(self.table.name, list[Mapping[str, Any]](items))
+
+    # ------------------------------------------------------------------ read
+
+    def read(
+        self,
+        flow_run_id: str,
+        *,
+        task_run_id: str | None = None,
+        level_ge: int | None = None,
+        limit: int = 200,
+        cursor: str | None = None,
+    ) -> Page[LogRecord]:
+        """A flow run's log lines in time order, ``limit`` per page (strongly consistent).
+
+        ``task_run_id`` keeps one task run's lines, ``level_ge`` lines at or above a
+        level (``logging.WARNING`` = 30 ...). Pass ``next_cursor`` back with the same
+        filters for the next page; it is None on the last page. A page may hold fewer
+        than ``limit`` lines when their messages are large (see
+        :data:`MAX_PAGE_MESSAGE_BYTES`). Lines past their retention are left out.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be between 1 and 1000", field="limit")
+        if level_ge is not None and (isinstance(level_ge, bool) or not isinstance(level_ge, int)):
+            raise InvalidInput("level_ge must be an integer", field="level_ge")
+        _check_id(flow_run_id, "flow_run_id")
+        start = self._start_key(flow_run_id, cursor)
+
+        names: dict[str, str] = {"#pk": "flow_run_id", "#exp": "expires_at"}
+        values: dict[str, Any] = {":pk": flow_run_id, ":now": epoch(utcnow())}
+        filters = ["(attribute_not_exists(#exp) OR #exp > :now)"]
+        if task_run_id is not None:
+            names["#task"] = "task_run_id"
+            values[":task"] = task_run_id
+            filters.append("#task = :task")
+        if level_ge is not None:
+            names["#level"] = "level"
+            values[":level"] = level_ge
+            filters.append("#level >= :level")
+        selective = len(filters) > 1
+        stream: Iterator[Item] = self.db.query(
+            self.table.name,
+            key_condition="#pk = :pk",
+            filter_expression=" AND ".join(filters),
+            names=names,
+            values=values,
+            start_key=start,
+            page_size=min(1000, (limit + 1) * (4 if selective else 1)),
+            consistent=True,
+        )
+        found: list[Item] = []
+        size = 0
+        more = False
+        for item in stream:
+            length = len(item.get("message", "").encode("utf-8", errors="replace"))
+            if len(found) >= limit or (found and size + length > MAX_PAGE_MESSAGE_BYTES):
+                more = True
+                break
+            found.append(item)
+            size += length
+        next_cursor = None
+        if more:
+            last = found[-1]
+            next_cursor = encode_cursor({"flow_run_id": last["flow_run_id"], "seq": last["seq"]})
+        return Page[LogRecord](items=[self.from_item(i) for i in found], next_cursor=next_cursor)
+
+    @staticmethod
+    def _start_key(flow_run_id: str, cursor: str | None) -> dict[str, Any] | None:
+        if cursor is None:
+            return None
+        try:
+            key = decode_cursor(cursor)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field="cursor") from None
+        if (
+            set(key) != {"flow_run_id", "seq"}
+            or key["flow_run_id"] != flow_run_id
+            or not isinstance(key["seq"], str)
+            or not key["seq"]
+        ):
+            raise InvalidInput("cursor does not belong to this flow run's logs", field="cursor")
+        return key
+
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "MAX_PAGE_MESSAGE_BYTES",
+    "TRUNCATION_MARKER",
+    "LogStore",
+    "truncate_message",
+]

@@ -1,0 +1,33 @@
+"""Stratoflow's public API: Prefect 3's names, with ``prefect`` replaced by ``sdk``.
+
+from sdk import flow, task
+
+@task(retries=3, retry_delay_seconds=[1, 2, 4])
+def extract(n: int) -> int: ...
+
+@flow(log_prints=True)
+def etl(count: int = 3) -> list[int]:
+    return [f.result() for f in extract.map(range(count))]
+"""
+
+from runtime.engine.flows import Flow, flow
+from runtime.engine.futures import PrefectFuture, PrefectFutureList
+from runtime.engine.inputs import allow_failure, unmapped
+from runtime.engine.runlogs import get_run_logger
+from runtime.engine.tasks import Task, task
+from runtime.states import State
+from sdk.client import get_client
+
+__all__ = [
+    "Flow",
+    "PrefectFuture",
+    "PrefectFutureList",
+    "State",
+    "Task",
+    "allow_failure",
+    "flow",
+    "get_client",
+    "get_run_logger",
+    "task",
+    "unmapped",
+]

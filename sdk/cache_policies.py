@@ -1,0 +1,41 @@
+"""``sdk.cache_policies``: Prefect 3's cache policies (INPUTS, TASK_SOURCE, DEFAULT, ...)."""
+
+from runtime.cache_policies import (
+    DEFAULT,
+    FLOW_PARAMETERS,
+    INPUTS,
+    NO_CACHE,
+    RUN_ID,
+    TASK_SOURCE,
+    CacheKeyContext,
+    CacheKeyError,
+    CacheKeyFnPolicy,
+    CachePolicy,
+    CompoundCachePolicy,
+    FlowParameters,
+    Inputs,
+    RunId,
+    TaskSource,
+    hash_objects,
+    task_source_hash,
+)
+
+__all__ = [
+    "DEFAULT",
+    "FLOW_PARAMETERS",
+    "INPUTS",
+    "NO_CACHE",
+    "RUN_ID",
+    "TASK_SOURCE",
+    "CacheKeyContext",
+    "CacheKeyError",
+    "CacheKeyFnPolicy",
+    "CachePolicy",
+    "CompoundCachePolicy",
+    "FlowParameters",
+    "Inputs",
+    "RunId",
+    "TaskSource",
+    "hash_objects",
+    "task_source_hash",
+]
