@@ -6,6 +6,9 @@ name the field); stored records round-trip through JSON.
 
 from __future__ import annotations
 
+import os
+import random
+import time
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -27,9 +30,17 @@ RunKind = Literal["flow_run", "task_run"]
 T = TypeVar("T")
 
 
+_rng = random.SystemRandom().getrandbits(64)
+_fast_random = random.Random(_rng ^ os.getpid() ^ time.time_ns())
+
+
 def new_id() -> str:
-    """A fresh run or object id (UUID4 as text)."""
-    return str(uuid.uuid4())
+    """A fresh run or object id (a random UUID4 as text).
+
+    Drawn from a PRNG seeded once from the OS: ids need to be unique, not secret,
+    and ``uuid.uuid4()`` (an ``os.urandom`` call each) costs ~0.2 ms on some hosts.
+    """
+    return str(uuid.UUID(int=_fast_random.getrandbits(128), version=4))
 
 
 def _check_uuid(value: str | None) -> str | None:

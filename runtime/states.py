@@ -159,7 +159,8 @@ class State(BaseModel):
 
     def fresh_copy(self, **updates: Any) -> State:
         """A copy with a new timestamp (and the given field updates), keeping attached data."""
-        copy = self.model_copy(update={"timestamp": utcnow(), **updates}, deep=True)
+        copy = self.model_copy(update={"timestamp": utcnow(), **updates})
+        copy.details = self.details.model_copy()
         if self._has_data:
             copy.with_data(self._data)
         return copy

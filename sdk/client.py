@@ -193,9 +193,10 @@ class _ClientContext:
         self.sync_client = sync_client
 
     def _make(self) -> SyncClient:
-        from runtime.engine.backend import connect_stores
+        from runtime.engine import backend
 
-        return SyncClient(connect_stores())
+        stores = getattr(backend._client, "stores", None)  # the engine's, when it has one
+        return SyncClient(stores if stores is not None else backend.connect_stores())
 
     def __enter__(self) -> Any:
         client = self._make()

@@ -41,7 +41,10 @@ from uuid import uuid4
 import pytest
 from moto import mock_aws
 
+from runtime.engine.backend import use_engine_client
+from runtime.engine.client import DirectEngineClient
 from runtime.localaws import LockedMotoServer, serialize_inprocess_dynamodb
+from runtime.stores import Stores
 
 BackendKind = Literal["inprocess", "server", "external"]
 
@@ -141,3 +144,18 @@ def aws_backend(
         monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
         with mock_aws(), serialize_inprocess_dynamodb():
             yield Backend("inprocess", None)
+
+
+@pytest.fixture
+def stores(aws_backend: Backend, prefix: str) -> Stores:
+    """Every store of a fresh installation named ``prefix``, provisioned on this test's backend."""
+    return Stores.connect(prefix, provision_resources=True)
+
+
+@pytest.fixture
+def engine(stores: Stores) -> Iterator[DirectEngineClient]:
+    """The flow/task engine writing to this test's ``stores`` (flows called in the test use it)."""
+    client = DirectEngineClient(stores)
+    with use_engine_client(client):
+        yield client
+    client.close()

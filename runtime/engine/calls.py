@@ -5,17 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import ctypes
+import functools
 import inspect
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 
+@functools.lru_cache(maxsize=4096)
+def signature_of(fn: Callable[..., Any]) -> inspect.Signature:
+    """``inspect.signature(fn)``, computed once per function (it is on every call's path)."""
+    return inspect.signature(fn)
+
+
 def bind_parameters(
     fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> dict[str, Any]:
     """The call's arguments by parameter name, defaults applied (TypeError names the problem)."""
-    signature = inspect.signature(fn)
+    signature = signature_of(fn)
     try:
         bound = signature.bind(*args, **kwargs)
     except TypeError as exc:
@@ -26,7 +33,7 @@ def bind_parameters(
 
 def call_with_parameters(fn: Callable[..., Any], parameters: dict[str, Any]) -> Any:
     """Call ``fn`` with parameters by name, re-spreading ``*args`` and ``**kwargs``."""
-    signature = inspect.signature(fn)
+    signature = signature_of(fn)
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
     for name, param in signature.parameters.items():

@@ -9,7 +9,6 @@ when the flow call returns everything it did is durable.
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from pydantic_core import to_jsonable_python
@@ -20,7 +19,7 @@ from runtime.engine.driver import Call, Lifecycle, Sleep, drive_async, drive_syn
 from runtime.engine.flows import Flow
 from runtime.engine.inputs import resolve
 from runtime.engine.runlogs import setup_logging
-from runtime.models import FlowRun, FlowRunCreate, RetryPolicy, TaskRun
+from runtime.models import FlowRun, FlowRunCreate, RetryPolicy, TaskRun, new_id
 from runtime.states import (
     Completed,
     Crashed,
@@ -94,21 +93,21 @@ class FlowRunEngine:
         """Keep the parent's task run that stands for this subflow in step with it."""
         if self.parent is None or self.flow_run is None:
             return
-        if self.parent_task_run is None:
+        mirror = state.model_copy(deep=True)
+        if self.parent_task_run is None:  # created with the child's first state, not its own
             now = utcnow()
             key = f"subflow:{self.flow.name}"
             self.parent_task_run = TaskRun(
-                id=str(uuid.uuid4()),
+                id=new_id(),
                 name=f"{self.flow.name}-{self.parent.next_dynamic_key(key)}",
                 task_key=key,
                 flow_run_id=self.parent.flow_run.id,
-                state=Pending(),
+                state=mirror,
                 created=now,
                 updated=now,
                 task_inputs={"__subflow_run_id": [self.flow_run.id]},
             )
-            self._parent_history = [self.parent_task_run.state]
-        mirror = state.model_copy(deep=True)
+            self._parent_history = []
         self.parent_task_run = self.parent_task_run.model_copy(update={"state": mirror})
         self._parent_history.append(mirror)
         self.parent.client.record_task_run(self.parent_task_run, self._parent_history)
@@ -175,16 +174,18 @@ class FlowRunEngine:
             if error is None:
                 try:
                     value = resolve(outcome.value)
-                except Exception as exc:
+                    result = (
+                        self.client.persist_result(value, serializer=flow.result_serializer)
+                        if flow.persist_result
+                        else None
+                    )
+                except Exception as exc:  # an upstream failed, or the result cannot be stored
                     error = exc
             if error is not None:
                 proposed = self._failure_state(error)
             else:
                 proposed = Completed()
-                if flow.persist_result:
-                    proposed.details.result = self.client.persist_result(
-                        value, serializer=flow.result_serializer
-                    )
+                proposed.details.result = result
                 proposed.with_data(value)
             self.client.flush()
             accepted, state, _ = self._propose(proposed)

@@ -10,7 +10,6 @@ conditional write).
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Generator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,7 @@ from runtime.engine.futures import PrefectFuture
 from runtime.engine.inputs import resolve, upstream_futures
 from runtime.engine.runlogs import setup_logging
 from runtime.errors import LimitExceeded
-from runtime.models import Lease, RetryPolicy, TaskRun
+from runtime.models import Lease, RetryPolicy, TaskRun, new_id
 from runtime.orchestration.transition import apply_transition
 from runtime.states import (
     AwaitingConcurrencySlot,
@@ -36,6 +35,7 @@ from runtime.states import (
     Crashed,
     Failed,
     Pending,
+    ResultRef,
     Running,
     State,
     StateType,
@@ -76,7 +76,7 @@ class TaskRunEngine:
         self.future = future
         flow_run_id = flow_ctx.flow_run.id if flow_ctx else None
         dynamic_key = flow_ctx.next_dynamic_key(task.task_key) if flow_ctx else "0"
-        run_id = task_run_id or str(uuid.uuid4())
+        run_id = task_run_id or new_id()
         upstream = {
             name: [f.task_run_id for f in upstream_futures([value])]
             for name, value in parameters.items()
@@ -101,6 +101,8 @@ class TaskRunEngine:
             updated=now,
             task_inputs={k: v for k, v in upstream.items() if v},
         )
+        if future is not None:  # downstream errors and reprs name the run, not just the task
+            future.name = self.run.name
         self.history: list[State] = [self.run.state]
         self.cache_key: str | None = None
         self.lease: Lease | None = None
@@ -229,9 +231,14 @@ class TaskRunEngine:
                     Failed(message=f"task run could not start: {state.name} ({state.message})")
                 )
             outcome: Outcome = yield Call(task.timeout_seconds)
-            if outcome.error is None:
-                return self._complete(outcome.value)
             error = outcome.error
+            if error is None:
+                try:
+                    result = self._persist(outcome.value)
+                except Exception as exc:  # the result cannot be stored: the attempt failed
+                    error = exc
+                else:
+                    return self._complete(outcome.value, result)
             if isinstance(error, KeyboardInterrupt | SystemExit):
                 self._finish(Crashed(message=f"execution was interrupted: {type(error).__name__}"))
                 raise error
@@ -274,14 +281,18 @@ class TaskRunEngine:
                 state.details.retriable = False
         return state
 
-    def _complete(self, value: Any) -> State:
+    def _persist(self, value: Any) -> ResultRef | None:
+        """Store the result when the task persists results; None when it does not."""
+        task = self.task
+        if not task.should_persist:
+            return None
+        key = task.render_storage_key(self.parameters, self.run)
+        return self.client.persist_result(value, serializer=task.result_serializer, storage_key=key)
+
+    def _complete(self, value: Any, result: ResultRef | None) -> State:
         task = self.task
         state = Completed()
-        if task.should_persist:
-            key = task.render_storage_key(self.parameters, self.run)
-            state.details.result = self.client.persist_result(
-                value, serializer=task.result_serializer, storage_key=key
-            )
+        state.details.result = result
         if self.cache_key is not None and self._cache_owner and state.details.result is not None:
             from runtime.stores.cache import CacheLockLost, CacheRecord
 

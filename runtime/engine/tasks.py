@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, ove
 from runtime.engine.calls import bind_parameters
 from runtime.engine.futures import PrefectFuture, PrefectFutureList
 from runtime.engine.inputs import unmapped
+from runtime.models import new_id
 from runtime.states import State
 
 if TYPE_CHECKING:
@@ -295,7 +296,6 @@ class Task(Generic[P, R]):
 
     def submit(self, *args: Any, **kwargs: Any) -> PrefectFuture[R]:
         """Run the task concurrently on the flow's task runner; returns a future."""
-        import uuid
 
         from runtime.engine.context import current_flow_run
 
@@ -305,7 +305,7 @@ class Task(Generic[P, R]):
         parameters = bind_parameters(self.fn, args, kwargs)
         flow_ctx = current_flow_run()
         executor = flow_ctx.executor if flow_ctx else _standalone_executor()
-        task_run_id = str(uuid.uuid4())
+        task_run_id = new_id()
         inner: Future[State] = Future()
         future: PrefectFuture[R] = PrefectFuture(task_run_id, inner, name=self.name)
 

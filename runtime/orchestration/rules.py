@@ -122,11 +122,18 @@ class Rule:
 
     FROM_STATES: ClassVar[Iterable[StateType | None]] = (*ALL_TYPES, None)
     TO_STATES: ClassVar[Iterable[StateType]] = ALL_TYPES
+    _from: ClassVar[frozenset[StateType | None]] = frozenset((*ALL_TYPES, None))
+    _to: ClassVar[frozenset[StateType]] = frozenset(ALL_TYPES)
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._from = frozenset(cls.FROM_STATES)
+        cls._to = frozenset(cls.TO_STATES)
 
     @classmethod
     def applies(cls, ctx: OrchestrationContext) -> bool:
         """Whether this rule governs the context's transition."""
-        return ctx.initial_type in set(cls.FROM_STATES) and ctx.proposed_type in set(cls.TO_STATES)
+        return ctx.initial_type in cls._from and ctx.proposed_type in cls._to
 
     def before_transition(self, ctx: OrchestrationContext) -> None:
         """Inspect the transition and accept (do nothing), reject, wait, abort or rewrite."""

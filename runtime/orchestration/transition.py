@@ -57,7 +57,7 @@ def apply_transition(
     policy = FORCE_POLICY if force else (FLOW_POLICY if run.kind == "flow_run" else TASK_POLICY)
     decision = orchestrate(policy, ctx)
     if not decision.accepted:
-        rejected = OrchestrationResult(
+        rejected = OrchestrationResult.model_construct(
             status=decision.status.value,
             state=run.state,
             reason=decision.reason,
@@ -79,7 +79,7 @@ def apply_transition(
     new.total_run_time += updates.get("run_time_increment", 0.0)
     if "next_scheduled_start_time" in updates:
         new.next_scheduled_start_time = updates["next_scheduled_start_time"]
-    accepted = OrchestrationResult(
+    accepted = OrchestrationResult.model_construct(
         status="ACCEPT",
         state=state,
         reason=decision.reason,

@@ -25,7 +25,10 @@ def client_config() -> Any:
     """botocore config shared by every client: big connection pool, standard retries."""
     from botocore.config import Config
 
+    # Requests are built by this code, never by users: botocore's per-request parameter
+    # validation only costs time on the engine's hot path.
     return Config(
+        parameter_validation=False,
         max_pool_connections=64,
         retries={"mode": "standard", "max_attempts": 5},
         connect_timeout=5,

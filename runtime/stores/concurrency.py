@@ -74,6 +74,9 @@ class ConcurrencyStore:
     def __init__(self, db: Dynamo, table: TableSpec) -> None:
         self.db = db
         self.table = table
+        # Limit sizes last seen: acquire conditions on the size it assumes, so a stale
+        # one costs a failed condition (which returns the item as it is), never a wrong grant.
+        self._known: dict[str, Item] = {}
 
     # ------------------------------------------------------------------ limits
 
@@ -178,8 +181,10 @@ class ConcurrencyStore:
         swept = False
         for _ in range(MAX_ATTEMPTS):
             moment = now or utcnow()
-            limits = {n: self._limit_item(n) for n in wanted}
+            limits = {n: self._known.get(n) or self._limit_item(n) for n in wanted}
             for name, item in limits.items():
+                if slots > item["limit"] and name in self._known:
+                    item = limits[name] = self._limit_item(name)  # never refuse on a stale size
                 if slots > item["limit"]:
                     raise LimitExceeded(
                         f"concurrency limit {name!r} is {item['limit']}: {slots} slot(s) "
@@ -237,6 +242,12 @@ class ConcurrencyStore:
                     id=lease_id, limit_names=wanted, slots=slots, expires_at=expires, holder=holder
                 )
             except TransactionFailed as failed:
+                for name, code, old in zip(wanted, failed.reasons, failed.items, strict=False):
+                    if code == "ConditionalCheckFailed":  # learn the limit as it is now
+                        if old is None:
+                            self._known.pop(name, None)
+                        else:
+                            self._known[name] = old
                 full = any(
                     code == "ConditionalCheckFailed"
                     and old is not None
@@ -255,7 +266,9 @@ class ConcurrencyStore:
     def _limit_item(self, name: str) -> Item:
         item = self.db.get(self.table.name, _limit_key(name))
         if item is None:
+            self._known.pop(name, None)
             raise NotFound(f"concurrency limit {name!r} not found", name=name)
+        self._known[name] = item
         return item
 
     def read_lease(self, lease_id: str) -> Lease:

@@ -27,6 +27,7 @@ from runtime.models import (
     TaskRun,
     TaskRunCreate,
     TaskRunFilter,
+    new_id,
 )
 from runtime.names import generate_name
 from runtime.orchestration import run_field_updates
@@ -139,7 +140,7 @@ class RunStore:
                 )
             run_id = derived
         else:
-            run_id = request.id or str(uuid.uuid4())
+            run_id = request.id or new_id()
         return run_id, (request.state or Pending()).model_copy(deep=True)
 
     def _insert(self, run: R, state: State) -> R:
