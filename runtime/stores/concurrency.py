@@ -394,15 +394,15 @@ class ConcurrencyStore:
         """Recount a limit's active slots from its live leases (repairs TTL-deleted leases).
 
         Conditioned on the limit's version: if any acquire or release happened while
-        counting, nothing is written and the count is tried again.
+        counting, nothing is written and the count is tried again. The leases are
+        counted with a strongly consistent Scan of this (small) table, not the
+        ``by_type`` index, whose lag could hide a lease the version already counts.
         """
         for _ in range(MAX_ATTEMPTS):
             limit = self._limit_item(name)
-            leases = self.db.query(
+            leases = self.db.scan(
                 self.table.name,
-                index="by_type",
-                key_condition="item_type = :t",
-                filter_expression="contains(limits, :name)",
+                "item_type = :t AND contains(limits, :name)",
                 values={":t": "lease", ":name": name},
             )
             held = sum(i["slots"] for i in leases)
