@@ -284,6 +284,56 @@ class Deployment(BaseModel):
     updated: datetime = Field(default_factory=utcnow)
 
 
+class DeploymentCreate(StrictModel):
+    """A request to create (or update, by ``flow_name`` + ``name``) a deployment."""
+
+    name: Name
+    flow_name: Name
+    entrypoint: str | None = None
+    description: str | None = None
+    version: str | None = None
+    tags: list[Tag] = Field(default_factory=list)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameter_openapi_schema: dict[str, Any] | None = None
+    enforce_parameter_schema: bool = True
+    work_pool_name: Name | None = None
+    work_queue_name: Name | None = None
+    job_variables: dict[str, Any] = Field(default_factory=dict)
+    schedules: list[DeploymentSchedule] = Field(default_factory=list)
+    concurrency_limit: int | None = Field(default=None, ge=0)
+    paused: bool = False
+
+
+class DeploymentUpdate(StrictModel):
+    """A partial update of a deployment: only the fields given change."""
+
+    entrypoint: str | None = None
+    description: str | None = None
+    version: str | None = None
+    tags: list[Tag] | None = None
+    parameters: dict[str, Any] | None = None
+    parameter_openapi_schema: dict[str, Any] | None = None
+    enforce_parameter_schema: bool | None = None
+    work_pool_name: Name | None = None
+    work_queue_name: Name | None = None
+    job_variables: dict[str, Any] | None = None
+    schedules: list[DeploymentSchedule] | None = None
+    concurrency_limit: int | None = Field(default=None, ge=0)
+    paused: bool | None = None
+
+
+class DeploymentFlowRunCreate(StrictModel):
+    """A request to run a deployment: parameters are merged over the deployment's."""
+
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    name: Name | None = None
+    tags: list[Tag] = Field(default_factory=list)
+    scheduled_time: datetime | None = None
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    work_queue_name: Name | None = None
+    job_variables: dict[str, Any] = Field(default_factory=dict)
+
+
 class WorkPool(BaseModel):
     """A work pool: where runs wait for workers (an SQS queue per work queue)."""
 
@@ -295,6 +345,28 @@ class WorkPool(BaseModel):
     base_job_template: dict[str, Any] = Field(default_factory=dict)
     created: datetime = Field(default_factory=utcnow)
     updated: datetime = Field(default_factory=utcnow)
+
+
+class WorkPoolCreate(StrictModel):
+    """A request to create a work pool."""
+
+    name: Annotated[
+        str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
+    ]
+    type: str = "process"
+    description: str | None = None
+    concurrency_limit: int | None = Field(default=None, ge=0)
+    paused: bool = False
+    base_job_template: dict[str, Any] = Field(default_factory=dict)
+
+
+class WorkPoolUpdate(StrictModel):
+    """A partial update of a work pool."""
+
+    description: str | None = None
+    concurrency_limit: int | None = Field(default=None, ge=0)
+    paused: bool | None = None
+    base_job_template: dict[str, Any] | None = None
 
 
 # ----------------------------------------------------------------------------- concurrency

@@ -159,3 +159,21 @@ def engine(stores: Stores) -> Iterator[DirectEngineClient]:
     with use_engine_client(client):
         yield client
     client.close()
+
+
+@pytest.fixture
+def api(stores: Stores) -> Iterator[str]:
+    """The API (``handlers.api``) served by the local gateway on 127.0.0.1; yields its URL.
+
+    Its handlers use this test's ``stores``. Under tests/integration/ the stores talk
+    HTTP to the loopback moto server, so a request crosses two real HTTP hops.
+    """
+    from handlers.deps import set_stores
+    from handlers.local_gateway import LocalGateway
+
+    set_stores(stores)
+    try:
+        with LocalGateway() as gateway:
+            yield gateway.url
+    finally:
+        set_stores(None)

@@ -34,7 +34,10 @@ class Call:
 
 @dataclass(frozen=True)
 class Blocking:
-    """Blocking work that may wait long (a concurrency slot, a cache lock)."""
+    """Blocking work that may wait long (a concurrency slot, a cache lock).
+
+    The driver sends back what ``fn`` returns, or raises what it raised at the ``yield``.
+    """
 
     fn: Callable[[], Any]
 
@@ -54,14 +57,18 @@ Lifecycle = Generator[Instruction, Any, State]
 def drive_sync(lifecycle: Lifecycle, fn: Callable[[], Any]) -> State:
     """Run a lifecycle whose user function is synchronous."""
     reply: Any = None
+    error: BaseException | None = None
     try:
         while True:
-            step = lifecycle.send(reply)
-            reply = None
+            step = lifecycle.send(reply) if error is None else lifecycle.throw(error)
+            reply, error = None, None
             if isinstance(step, Sleep):
                 time.sleep(step.seconds)
             elif isinstance(step, Blocking):
-                reply = step.fn()
+                try:
+                    reply = step.fn()
+                except BaseException as exc:  # raised in the lifecycle, where it was asked for
+                    error = exc
             else:
                 try:
                     reply = Outcome(value=call_sync(fn, step.timeout))
@@ -75,14 +82,18 @@ def drive_sync(lifecycle: Lifecycle, fn: Callable[[], Any]) -> State:
 async def drive_async(lifecycle: Lifecycle, fn: Callable[[], Awaitable[Any]]) -> State:
     """Run a lifecycle whose user function is a coroutine function."""
     reply: Any = None
+    error: BaseException | None = None
     try:
         while True:
-            step = lifecycle.send(reply)
-            reply = None
+            step = lifecycle.send(reply) if error is None else lifecycle.throw(error)
+            reply, error = None, None
             if isinstance(step, Sleep):
                 await asyncio.sleep(step.seconds)
             elif isinstance(step, Blocking):
-                reply = await asyncio.to_thread(step.fn)
+                try:
+                    reply = await asyncio.to_thread(step.fn)
+                except BaseException as exc:
+                    error = exc
             else:
                 try:
                     reply = Outcome(value=await call_async(fn, step.timeout))

@@ -1,0 +1,131 @@
+"""Request and response bodies of the HTTP API that are not stored records.
+
+Shared by the handlers (validation, OpenAPI) and the SDK's HTTP client.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runtime.models import Lease, TaskRun
+from runtime.states import State
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SetStateRequest(_Strict):
+    """``POST /flow_runs/{id}/set_state`` and ``/task_runs/{id}/set_state``."""
+
+    state: State
+    force: bool = False
+
+
+class TaskRunRecord(_Strict):
+    """One task-run snapshot written by the engine (its latest state and full history)."""
+
+    run: TaskRun
+    history: list[State] = Field(min_length=1)
+
+
+class TaskRunRecords(_Strict):
+    """``POST /task_runs/records``: the engine's batched task-run snapshots."""
+
+    records: list[TaskRunRecord] = Field(min_length=1, max_length=100)
+
+
+class Written(BaseModel):
+    """How many records a batch write stored."""
+
+    written: int
+
+
+class FlowSummary(BaseModel):
+    """A flow known to the API (it has runs or deployments)."""
+
+    name: str
+    created: datetime
+
+
+class LeaseRequest(_Strict):
+    """``POST /concurrency_limits/leases``."""
+
+    names: list[str] = Field(min_length=1, max_length=20)
+    slots: int = Field(default=1, ge=1)
+    lease_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    holder: str | None = Field(default=None, max_length=200)
+
+
+class LeaseResponse(BaseModel):
+    """The lease, or null when no slot is free right now."""
+
+    lease: Lease | None
+
+
+class RenewRequest(_Strict):
+    """``POST /concurrency_limits/leases/{id}/renew``."""
+
+    lease_seconds: float = Field(default=60.0, gt=0, le=86_400)
+
+
+class Released(BaseModel):
+    """Whether this call released the lease (False: it was already gone)."""
+
+    released: bool
+
+
+class LimitUpdate(_Strict):
+    """``PATCH /concurrency_limits/{name}``."""
+
+    limit: int = Field(ge=0, le=1_000_000)
+
+
+class ResultUpload(_Strict):
+    """``POST /results``: a serialized value to store."""
+
+    serializer: Literal["json", "pickle"]
+    payload: str = Field(description="base64 of the serialized bytes")
+    storage_key: str | None = Field(default=None, max_length=900)
+
+
+class ResultPayload(BaseModel):
+    """``POST /results/load``: the stored bytes, base64."""
+
+    payload: str
+
+
+class CacheLockRequest(_Strict):
+    """``POST /cache/{key}/lock``."""
+
+    owner: str = Field(min_length=1, max_length=200)
+    lock_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    refresh: bool = False
+
+
+class CacheWriteRequest(_Strict):
+    """``PUT /cache/{key}``."""
+
+    record: dict[str, Any]
+    owner: str = Field(min_length=1, max_length=200)
+
+
+class Locked(BaseModel):
+    """Whether the caller now holds the cache key."""
+
+    locked: bool
+
+
+class Unlocked(BaseModel):
+    """Whether the caller's lock was removed."""
+
+    unlocked: bool
+
+
+class Deleted(BaseModel):
+    """How many records were deleted."""
+
+    deleted: int
