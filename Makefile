@@ -4,13 +4,17 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit functional integration clean
+.PHONY: demo test lint typecheck unit functional integration bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+## demo: install everything, then run the ETL demo on the embedded default (no AWS needed)
+demo: $(STAMP)
+	$(BIN)/python examples/etl_demo.py
 
 ## test: install everything, then lint, type-check and run the whole suite
 test: $(STAMP) lint typecheck
@@ -21,7 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy runtime
+	$(BIN)/mypy runtime sdk handlers
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
@@ -31,6 +35,10 @@ functional: $(STAMP)
 
 integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration
+
+## bench: engine overhead figures (prints, asserts nothing)
+bench: $(STAMP)
+	$(BIN)/python bench/engine.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

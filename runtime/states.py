@@ -166,8 +166,11 @@ class State(BaseModel):
         return copy
 
     def __repr__(self) -> str:
-        msg = f", message={self.message!r}" if self.message else ""
-        return f"{self.name}(type={self.type.value}{msg})"
+        """Prefect's style: ``Completed()``, ``Failed('boom')``, ``Cached(type=COMPLETED)``."""
+        parts = [repr(self.message)] if self.message else []
+        if self.name.upper() != self.type.value:
+            parts.append(f"type={self.type.value}")
+        return f"{self.name}({', '.join(parts)})"
 
     __str__ = __repr__
 

@@ -7,8 +7,10 @@ import contextvars
 import ctypes
 import functools
 import inspect
+import os
 import threading
 from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import Any
 
 
@@ -49,6 +51,22 @@ def call_with_parameters(fn: Callable[..., Any], parameters: dict[str, Any]) -> 
         else:
             kwargs[name] = value
     return fn(*args, **kwargs)
+
+
+_ENGINE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def user_exc_info(
+    error: BaseException,
+) -> tuple[type[BaseException], BaseException, TracebackType | None]:
+    """``exc_info`` for logging ``error`` with the engine's own frames left out.
+
+    Run logs show where the user's code failed, not the engine's call stack.
+    """
+    tb = error.__traceback__
+    while tb is not None and os.path.dirname(tb.tb_frame.f_code.co_filename) == _ENGINE_DIR:
+        tb = tb.tb_next
+    return type(error), error, tb or error.__traceback__
 
 
 def _raise_in_thread(thread: threading.Thread, exc_type: type[BaseException]) -> None:

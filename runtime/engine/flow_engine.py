@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 
+from runtime.engine.calls import user_exc_info
 from runtime.engine.client import EngineClient
 from runtime.engine.context import FlowRunContext, current_flow_run, flow_run_scope
 from runtime.engine.driver import Call, Lifecycle, Sleep, drive_async, drive_sync
@@ -216,7 +217,7 @@ class FlowRunEngine:
         logger.error(
             "Flow run %r failed",
             self.flow_run.name if self.flow_run else "?",
-            exc_info=error,
+            exc_info=user_exc_info(error),
             extra=self._extra(),
         )
         return state.with_data(error)

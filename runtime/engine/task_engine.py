@@ -14,6 +14,7 @@ from collections.abc import Callable, Generator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from runtime.engine.calls import user_exc_info
 from runtime.engine.client import EngineClient
 from runtime.engine.context import FlowRunContext, TaskRunContext, task_run_scope
 from runtime.engine.driver import Blocking, Call, Instruction, Lifecycle, Outcome, Sleep
@@ -268,7 +269,9 @@ class TaskRunEngine:
             )
         state.with_data(error)
         logger.error(
-            "Encountered exception during execution", exc_info=error, extra=self._log_extra()
+            "Encountered exception during execution",
+            exc_info=user_exc_info(error),
+            extra=self._log_extra(),
         )
         condition = self.task.retry_condition_fn
         if condition is not None and self.run.run_count <= self.task.retries:
