@@ -139,6 +139,11 @@ class TaskRunEngine:
 
     def lifecycle(self) -> Lifecycle:
         """The task run's steps; driven by ``drive_sync`` or ``drive_async``."""
+        state = yield from self._lifecycle()
+        logger.info("Finished in state %r", state, extra=self._log_extra())
+        return state
+
+    def _lifecycle(self) -> Lifecycle:
         try:
             self.parameters = resolve(self.raw_parameters)
             for item in self.wait_for:

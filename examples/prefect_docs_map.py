@@ -1,0 +1,15 @@
+# From Prefect 3's documentation ("Write and run tasks": mapping with `unmapped`),
+# with only the import changed: `from prefect import ...` -> `from sdk import ...`.
+from sdk import flow, task, unmapped
+
+@task
+def sum_plus(x, static_iterable):
+    return x + sum(static_iterable)
+
+@flow
+def sum_it(numbers, static_iterable):
+    futures = sum_plus.map(numbers, unmapped(static_iterable))
+    return futures
+
+resulting_futures = sum_it([1, 2, 3], [4, 5, 6])
+print(resulting_futures)
