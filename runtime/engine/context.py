@@ -31,6 +31,31 @@ class FlowRunContext:
     log_prints: bool = False
     _dynamic_keys: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _active: set[Any] = field(default_factory=set)
+    _closed: str | None = None
+
+    def track(self, engine: Any) -> None:
+        """Note a task run in flight in this flow run (ended at once if the flow run ended)."""
+        with self._lock:
+            closed = self._closed
+            if closed is None:
+                self._active.add(engine)
+        if closed is not None:
+            engine.abandon(closed)
+
+    def untrack(self, engine: Any) -> None:
+        """Note a task run that finished."""
+        with self._lock:
+            self._active.discard(engine)
+
+    def abandon_active(self, reason: str) -> None:
+        """End every task run still in flight (the flow run ended without them)."""
+        with self._lock:
+            self._closed = reason
+            active = list(self._active)
+            self._active.clear()
+        for engine in active:
+            engine.abandon(reason)
 
     def next_dynamic_key(self, task_key: str) -> str:
         """0, 1, 2... per task in this flow run: how task runs of one task are told apart."""

@@ -167,7 +167,13 @@ class FlowRunEngine:
                 executor.shutdown(wait=False, cancel_futures=True)
                 raise
             # submitted tasks finish before the flow's state is decided (not after a timeout)
-            executor.shutdown(wait=not isinstance(outcome.error, TimeoutError))
+            timed_out = flow.timeout_seconds is not None and isinstance(outcome.error, TimeoutError)
+            executor.shutdown(wait=not timed_out)
+            if timed_out:
+                self.ctx.abandon_active(
+                    f"the flow run timed out after {flow.timeout_seconds:g}s before this "
+                    "task run finished"
+                )
             error = outcome.error
             if isinstance(error, KeyboardInterrupt | SystemExit):
                 self._end(Crashed(message=f"execution was interrupted: {type(error).__name__}"))

@@ -10,6 +10,7 @@ conditional write).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Generator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ from runtime.orchestration.transition import apply_transition
 from runtime.states import (
     AwaitingConcurrencySlot,
     Cached,
+    Cancelled,
     Completed,
     Crashed,
     Failed,
@@ -108,6 +110,10 @@ class TaskRunEngine:
         self.cache_key: str | None = None
         self.lease: Lease | None = None
         self._cache_owner = False
+        self.abandoned = False
+        self._propose_lock = threading.RLock()
+        if flow_ctx is not None:
+            flow_ctx.track(self)
 
     # ------------------------------------------------------------------ transitions
 
@@ -116,16 +122,30 @@ class TaskRunEngine:
 
         Returns (accepted, the run's state now, seconds to wait when told to WAIT).
         """
-        flow_state = self.flow_ctx.flow_run.state if self.flow_ctx else None
-        result, new = apply_transition(self.run, state, force=force, flow_run_state=flow_state)
-        if new is None:
-            return False, self.run.state, result.delay_seconds
-        self.run = new
-        self.history.append(new.state)
-        self.client.record_task_run(new, self.history)
-        if self.future is not None:
-            self.future._set_live_state(new.state)
-        return True, new.state, 0.0
+        with self._propose_lock:
+            if self.abandoned:  # the flow run ended without us: record nothing more
+                return False, self.run.state, 0.0
+            flow_state = self.flow_ctx.flow_run.state if self.flow_ctx else None
+            result, new = apply_transition(self.run, state, force=force, flow_run_state=flow_state)
+            if new is None:
+                return False, self.run.state, result.delay_seconds
+            self.run = new
+            self.history.append(new.state)
+            self.client.record_task_run(new, self.history)
+            if self.future is not None:
+                self.future._set_live_state(new.state)
+            return True, new.state, 0.0
+
+    def abandon(self, reason: str) -> None:
+        """The flow run ended while this task run was in flight: end it Cancelled, for good.
+
+        Its thread cannot be stopped from outside; whatever it does later is not
+        recorded (no state, no retries, no hooks).
+        """
+        if not self.run.state.is_final():
+            self.propose(Cancelled(message=reason), force=True)
+        with self._propose_lock:
+            self.abandoned = True
 
     def _finish(self, state: State) -> State:
         accepted, current, _ = self.propose(state)
@@ -139,7 +159,13 @@ class TaskRunEngine:
 
     def lifecycle(self) -> Lifecycle:
         """The task run's steps; driven by ``drive_sync`` or ``drive_async``."""
-        state = yield from self._lifecycle()
+        try:
+            state = yield from self._lifecycle()
+        finally:
+            if self.flow_ctx is not None:
+                self.flow_ctx.untrack(self)
+        if self.abandoned:
+            return self.run.state
         logger.info("Finished in state %r", state, extra=self._log_extra())
         return state
 
@@ -237,6 +263,8 @@ class TaskRunEngine:
                     Failed(message=f"task run could not start: {state.name} ({state.message})")
                 )
             outcome: Outcome = yield Call(task.timeout_seconds)
+            if self.abandoned:
+                return self.run.state
             error = outcome.error
             if error is None:
                 try:

@@ -1117,3 +1117,40 @@ class TestTimeouts:
 
         state = f(return_state=True)
         assert state.type is StateType.FAILED and state.name == "Failed"
+
+
+def test_a_flow_timeout_ends_its_in_flight_task_runs_cancelled(engine: DirectEngineClient) -> None:
+    """Task runs still running (or waiting on them) when the flow times out end Cancelled,
+    and nothing they do afterwards is recorded: no late Failed, no retries, no hooks."""
+    release = threading.Event()
+    finished = threading.Event()
+    hook_calls: list[str] = []
+
+    @task(retries=2, on_failure=[lambda t, r, s: hook_calls.append(s.name)])
+    def blocked() -> bool:
+        release.wait(BLOCK_SECONDS)
+        finished.set()
+        raise RuntimeError("woke up after the flow ended")
+
+    @task
+    def downstream() -> None:
+        hook_calls.append("downstream ran")
+
+    @flow(timeout_seconds=0.3)
+    def slow() -> bool:
+        first = blocked.submit()
+        downstream.submit(wait_for=[first])
+        return first.result()
+
+    with pytest.raises(TimeoutError):
+        slow()
+    release.set()
+    assert finished.wait(PROMPT_SECONDS)
+    join_abandoned_calls()
+    engine.flush()
+    runs = {r.name.split("-")[0]: r for r in engine.stores.runs.list_task_runs().items}
+    assert runs["blocked"].state.name == "Cancelled"
+    assert "timed out" in (runs["blocked"].state.message or "")
+    assert runs["downstream"].state.name == "Cancelled"
+    assert history(engine, runs["blocked"].id) == ["Pending", "Running", "Cancelled"]
+    assert hook_calls == []
