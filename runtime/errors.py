@@ -50,3 +50,19 @@ class LimitExceeded(StratoflowError):
 
     status_code = 429
     error_type = "limit_exceeded"
+
+
+class BadRequest(StratoflowError):
+    """A malformed value the schema cannot catch (e.g. a cursor this API did not return)."""
+
+    status_code = 400
+    error_type = "bad_request"
+
+
+class TransitionRejected(Conflict):
+    """The orchestration rules refused a proposed state (REJECT or ABORT).
+
+    ``details`` holds ``status``, ``reason`` and ``state`` (the run's current state, JSON).
+    """
+
+    error_type = "transition_rejected"

@@ -1,5 +1,399 @@
-"""Routes (being written)."""
+"""Flow runs, task runs and run logs: the ``/flow_runs``, ``/task_runs``, ``/logs`` routes.
 
+Thin routes: the schemas validate, :func:`handlers.deps.get_stores` does the work,
+``handlers.api`` maps domain errors to the one error shape. What the routes add:
+
+* ``Idempotency-Key`` on creates becomes the request's ``idempotency_key``; 201 for
+  a new run, 200 when the key returned an existing one (the store says which).
+* ``set_state`` and ``cancel`` answer 200 for ACCEPT and WAIT; REJECT and ABORT are
+  409 ``transition_rejected`` with ``details: {"status", "reason", "state"}``.
+* ``cancel`` proposes Cancelled for a run that has not started (SCHEDULED, PENDING,
+  PAUSED) and Cancelling for a RUNNING one, through the normal rules (never
+  forced): a final run, or one already Cancelling, gets 409.
+* Inputs the schemas let through but DynamoDB would refuse (empty index keys,
+  oversized items) are refused here with a 422 naming the field, and naive
+  datetimes are read as UTC, so bad input never reaches the store as a 500.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.event_handler.router import Router
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from handlers.deps import get_stores
+from runtime.api_schemas import SetStateRequest, TaskRunRecords, Written
+from runtime.errors import BadRequest, InvalidInput, TransitionRejected
+from runtime.models import (
+    FlowRun,
+    FlowRunCreate,
+    FlowRunFilter,
+    LogRecord,
+    OrchestrationResult,
+    Page,
+    TaskRun,
+    TaskRunCreate,
+    TaskRunFilter,
+)
+from runtime.states import State, StateType
 
 router = Router()
+
+M = TypeVar("M", bound=BaseModel)
+
+MAX_RUN_JSON_BYTES = 300_000
+"""Largest run (as JSON) a create or a snapshot may write: a DynamoDB item holds 400 KB,
+and the item also keeps the state history."""
+
+MAX_STATE_JSON_BYTES = 64 * 1024
+"""Largest proposed state (as JSON): it is stored twice (current state and history)."""
+
+MAX_LOG_RECORDS = 1000
+"""Most log lines one ``POST /logs`` may carry."""
+
+
+def _uuid_text(value: str) -> str:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a UUID") from None
+    return value
+
+
+RunId = Annotated[str, Path(description="The run's id (a UUID)"), AfterValidator(_uuid_text)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=512,
+        description="A retry with the same key returns the first run (200) and creates nothing",
+    ),
+]
+Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page")]
+Cursor = Annotated[str | None, Query(description="The next_cursor of the previous page")]
+Created = Annotated[datetime | None, Query(description="ISO 8601 (UTC when no offset)")]
+Repeated = Annotated[list[str] | None, Query()]
+
+
+class LogRecordIn(LogRecord):
+    """One log line to store (unknown fields are errors)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """A naive datetime read as UTC (the API's times are UTC); aware ones unchanged."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _models(value: Any) -> Iterator[BaseModel]:
+    if isinstance(value, BaseModel):
+        yield value
+    elif isinstance(value, list):
+        for entry in value:
+            yield from _models(entry)
+
+
+def _aware(model: M) -> M:
+    """``model`` with every naive datetime in it (nested models too) made UTC, in place.
+
+    The rules compare stored times with the clock (aware): a naive one would raise.
+    """
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                setattr(model, name, _utc(value))
+        else:
+            for inner in _models(value):
+                _aware(inner)
+    return model
+
+
+def _json_size(model: BaseModel) -> int:
+    return len(model.model_dump_json().encode())
+
+
+def _check_size(model: BaseModel, field: str, limit: int) -> None:
+    size = _json_size(model)
+    if size > limit:
+        raise InvalidInput(
+            f"{field}: {size} bytes of JSON, more than the {limit} a run item can hold",
+            field=field,
+        )
+
+
+def _check_id(value: str | None, field: str) -> None:
+    if value is not None:
+        try:
+            _uuid_text(value)
+        except ValueError as exc:
+            raise InvalidInput(f"{field}: {exc}", field=field) from None
+
+
+def _idempotent(body: M, header_key: str | None) -> M:
+    """The request with the header's key as ``idempotency_key`` (422 if both differ)."""
+    if header_key is None:
+        return body
+    current = getattr(body, "idempotency_key", None)
+    if current is not None and current != header_key:
+        raise InvalidInput(
+            "body.idempotency_key: differs from the Idempotency-Key header (send one of them)",
+            field="idempotency_key",
+        )
+    return body.model_copy(update={"idempotency_key": header_key})
+
+
+def _created(run: BaseModel, created: bool) -> Response[Any]:
+    return Response(
+        status_code=201 if created else 200,
+        content_type="application/json",
+        body=run,
+    )
+
+
+def _orchestrated(result: OrchestrationResult) -> OrchestrationResult:
+    """ACCEPT and WAIT pass; REJECT and ABORT become 409 ``transition_rejected``."""
+    if result.status in ("ACCEPT", "WAIT"):
+        return result
+    reason = result.reason or f"transition {result.status.lower()}ed"
+    raise TransitionRejected(
+        reason,
+        status=result.status,
+        reason=result.reason,
+        state=result.state.model_dump(mode="json"),
+    )
+
+
+def _window(after: datetime | None, before: datetime | None) -> tuple[datetime | None, ...]:
+    after, before = _utc(after), _utc(before)
+    if after is not None and before is not None and after > before:
+        raise InvalidInput(
+            "query.created_after: must not be later than created_before", field="created_after"
+        )
+    return after, before
+
+
+def _bad_cursor(exc: InvalidInput) -> InvalidInput | BadRequest:
+    """A cursor the store refused is a malformed value: 400 ``bad_request`` naming it."""
+    if exc.details.get("field") == "cursor":
+        return BadRequest(f"query.cursor: {exc.message}", field="cursor")
+    return exc
+
+
+# ----------------------------------------------------------------------------- flow runs
+
+
+@router.post("/flow_runs", summary="Create a flow run", tags=["flow runs"])
+def create_flow_run(
+    body: Annotated[FlowRunCreate, Body()],
+    idempotency_key: IdempotencyKey = None,
+) -> Response[FlowRun]:
+    """201 with the new run; 200 with the first run when the idempotency key was used before."""
+    request = _aware(_idempotent(body, idempotency_key))
+    _check_id(request.deployment_id, "body.deployment_id")
+    _check_size(request, "body", MAX_RUN_JSON_BYTES)
+    run, created = get_stores().runs.create_flow_run_once(request)
+    return _created(run, created)
+
+
+@router.get("/flow_runs", summary="List flow runs (newest first)", tags=["flow runs"])
+def list_flow_runs(
+    flow_name: Annotated[str | None, Query()] = None,
+    deployment_id: Annotated[str | None, Query()] = None,
+    parent_flow_run_id: Annotated[str | None, Query()] = None,
+    work_pool_name: Annotated[str | None, Query()] = None,
+    state_type: Annotated[list[StateType] | None, Query()] = None,
+    state_name: Repeated = None,
+    tag: Annotated[list[str] | None, Query(description="Runs having every one of these")] = None,
+    created_after: Created = None,
+    created_before: Created = None,
+    limit: Limit = 200,
+    cursor: Cursor = None,
+) -> Page[FlowRun]:
+    """Flow runs matching every given filter, ``limit`` per page."""
+    after, before = _window(created_after, created_before)
+    flt = FlowRunFilter(
+        flow_name=flow_name or None,
+        deployment_id=deployment_id or None,
+        parent_flow_run_id=parent_flow_run_id or None,
+        work_pool_name=work_pool_name or None,
+        state_types=state_type or None,
+        state_names=state_name or None,
+        tags_all=tag or None,
+        created_after=after,
+        created_before=before,
+    )
+    try:
+        return get_stores().runs.list_flow_runs(flt, limit=limit, cursor=cursor)
+    except InvalidInput as exc:
+        raise _bad_cursor(exc) from None
+
+
+@router.get("/flow_runs/<id>", summary="Read a flow run", tags=["flow runs"])
+def read_flow_run(id: RunId) -> FlowRun:
+    """The flow run, or 404."""
+    return get_stores().runs.read_flow_run(id)
+
+
+@router.post("/flow_runs/<id>/set_state", summary="Propose a flow run state", tags=["flow runs"])
+def set_flow_run_state(id: RunId, body: Annotated[SetStateRequest, Body()]) -> OrchestrationResult:
+    """200 for ACCEPT and WAIT; 409 ``transition_rejected`` (with the current state) otherwise."""
+    request = _aware(body)
+    _check_size(request.state, "body.state", MAX_STATE_JSON_BYTES)
+    result = get_stores().runs.set_state("flow_run", id, request.state, force=request.force)
+    return _orchestrated(result)
+
+
+@router.post("/flow_runs/<id>/cancel", summary="Cancel a flow run", tags=["flow runs"])
+def cancel_flow_run(id: RunId) -> OrchestrationResult:
+    """Cancelled if it has not started, Cancelling if it runs; 409 if it is final already."""
+    return _orchestrated(get_stores().runs.cancel_flow_run(id))
+
+
+@router.get("/flow_runs/<id>/states", summary="A flow run's states", tags=["flow runs"])
+def flow_run_states(id: RunId) -> list[State]:
+    """Every state the flow run has had, oldest first."""
+    return get_stores().runs.read_state_history(id, "flow_run")
+
+
+@router.get("/flow_runs/<id>/logs", summary="A flow run's logs", tags=["logs"])
+def flow_run_logs(
+    id: RunId,
+    task_run_id: Annotated[str | None, Query()] = None,
+    level_ge: Annotated[int | None, Query(ge=0, le=100)] = None,
+    limit: Limit = 200,
+    cursor: Cursor = None,
+) -> Page[LogRecord]:
+    """The flow run's log lines (and its task runs') in time order."""
+    stores = get_stores()
+    stores.runs.read_flow_run(id)
+    try:
+        return stores.logs.read(
+            id, task_run_id=task_run_id or None, level_ge=level_ge, limit=limit, cursor=cursor
+        )
+    except InvalidInput as exc:
+        raise _bad_cursor(exc) from None
+
+
+# ----------------------------------------------------------------------------- task runs
+
+
+@router.post("/task_runs", summary="Create a task run", tags=["task runs"])
+def create_task_run(
+    body: Annotated[TaskRunCreate, Body()],
+    idempotency_key: IdempotencyKey = None,
+) -> Response[TaskRun]:
+    """201 with the new run; 200 with the first run when the idempotency key was used before."""
+    request = _aware(_idempotent(body, idempotency_key))
+    _check_size(request, "body", MAX_RUN_JSON_BYTES)
+    run, created = get_stores().runs.create_task_run_once(request)
+    return _created(run, created)
+
+
+@router.post(
+    "/task_runs/records", summary="Write task-run snapshots (the engine)", tags=["task runs"]
+)
+def write_task_run_records(body: Annotated[TaskRunRecords, Body()]) -> Response[Written]:
+    """Store the engine's batched task-run snapshots (run and full history), unconditionally."""
+    request = _aware(body)
+    seen: dict[str, int] = {}
+    for i, record in enumerate(request.records):
+        run, where = record.run, f"body.records.{i}"
+        _check_id(run.id, f"{where}.run.id")
+        _check_id(run.flow_run_id, f"{where}.run.flow_run_id")
+        if not run.task_key or not run.name:
+            field = "task_key" if not run.task_key else "name"
+            raise InvalidInput(f"{where}.run.{field}: must not be empty", field=field)
+        if run.id in seen:
+            raise InvalidInput(
+                f"{where}.run.id: {run.id} is also body.records.{seen[run.id]}: one per run",
+                field="id",
+            )
+        seen[run.id] = i
+        _check_size(record, where, MAX_RUN_JSON_BYTES)
+    stores = get_stores()
+    items: list[Mapping[str, Any]] = [
+        stores.runs.to_item(r.run, r.history) for r in request.records
+    ]
+    stores.db.batch_write(stores.specs.runs.name, items)
+    return Response(
+        status_code=202, content_type="application/json", body=Written(written=len(items))
+    )
+
+
+@router.get("/task_runs", summary="List task runs (newest first)", tags=["task runs"])
+def list_task_runs(
+    flow_run_id: Annotated[str | None, Query()] = None,
+    task_key: Annotated[str | None, Query()] = None,
+    state_type: Annotated[list[StateType] | None, Query()] = None,
+    state_name: Repeated = None,
+    tag: Annotated[list[str] | None, Query(description="Runs having every one of these")] = None,
+    created_after: Created = None,
+    created_before: Created = None,
+    limit: Limit = 200,
+    cursor: Cursor = None,
+) -> Page[TaskRun]:
+    """Task runs matching every given filter, ``limit`` per page."""
+    after, before = _window(created_after, created_before)
+    flt = TaskRunFilter(
+        flow_run_id=flow_run_id or None,
+        task_key=task_key or None,
+        state_types=state_type or None,
+        state_names=state_name or None,
+        tags_all=tag or None,
+        created_after=after,
+        created_before=before,
+    )
+    try:
+        return get_stores().runs.list_task_runs(flt, limit=limit, cursor=cursor)
+    except InvalidInput as exc:
+        raise _bad_cursor(exc) from None
+
+
+@router.get("/task_runs/<id>", summary="Read a task run", tags=["task runs"])
+def read_task_run(id: RunId) -> TaskRun:
+    """The task run, or 404."""
+    return get_stores().runs.read_task_run(id)
+
+
+@router.get("/task_runs/<id>/states", summary="A task run's states", tags=["task runs"])
+def task_run_states(id: RunId) -> list[State]:
+    """Every state the task run has had, oldest first."""
+    return get_stores().runs.read_state_history(id, "task_run")
+
+
+@router.post("/task_runs/<id>/set_state", summary="Propose a task run state", tags=["task runs"])
+def set_task_run_state(id: RunId, body: Annotated[SetStateRequest, Body()]) -> OrchestrationResult:
+    """200 for ACCEPT and WAIT; 409 ``transition_rejected`` (with the current state) otherwise."""
+    request = _aware(body)
+    _check_size(request.state, "body.state", MAX_STATE_JSON_BYTES)
+    result = get_stores().runs.set_state("task_run", id, request.state, force=request.force)
+    return _orchestrated(result)
+
+
+# ----------------------------------------------------------------------------- logs
+
+
+@router.post("/logs", summary="Write log lines", tags=["logs"])
+def write_logs(
+    body: Annotated[list[LogRecordIn], Body(max_length=MAX_LOG_RECORDS)],
+) -> Response[Written]:
+    """Store up to 1000 log lines of flow and task runs (202)."""
+    records: list[LogRecord] = [_aware(r) for r in body]
+    get_stores().logs.write(records)
+    return Response(
+        status_code=202, content_type="application/json", body=Written(written=len(records))
+    )

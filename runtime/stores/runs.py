@@ -33,7 +33,7 @@ from runtime.names import generate_name
 from runtime.orchestration import run_field_updates
 from runtime.orchestration.transition import apply_transition
 from runtime.resources import TableSpec
-from runtime.states import Pending, State, StateType, utcnow
+from runtime.states import Cancelled, Cancelling, Pending, State, StateType, utcnow
 from runtime.stores.dynamo import (
     ConditionFailed,
     Dynamo,
@@ -108,6 +108,10 @@ class RunStore:
 
     def create_flow_run(self, request: FlowRunCreate) -> FlowRun:
         """Create a flow run; with an idempotency key, a repeat returns the first run."""
+        return self.create_flow_run_once(request)[0]
+
+    def create_flow_run_once(self, request: FlowRunCreate) -> tuple[FlowRun, bool]:
+        """:meth:`create_flow_run`, and whether this call created it (False: key repeat)."""
         fields = request.model_dump(exclude={"id", "name", "state", "idempotency_key"})
         run_id, state = self._identity("flow_run", request)
         run = FlowRun(
@@ -120,6 +124,10 @@ class RunStore:
 
     def create_task_run(self, request: TaskRunCreate) -> TaskRun:
         """Create a task run; with an idempotency key, a repeat returns the first run."""
+        return self.create_task_run_once(request)[0]
+
+    def create_task_run_once(self, request: TaskRunCreate) -> tuple[TaskRun, bool]:
+        """:meth:`create_task_run`, and whether this call created it (False: key repeat)."""
         fields = request.model_dump(exclude={"id", "name", "state", "idempotency_key"})
         run_id, state = self._identity("task_run", request)
         run = TaskRun(
@@ -143,7 +151,7 @@ class RunStore:
             run_id = request.id or new_id()
         return run_id, (request.state or Pending()).model_copy(deep=True)
 
-    def _insert(self, run: R, state: State) -> R:
+    def _insert(self, run: R, state: State) -> tuple[R, bool]:
         now = utcnow()
         updates = run_field_updates(None, state, now, None)
         run.state = state
@@ -170,8 +178,8 @@ class RunStore:
             )
             if not isinstance(existing, type(run)):
                 raise Conflict(f"idempotency key is used by a {existing.kind}") from None
-            return existing
-        return run
+            return existing, False
+        return run, True
 
     # ------------------------------------------------------------------ read
 
@@ -194,11 +202,12 @@ class RunStore:
         assert isinstance(run, TaskRun)
         return run
 
-    def read_state_history(self, run_id: str) -> list[State]:
-        """Every state the run has had, oldest first."""
+    def read_state_history(self, run_id: str, kind: RunKind | None = None) -> list[State]:
+        """Every state the run has had, oldest first (NotFound unless a run of ``kind``)."""
         item = self.db.get(self.table.name, {"id": run_id}, projection="history, kind", names=None)
-        if item is None:
-            raise NotFound(f"run {run_id} not found", id=run_id)
+        if item is None or (kind is not None and item.get("kind") != kind):
+            label = {"flow_run": "flow run", "task_run": "task run"}.get(kind or "", "run")
+            raise NotFound(f"{label} {run_id} not found", id=run_id)
         return [State.model_validate_json(s) for s in item.get("history", [])]
 
     # ------------------------------------------------------------------ list
@@ -403,6 +412,37 @@ class RunStore:
         for _ in range(MAX_TRANSITION_ATTEMPTS):
             run = self.from_item(item)
             result, written = self._try_transition(kind, run, state, force, now)
+            if written is None:
+                return result
+            try:
+                self._write_transition(run, written)
+                return result
+            except ConditionFailed as lost:
+                item = lost.current or self.db.get(self.table.name, {"id": run_id})
+                if item is None:
+                    raise NotFound(f"run {run_id} was deleted", id=run_id) from None
+        raise Conflict(f"run {run_id} kept changing; gave up after {MAX_TRANSITION_ATTEMPTS} tries")
+
+    def cancel_flow_run(self, run_id: str, *, now: datetime | None = None) -> OrchestrationResult:
+        """Cancel a flow run through the rules: Cancelled if it has not started, else Cancelling.
+
+        SCHEDULED, PENDING and PAUSED runs (no process to stop, or one waiting to
+        resume) are proposed Cancelled; RUNNING runs Cancelling, so their worker stops
+        them (a CANCELLING run too: the rules refuse it, as only its worker may end it).
+        Final runs are proposed Cancelled and the rules refuse that. The target is chosen
+        again on every attempt, so a run claimed in between gets Cancelling, never
+        Cancelled under its process.
+        """
+        item = self.db.get(self.table.name, {"id": run_id})
+        if item is None or item["kind"] != "flow_run":
+            raise NotFound(f"flow run {run_id} not found", id=run_id)
+        for _ in range(MAX_TRANSITION_ATTEMPTS):
+            run = self.from_item(item)
+            if run.state.type in (StateType.RUNNING, StateType.CANCELLING):
+                proposed = Cancelling(message="Cancellation requested.")
+            else:
+                proposed = Cancelled(message="Cancelled on request.")
+            result, written = self._try_transition("flow_run", run, proposed, False, now)
             if written is None:
                 return result
             try:
