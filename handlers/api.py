@@ -11,7 +11,10 @@ import logging
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from pydantic import ValidationError
 
 from handlers.errors import clean_errors, describe_validation, error_response
@@ -52,6 +55,13 @@ def _invalid_model(exc: ValidationError) -> Response[Any]:
     errors = [dict(e) for e in exc.errors()]
     return error_response(
         422, "validation_error", describe_validation(errors), {"errors": clean_errors(errors)}
+    )
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def _unsupported_content_type(exc: RequestUnsupportedContentType) -> Response[Any]:
+    return error_response(
+        415, "unsupported_media_type", "send the request body as application/json"
     )
 
 

@@ -18,7 +18,7 @@ Thin routes: the schemas validate, :func:`handlers.deps.get_stores` does the wor
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -324,14 +324,10 @@ def write_task_run_records(body: Annotated[TaskRunRecords, Body()]) -> Response[
             )
         seen[run.id] = i
         _check_size(record, where, MAX_RUN_JSON_BYTES)
-    stores = get_stores()
-    items: list[Mapping[str, Any]] = [
-        stores.runs.to_item(r.run, r.history) for r in request.records
-    ]
-    stores.db.batch_write(stores.specs.runs.name, items)
-    return Response(
-        status_code=202, content_type="application/json", body=Written(written=len(items))
+    written = get_stores().runs.write_task_run_records(
+        [(r.run, r.history) for r in request.records], guard=True
     )
+    return Response(status_code=202, content_type="application/json", body=Written(written=written))
 
 
 @router.get("/task_runs", summary="List task runs (newest first)", tags=["task runs"])

@@ -212,8 +212,7 @@ class DirectEngineClient(EngineClient):
         self._recorder.add(run, history)
 
     def _write_task_runs(self, batch: list[tuple[TaskRun, list[State]]]) -> None:
-        items = [self.stores.runs.to_item(run, history) for run, history in batch]
-        self.stores.db.batch_write(self.stores.specs.runs.name, items)
+        self.stores.runs.write_task_run_records(batch)
 
     def flush(self) -> None:
         self._recorder.flush()

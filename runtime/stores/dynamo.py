@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -305,7 +305,7 @@ class Dynamo:
                 return
             kwargs["ExclusiveStartKey"] = last
 
-    def batch_write(self, table: str, items: list[Mapping[str, Any]]) -> None:
+    def batch_write(self, table: str, items: Sequence[Mapping[str, Any]]) -> None:
         """Put many items, 25 per request, retrying unprocessed ones."""
         for start in range(0, len(items), 25):
             requests: list[dict[str, Any]] = [

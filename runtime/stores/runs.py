@@ -38,6 +38,7 @@ from runtime.stores.dynamo import (
     ConditionFailed,
     Dynamo,
     Item,
+    TransactionFailed,
     decode_cursor,
     encode_cursor,
     iso,
@@ -50,6 +51,8 @@ IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1b5a8e-4c1d-4d7e-9a55-2a1f8f0c3b7d")
 """Namespace of run ids derived from idempotency keys (uuid5)."""
 
 MAX_TRANSITION_ATTEMPTS = 8
+MAX_HISTORY = 100
+"""States kept per run item: the first one and the latest (the item must stay < 400 KB)."""
 
 
 def run_id_for_key(kind: RunKind, idempotency_key: str) -> str:
@@ -96,6 +99,48 @@ class RunStore:
         else:
             item.update(task_key=run.task_key, parent_id=run.flow_run_id)
         return item
+
+    def write_task_run_records(
+        self, records: list[tuple[TaskRun, list[State]]], *, guard: bool = False
+    ) -> int:
+        """Store task-run snapshots written by an engine (each the run's latest state).
+
+        The engine's own process writes them with ``BatchWriteItem`` (no conditions,
+        cheapest). With ``guard`` (records that came over the API) each put is
+        conditioned on the id being new or already a task run, in transactions of 100,
+        so a record can never overwrite a flow run; Conflict names the offending id.
+        """
+        items = [self.to_item(run, history) for run, history in records]
+        if not guard:
+            self.db.batch_write(self.table.name, items)
+            return len(items)
+        for start in range(0, len(items), 100):
+            chunk = items[start : start + 100]
+            try:
+                self.db.transact(
+                    [
+                        {
+                            "Put": {
+                                "TableName": self.table.name,
+                                "Item": item,
+                                "ConditionExpression": "attribute_not_exists(id) OR kind = :k",
+                                "ExpressionAttributeValues": {":k": "task_run"},
+                            }
+                        }
+                        for item in chunk
+                    ]
+                )
+            except TransactionFailed as failed:
+                bad = [
+                    item["id"]
+                    for item, code in zip(chunk, failed.reasons, strict=False)
+                    if code == "ConditionalCheckFailed"
+                ]
+                raise Conflict(
+                    f"record id(s) {', '.join(bad)} belong to flow runs, not task runs",
+                    ids=bad,
+                ) from None
+        return len(items)
 
     @staticmethod
     def from_item(item: Item) -> FlowRun | TaskRun:
@@ -411,11 +456,11 @@ class RunStore:
             raise NotFound(f"{label} {run_id} not found", id=run_id)
         for _ in range(MAX_TRANSITION_ATTEMPTS):
             run = self.from_item(item)
-            result, written = self._try_transition(kind, run, state, force, now)
+            result, written, parent_check = self._decide(run, state, force, now)
             if written is None:
                 return result
             try:
-                self._write_transition(run, written)
+                self._write_transition(run, written, item.get("history"), parent_check)
                 return result
             except ConditionFailed as lost:
                 item = lost.current or self.db.get(self.table.name, {"id": run_id})
@@ -442,11 +487,11 @@ class RunStore:
                 proposed = Cancelling(message="Cancellation requested.")
             else:
                 proposed = Cancelled(message="Cancelled on request.")
-            result, written = self._try_transition("flow_run", run, proposed, False, now)
+            result, written, _ = self._decide(run, proposed, False, now)
             if written is None:
                 return result
             try:
-                self._write_transition(run, written)
+                self._write_transition(run, written, item.get("history"))
                 return result
             except ConditionFailed as lost:
                 item = lost.current or self.db.get(self.table.name, {"id": run_id})
@@ -454,50 +499,106 @@ class RunStore:
                     raise NotFound(f"run {run_id} was deleted", id=run_id) from None
         raise Conflict(f"run {run_id} kept changing; gave up after {MAX_TRANSITION_ATTEMPTS} tries")
 
-    def _try_transition(
-        self,
-        kind: RunKind,
-        run: FlowRun | TaskRun,
-        proposed: State,
-        force: bool,
-        now: datetime | None,
-    ) -> tuple[OrchestrationResult, FlowRun | TaskRun | None]:
+    def _decide(
+        self, run: FlowRun | TaskRun, proposed: State, force: bool, now: datetime | None
+    ) -> tuple[OrchestrationResult, FlowRun | TaskRun | None, tuple[str, int] | None]:
+        """Run the rules; also return the parent flow run (id, version) the decision read.
+
+        A task entering RUNNING is judged against its flow run's state, so its write is
+        then conditioned on that flow run not having changed since (see _write_transition).
+        """
+        if isinstance(run, FlowRun):
+            result, flow_new = apply_transition(run, proposed, force=force, now=now)
+            return result, flow_new, None
         flow_state = None
-        if (
-            isinstance(run, TaskRun)
-            and run.flow_run_id
-            and proposed.type is StateType.RUNNING
-            and not force
-        ):
+        parent_check = None
+        if run.flow_run_id and proposed.type is StateType.RUNNING and not force:
             parent = self.db.get(
-                self.table.name, {"id": run.flow_run_id}, projection="#d", names={"#d": "doc"}
+                self.table.name,
+                {"id": run.flow_run_id},
+                projection="#d, state_version",
+                names={"#d": "doc"},
             )
             if parent is not None:
                 flow_state = FlowRun.model_validate_json(parent["doc"]).state
-        if isinstance(run, FlowRun):
-            return apply_transition(run, proposed, force=force, now=now)
-        return apply_transition(run, proposed, force=force, now=now, flow_run_state=flow_state)
-
-    def _write_transition(self, old: FlowRun | TaskRun, new: FlowRun | TaskRun) -> None:
-        self.db.update(
-            self.table.name,
-            {"id": old.id},
-            "SET #doc = :doc, state_version = :nv, state_type = :st, state_name = :sn, "
-            "kind_state = :ks, state_timestamp = :ts, history = list_append(history, :h)",
-            condition="state_version = :v",
-            names={"#doc": "doc"},
-            values={
-                ":doc": new.model_dump_json(),
-                ":nv": new.state_version,
-                ":v": old.state_version,
-                ":st": new.state.type.value,
-                ":sn": new.state.name,
-                ":ks": f"{new.kind}#{new.state.type.value}",
-                ":ts": iso(new.state.timestamp),
-                ":h": [_state_json(new.state)],
-            },
-            return_new=False,
+                parent_check = (run.flow_run_id, int(parent["state_version"]))
+        result, task_new = apply_transition(
+            run, proposed, force=force, now=now, flow_run_state=flow_state
         )
+        return result, task_new, parent_check
+
+    def _write_transition(
+        self,
+        old: FlowRun | TaskRun,
+        new: FlowRun | TaskRun,
+        history: list[str] | None = None,
+        parent_check: tuple[str, int] | None = None,
+    ) -> None:
+        """Persist an accepted transition: one UpdateItem conditioned on ``state_version``.
+
+        The history is appended, keeping the first state and the latest ones once it
+        reaches MAX_HISTORY (an item must stay under DynamoDB's 400 KB). With
+        ``parent_check`` the update is a transaction that also checks the parent flow
+        run's version, so a task never starts on a flow-run state that just changed.
+        """
+        values: dict[str, Any] = {
+            ":doc": new.model_dump_json(),
+            ":nv": new.state_version,
+            ":v": old.state_version,
+            ":st": new.state.type.value,
+            ":sn": new.state.name,
+            ":ks": f"{new.kind}#{new.state.type.value}",
+            ":ts": iso(new.state.timestamp),
+        }
+        entry = _state_json(new.state)
+        if history is not None and len(history) >= MAX_HISTORY:
+            values[":h"] = [history[0], *history[-(MAX_HISTORY - 2) :], entry]
+            set_history = "history = :h"
+        else:
+            values[":h"] = [entry]
+            set_history = "history = list_append(history, :h)"
+        update = (
+            "SET #doc = :doc, state_version = :nv, state_type = :st, state_name = :sn, "
+            f"kind_state = :ks, state_timestamp = :ts, {set_history}"
+        )
+        if parent_check is None:
+            self.db.update(
+                self.table.name,
+                {"id": old.id},
+                update,
+                condition="state_version = :v",
+                names={"#doc": "doc"},
+                values=values,
+                return_new=False,
+            )
+            return
+        parent_id, parent_version = parent_check
+        try:
+            self.db.transact(
+                [
+                    {
+                        "Update": {
+                            "TableName": self.table.name,
+                            "Key": {"id": old.id},
+                            "UpdateExpression": update,
+                            "ConditionExpression": "state_version = :v",
+                            "ExpressionAttributeNames": {"#doc": "doc"},
+                            "ExpressionAttributeValues": values,
+                        }
+                    },
+                    {
+                        "ConditionCheck": {
+                            "TableName": self.table.name,
+                            "Key": {"id": parent_id},
+                            "ConditionExpression": "state_version = :pv",
+                            "ExpressionAttributeValues": {":pv": parent_version},
+                        }
+                    },
+                ]
+            )
+        except TransactionFailed as failed:
+            # either side changed: read the task run again and let the rules decide again
+            raise ConditionFailed(failed.items[0] if failed.items else None) from None
 
     def delete_run(self, run_id: str) -> None:
         """Delete a run record (no-op when absent)."""

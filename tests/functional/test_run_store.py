@@ -787,16 +787,20 @@ def test_set_state_on_unknown_or_wrong_kind_is_not_found(stores: Stores) -> None
 class Interloper:
     """Makes one competing transition between the store's read and its conditional write."""
 
-    def __init__(self, store: RunStore, rival: RunStore, kind: str, state: State) -> None:
-        self.rival, self.kind, self.state = rival, kind, state
+    def __init__(
+        self, store: RunStore, rival: RunStore, kind: str, state: State, target: str | None = None
+    ) -> None:
+        self.rival, self.kind, self.state, self.target = rival, kind, state, target
         self.calls = 0
-        self._original = store._try_transition
+        self._original = store._decide
 
-    def __call__(self, kind: Any, run: Any, proposed: State, force: bool, now: Any) -> Any:
+    def __call__(self, run: Any, proposed: State, force: bool, now: Any) -> Any:
         self.calls += 1
-        if self.calls == 1:
-            assert self.rival.set_state(self.kind, run.id, self.state).accepted  # type: ignore[call-overload]
-        return self._original(kind, run, proposed, force, now)
+        decided = self._original(run, proposed, force, now)
+        if self.calls == 1:  # after the rules read, before the write
+            target = self.target or run.id
+            assert self.rival.set_state(self.kind, target, self.state).accepted  # type: ignore[call-overload]
+        return decided
 
 
 def test_lost_race_reruns_the_rules_and_rejects(
@@ -805,7 +809,7 @@ def test_lost_race_reruns_the_rules_and_rejects(
     run = flow(stores)
     rival = RunStore(stores.db, stores.specs.runs)
     interloper = Interloper(stores.runs, rival, "flow_run", Running("rival"))
-    monkeypatch.setattr(stores.runs, "_try_transition", interloper)
+    monkeypatch.setattr(stores.runs, "_decide", interloper)
 
     result = stores.runs.set_state("flow_run", run.id, Running("mine"))
     assert interloper.calls == 2, "the rules ran again on the item as it is now"
@@ -821,7 +825,7 @@ def test_lost_race_reruns_the_rules_and_can_still_accept(
     run = flow(stores)
     rival = RunStore(stores.db, stores.specs.runs)
     interloper = Interloper(stores.runs, rival, "flow_run", Running())
-    monkeypatch.setattr(stores.runs, "_try_transition", interloper)
+    monkeypatch.setattr(stores.runs, "_decide", interloper)
 
     result = stores.runs.set_state("flow_run", run.id, Completed())
     assert interloper.calls == 2
@@ -882,3 +886,35 @@ def test_filter_window_must_be_ordered() -> None:
     with pytest.raises(ValidationError) as caught:
         FlowRunFilter(created_after=T0, created_before=T0 - timedelta(seconds=1))
     assert "created_after" in str(caught.value)
+
+
+def test_a_task_never_starts_on_a_flow_run_state_that_changed_meanwhile(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task's RUNNING write also checks the flow run's version (one transaction)."""
+    parent = flow(stores)
+    stores.runs.set_state("flow_run", parent.id, Running())
+    task_run = stores.runs.create_task_run(TaskRunCreate(task_key="t", flow_run_id=parent.id))
+    rival = RunStore(stores.db, stores.specs.runs)
+    interloper = Interloper(stores.runs, rival, "flow_run", Cancelling(), target=parent.id)
+    monkeypatch.setattr(stores.runs, "_decide", interloper)
+
+    result = stores.runs.set_state("task_run", task_run.id, Running())
+    assert interloper.calls == 2, "the rules ran again with the flow run as it is now"
+    assert result.accepted and result.state.type is StateType.CANCELLED
+    assert history_names(stores, task_run.id) == ["Pending", "Cancelled"]
+
+
+def test_history_keeps_the_first_and_the_latest_states(stores: Stores) -> None:
+    from runtime.stores.runs import MAX_HISTORY
+
+    run = flow(stores)
+    for i in range(MAX_HISTORY + 5):
+        state = Running(str(i)) if i % 2 == 0 else Pending(str(i))
+        if i % 2 == 1:  # RUNNING -> PENDING is refused; go through Scheduled
+            state = Scheduled(message=str(i))
+        assert stores.runs.set_state("flow_run", run.id, state).accepted
+    history = stores.runs.read_state_history(run.id)
+    assert len(history) == MAX_HISTORY
+    assert history[0].name == "Pending" and history[0].message is None
+    assert history[-1].message == str(MAX_HISTORY + 4)

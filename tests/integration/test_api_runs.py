@@ -573,6 +573,17 @@ def snapshot(flow_run_id: str, key: str, final: str = "COMPLETED") -> dict[str, 
 
 
 class TestTaskRunRecords:
+    def test_a_record_cannot_overwrite_a_flow_run(self, api: str, flow_name: str) -> None:
+        flow_run = new_flow_run(api, flow_name)
+        good = snapshot(flow_run["id"], "ok")
+        hostile = snapshot(flow_run["id"], "evil")
+        hostile["run"]["id"] = flow_run["id"]
+        reply = call(api, "POST", "/task_runs/records", {"records": [good, hostile]})
+        err = reply.error(409, "conflict")
+        assert flow_run["id"] in err["message"]
+        assert call(api, "GET", f"/flow_runs/{flow_run['id']}").body["flow_name"] == flow_name
+        assert call(api, "GET", f"/task_runs/{good['run']['id']}").status == 404  # all or none
+
     def test_batch_then_read(self, api: str, flow_name: str) -> None:
         flow_run = new_flow_run(api, flow_name)
         records = [snapshot(flow_run["id"], f"t{i}") for i in range(30)]
@@ -697,3 +708,18 @@ class TestLogs:
             assert field in err["message"], (field, err)
         assert call(api, "GET", f"/flow_runs/{run['id']}/logs").body["items"] == []
         assert call(api, "POST", "/logs", []).body == {"written": 0}
+
+
+def test_a_body_that_is_not_json_is_415_not_500(api: str, flow_name: str) -> None:
+    request = urllib.request.Request(
+        api + "/flow_runs",
+        data=b"flow_name=x",
+        method="POST",
+        headers={"Content-Type": "text/plain"},
+    )
+    try:
+        urllib.request.urlopen(request, timeout=30)
+        raise AssertionError("expected an error")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 415
+        assert json.loads(exc.read())["error"]["type"] == "unsupported_media_type"
