@@ -1,8 +1,10 @@
 """Shipping run logs to the log store in the background, and the ``logging`` handler that feeds it.
 
 :class:`LogShipper` queues log lines in memory and a daemon thread writes them in
-batches: when ``batch_size`` lines are waiting, or when the oldest waiting line
-is ``interval`` seconds old, or when someone calls :meth:`LogShipper.flush`.
+batches to a :class:`~runtime.stores.logs.LogStore`, or to any :class:`LogSink`
+(an object with ``write(records)``, e.g. the HTTP API's ``POST /logs``): when
+``batch_size`` lines are waiting, or when the oldest waiting line is
+``interval`` seconds old, or when someone calls :meth:`LogShipper.flush`.
 Only that thread writes, so lines reach the store in the order they were
 emitted. A failed write is retried with exponential backoff (the same items,
 so a retry never duplicates a line); when the attempts run out, the lines are
@@ -23,8 +25,9 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Protocol, TextIO, runtime_checkable
 
 from runtime.models import LogRecord
 from runtime.stores.dynamo import Item
@@ -33,8 +36,21 @@ from runtime.stores.logs import LogStore
 _Entry = tuple[int, float, LogRecord]  # (emit number, monotonic arrival time, record)
 
 
+@runtime_checkable
+class LogSink(Protocol):
+    """Anything that stores a batch of log lines (raising when it could not)."""
+
+    def write(self, records: list[LogRecord]) -> None:
+        """Store every record of the batch, or raise."""
+
+
 class LogShipper:
-    """Batches log lines in memory and writes them to a :class:`LogStore` from a daemon thread.
+    """Batches log lines in memory and writes them to a store from a daemon thread.
+
+    ``store`` is a :class:`LogStore` (lines are converted to items first, so a
+    bad line is dropped alone) or any :class:`LogSink` (the batch is handed to
+    its ``write``). An error with ``retryable = False`` (e.g. the API refusing
+    the batch as invalid) is not retried.
 
     ``emit`` is thread-safe and cheap (it only queues). At most ``max_pending``
     lines wait in memory; beyond that new lines are dropped and the loss reported,
@@ -47,7 +63,7 @@ class LogShipper:
 
     def __init__(
         self,
-        store: LogStore,
+        store: LogStore | LogSink,
         *,
         batch_size: int = 100,
         interval: float = 1.0,
@@ -242,23 +258,32 @@ class LogShipper:
 
     def _ship(self, records: list[LogRecord]) -> int:
         """Write one batch with retries; returns how many lines were stored."""
+        store = self.store
+        to_item = getattr(store, "to_item", None)
+        write_items = getattr(store, "write_items", None)
+        if to_item is None or write_items is None:  # a LogSink: hand it the batch
+            runs = {record.flow_run_id for record in records}
+            return self._write_with_retries(lambda: store.write(records), len(records), runs)
         items: list[Item] = []
         for record in records:
             try:
-                items.append(self.store.to_item(record))
+                items.append(to_item(record))
             except Exception as exc:
                 self._report(f"dropped a log line for flow run {record.flow_run_id!r}: {exc}")
         if not items:
             return 0
+        runs = {str(i["flow_run_id"]) for i in items}
+        return self._write_with_retries(lambda: write_items(items), len(items), runs)
+
+    def _write_with_retries(self, write: Callable[[], object], count: int, runs: set[str]) -> int:
         for attempt in range(1, self.max_attempts + 1):
             try:
-                self.store.write_items(items)
-                return len(items)
+                write()
+                return count
             except Exception as exc:
-                if attempt == self.max_attempts:
-                    runs = sorted({str(i["flow_run_id"]) for i in items})
+                if attempt == self.max_attempts or not getattr(exc, "retryable", True):
                     self._report(
-                        f"dropped {len(items)} log line(s) of flow run(s) {', '.join(runs)} "
+                        f"dropped {count} log line(s) of flow run(s) {', '.join(sorted(runs))} "
                         f"after {attempt} failed write attempt(s): {exc!r}"
                     )
                     return 0
@@ -309,4 +334,4 @@ class RunLogHandler(logging.Handler):
         self.shipper.flush(timeout=30.0)
 
 
-__all__ = ["LogShipper", "RunLogHandler"]
+__all__ = ["LogShipper", "LogSink", "RunLogHandler"]

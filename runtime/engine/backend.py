@@ -1,6 +1,8 @@
 """Which backend the engine writes to, chosen by configuration (ARCHITECTURE.md).
 
-* ``STRATOFLOW_API_URL`` set: the HTTP API (arrives with the API, Phase 3).
+* ``STRATOFLOW_API_URL`` set: the HTTP API, through
+  :class:`~runtime.engine.api_client.ApiEngineClient` (SigV4-signed unless the
+  URL is local; ``STRATOFLOW_API_TOKEN`` sends a bearer token instead).
 * ``AWS_ENDPOINT_URL`` or ``STRATOFLOW_PREFIX`` set: the stores directly, at
   boto3's configured endpoint (AWS, LocalStack or a moto server).
 * Otherwise, the embedded default: a moto server on 127.0.0.1 inside this
@@ -64,8 +66,9 @@ def connect_stores() -> Any:
         return embedded_stores()
     if kind == "api":
         raise RuntimeError(
-            "STRATOFLOW_API_URL is set, but this build's engine writes to the stores "
-            "directly: unset it, or set AWS_ENDPOINT_URL / STRATOFLOW_PREFIX"
+            "STRATOFLOW_API_URL is set: the engine and the SDK talk to the API, not to "
+            "the stores (use get_engine_client() or sdk.get_client()); unset it, or set "
+            "AWS_ENDPOINT_URL / STRATOFLOW_PREFIX, to use the stores directly"
         )
     return Stores.connect(
         settings.prefix,
@@ -81,9 +84,13 @@ def get_engine_client() -> EngineClient:
         if _client is None:
             from runtime.settings import get_settings
 
-            _client = DirectEngineClient(
-                connect_stores(), lease_seconds=get_settings().lease_seconds
-            )
+            settings = get_settings()
+            if settings.backend() == "api":
+                from runtime.engine.api_client import ApiEngineClient
+
+                _client = ApiEngineClient(settings.api_url, lease_seconds=settings.lease_seconds)
+            else:
+                _client = DirectEngineClient(connect_stores(), lease_seconds=settings.lease_seconds)
             atexit.register(_client.close)
         return _client
 

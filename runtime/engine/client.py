@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from runtime.errors import NotFound
+from runtime.engine.slots import SlotWaiter
 from runtime.models import (
     FlowRun,
     FlowRunCreate,
@@ -34,13 +34,6 @@ TAG_LIMIT_PREFIX = "tag:"
 def tag_limit_name(tag: str) -> str:
     """The concurrency limit governing tasks tagged ``tag``."""
     return f"{TAG_LIMIT_PREFIX}{tag}"
-
-
-POLL_START = 0.02
-POLL_MAX = 0.5
-"""A waiting task polls for slots freed by other processes every 20 ms, backing off to 0.5 s."""
-IDLE_WAIT = 5.0
-"""Waiters that are not the poller re-check this often even if never woken (a safety net)."""
 
 
 class EngineClient(ABC):
@@ -184,14 +177,16 @@ class DirectEngineClient(EngineClient):
         self._logs = LogShipper(stores.logs)
         self._limits_cache: tuple[float, set[str]] | None = None
         self._limits_lock = threading.Lock()
-        # one lock for every slot wait (no lost wake-ups), one condition per set of limits,
-        # so a release wakes one waiter that can use it rather than every waiter
-        self._slot_lock = threading.Lock()
-        self._waiters: dict[frozenset[str], threading.Condition] = {}
-        self._releases: dict[frozenset[str], int] = {}
-        self._pollers: set[frozenset[str]] = set()
-        self._leases: dict[str, Lease] = {}
-        self._renewer: threading.Thread | None = None
+        concurrency = stores.concurrency
+        self._slots = SlotWaiter(
+            lambda names, holder: concurrency.acquire(
+                names, 1, lease_seconds=self.lease_seconds, holder=holder
+            ),
+            lambda lease_id: concurrency.renew(lease_id, self.lease_seconds),
+            concurrency.release,
+            lease_seconds=lease_seconds,
+            on_not_found=self.invalidate_limits,
+        )
 
     # -- flow runs ----------------------------------------------------------------------
     def create_flow_run(self, request: FlowRunCreate) -> FlowRun:
@@ -245,82 +240,10 @@ class DirectEngineClient(EngineClient):
         holder: str,
         on_wait: Callable[[], None] | None = None,
     ) -> Lease:
-        delay = POLL_START
-        waited = polling = False
-        key = frozenset(names)
-        condition: threading.Condition | None = None
-        try:
-            while True:
-                with self._slot_lock:
-                    condition = self._waiters.get(key)
-                    if condition is None:
-                        condition = self._waiters[key] = threading.Condition(self._slot_lock)
-                    seen = self._releases.get(key, 0)
-                try:
-                    lease = self.stores.concurrency.acquire(
-                        names, 1, lease_seconds=self.lease_seconds, holder=holder
-                    )
-                except NotFound:
-                    self.invalidate_limits()
-                    raise
-                if lease is not None:
-                    self._hold(lease)
-                    return lease  # type: ignore[no-any-return]
-                if not waited and on_wait is not None:
-                    on_wait()
-                waited = True
-                with self._slot_lock:
-                    # A release in this process since our attempt wakes us at once (none is
-                    # lost). Releases by other processes and expired leases are noticed by
-                    # polling: one waiter per set of limits polls, backing off, the others
-                    # sleep until woken, so waiting costs no requests per waiter.
-                    if not polling and key not in self._pollers:
-                        self._pollers.add(key)
-                        polling = True
-                    if self._releases.get(key, 0) == seen:
-                        condition.wait(timeout=delay if polling else IDLE_WAIT)
-                if polling:
-                    delay = min(delay * 2, POLL_MAX)
-        finally:
-            if polling and condition is not None:
-                with self._slot_lock:
-                    self._pollers.discard(key)
-                    condition.notify(1)  # hand the polling over to another waiter
-
-    def _hold(self, lease: Lease) -> None:
-        with self._slot_lock:
-            self._leases[lease.id] = lease
-            if self._renewer is None:
-                self._renewer = threading.Thread(
-                    target=self._renew_loop, name="stratoflow-lease-renewer", daemon=True
-                )
-                self._renewer.start()
-
-    def _renew_loop(self) -> None:
-        while True:
-            time.sleep(self.lease_seconds / 3)
-            with self._slot_lock:
-                held = list(self._leases.values())
-            for lease in held:
-                try:
-                    self.stores.concurrency.renew(lease.id, self.lease_seconds)
-                except NotFound:
-                    with self._slot_lock:
-                        self._leases.pop(lease.id, None)
-                except Exception as exc:
-                    print(f"stratoflow: renewing lease {lease.id} failed: {exc}", file=sys.stderr)
+        return self._slots.acquire(names, holder=holder, on_wait=on_wait)
 
     def release_slots(self, lease: Lease) -> None:
-        try:
-            self.stores.concurrency.release(lease.id)
-        finally:
-            freed = set(lease.limit_names)
-            with self._slot_lock:
-                self._leases.pop(lease.id, None)
-                for names, condition in self._waiters.items():
-                    if names & freed:
-                        self._releases[names] = self._releases.get(names, 0) + 1
-                        condition.notify(lease.slots)
+        self._slots.release(lease)
 
     # -- results and cache --------------------------------------------------------------
     def persist_result(
@@ -340,3 +263,4 @@ class DirectEngineClient(EngineClient):
     def close(self) -> None:
         self._recorder.close()
         self._logs.close()
+        self._slots.close()

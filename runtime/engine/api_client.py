@@ -1,0 +1,243 @@
+"""The engine talking to the HTTP API (``STRATOFLOW_API_URL``): :class:`ApiEngineClient`.
+
+Every :class:`~runtime.engine.client.EngineClient` operation goes through
+:class:`runtime.http_api.HttpApi`, with the same behaviour as the direct path:
+
+* flow runs: ``POST /flow_runs``, ``GET /flow_runs/{id}``, ``POST .../set_state``
+  (a 409 ``transition_rejected`` comes back as the REJECT/ABORT result with the
+  run's current state, which is what the flow engine reasons about);
+* task runs: snapshots buffered by the same background ``_Recorder`` as the
+  direct path and written with ``POST /task_runs/records`` (100 per request);
+* logs: a :class:`~runtime.logship.LogShipper` whose sink is ``POST /logs``;
+* tag limits: ``GET /concurrency_limits`` (cached for a second) and the lease
+  routes, waiting as :meth:`DirectEngineClient.acquire_slots` does: one waiter per
+  set of limits polls with backoff, the others sleep until a release in this
+  process wakes them; held leases are renewed in the background;
+* results: serialized here, sent base64 to ``POST /results``; inline results are
+  decoded here, others fetched with ``POST /results/load``;
+* the cache: :class:`ApiCache`, the ``CacheStore`` interface over the cache routes.
+
+A retried ``POST /logs`` whose first attempt was stored but whose response was
+lost stores those lines twice; every other write is safe to retry.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from runtime.engine.client import (
+    EngineClient,
+    _Recorder,
+    tag_limit_name,
+)
+from runtime.engine.slots import SlotWaiter
+from runtime.errors import NotFound
+from runtime.http_api import HttpApi
+from runtime.models import FlowRun, FlowRunCreate, Lease, LogRecord, OrchestrationResult, TaskRun
+from runtime.states import ResultRef, State
+from runtime.stores.cache import CacheRecord
+
+__all__ = ["ApiCache", "ApiEngineClient"]
+
+LIMITS_TTL = 1.0
+"""How long the list of limit names is trusted before it is read again (seconds)."""
+
+
+class ApiCache:
+    """The ``CacheStore`` interface (read, lock, write, unlock, wait_for, list, clear) over HTTP.
+
+    ``wait_for`` cannot see a lock through the API (a pending lock and no record
+    both read as a miss), so it polls for the record, backing off from ``poll``
+    to ``max_poll`` seconds, and returns None after ``probe`` seconds without
+    one: the engine then tries the lock again, which succeeds if the holder gave
+    up or died and fails (so it waits again) while the holder still computes.
+    """
+
+    def __init__(self, api: HttpApi, *, probe: float = 2.0, max_poll: float = 0.5) -> None:
+        self.api = api
+        self.probe = probe
+        self.max_poll = max_poll
+
+    def read(self, key: str, now: datetime | None = None) -> CacheRecord | None:
+        """The live record for ``key``; None for a miss."""
+        try:
+            return self.api.read_cache_record(key)
+        except NotFound:
+            return None
+
+    def lock(
+        self,
+        key: str,
+        owner: str,
+        lock_seconds: float,
+        now: datetime | None = None,
+        refresh: bool = False,
+    ) -> bool:
+        """Take the compute lock on ``key``; True when ``owner`` won it."""
+        if lock_seconds <= 0:
+            raise ValueError("lock_seconds must be > 0")
+        return self.api.lock_cache_key(key, owner, lock_seconds, refresh)
+
+    def write(self, key: str, record: CacheRecord, owner: str) -> None:
+        """Store ``record``; raises ``CacheLockLost`` when another owner took the key over."""
+        if record.key != key:
+            raise ValueError(f"record.key {record.key!r} does not match key {key!r}")
+        self.api.write_cache_record(key, record, owner)
+
+    def unlock(self, key: str, owner: str) -> bool:
+        """Give up ``owner``'s lock; True if it was removed."""
+        return self.api.unlock_cache_key(key, owner)
+
+    def wait_for(self, key: str, timeout: float, poll: float = 0.05) -> CacheRecord | None:
+        """The holder's record once written; None after ``min(timeout, probe)`` without one."""
+        deadline = time.monotonic() + max(0.0, min(timeout, self.probe))
+        delay = poll
+        while True:
+            record = self.read(key)
+            if record is not None:
+                return record
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, self.max_poll)
+
+    def list(self, task_key: str | None = None, limit: int = 100, **_: Any) -> list[CacheRecord]:
+        """Live cache records, newest first (of ``task_key``, or all)."""
+        return self.api.list_cache_records(task_key=task_key, limit=limit)
+
+    def clear(self, key: str | None = None, task_key: str | None = None) -> int:
+        """Delete one key, every key of a task, or everything; how many were deleted."""
+        return self.api.clear_cache(key=key, task_key=task_key)
+
+
+class _LogSink:
+    """``POST /logs`` as a :class:`~runtime.logship.LogSink` for the shipper."""
+
+    def __init__(self, api: HttpApi) -> None:
+        self.api = api
+
+    def write(self, records: list[LogRecord]) -> None:
+        self.api.write_logs(records)
+
+
+class ApiEngineClient(EngineClient):
+    """The engine writing through the Stratoflow HTTP API (see the module docstring).
+
+    ``ApiEngineClient(api_url)``; or pass a configured :class:`HttpApi` as ``api``.
+    ``token``, ``sign`` and ``region`` are as for :class:`runtime.http_api.ApiTransport`.
+    """
+
+    def __init__(
+        self,
+        api_url: str | None = None,
+        *,
+        api: HttpApi | None = None,
+        token: str | None = None,
+        sign: bool | None = None,
+        region: str | None = None,
+        lease_seconds: float = 60.0,
+        record_interval: float = 0.5,
+        log_interval: float = 1.0,
+    ) -> None:
+        from runtime.logship import LogShipper
+
+        self.api = api or HttpApi(api_url, token=token, sign=sign, region=region)
+        self.lease_seconds = lease_seconds
+        self._recorder = _Recorder(self._write_task_runs, interval=record_interval)
+        self._logs = LogShipper(_LogSink(self.api), interval=log_interval)
+        self._cache = ApiCache(self.api)
+        self._limits_cache: tuple[float, set[str]] | None = None
+        self._limits_lock = threading.Lock()
+        self._slots = SlotWaiter(
+            lambda names, holder: self.api.acquire_lease(
+                names, 1, lease_seconds=self.lease_seconds, holder=holder
+            ),
+            lambda lease_id: self.api.renew_lease(lease_id, self.lease_seconds),
+            self.api.release_lease,
+            lease_seconds=lease_seconds,
+            on_not_found=self.invalidate_limits,
+        )
+
+    @property
+    def api_url(self) -> str:
+        """The API this client writes to."""
+        return self.api.api_url
+
+    # -- flow runs ----------------------------------------------------------------------
+    def create_flow_run(self, request: FlowRunCreate) -> FlowRun:
+        return self.api.create_flow_run(request)
+
+    def read_flow_run(self, run_id: str) -> FlowRun:
+        return self.api.read_flow_run(run_id)
+
+    def set_flow_run_state(
+        self, run_id: str, state: State, *, force: bool = False
+    ) -> OrchestrationResult:
+        return self.api.set_flow_run_state(run_id, state, force=force)
+
+    # -- task runs ----------------------------------------------------------------------
+    def record_task_run(self, run: TaskRun, history: list[State]) -> None:
+        self._recorder.add(run, history)
+
+    def _write_task_runs(self, batch: list[tuple[TaskRun, list[State]]]) -> None:
+        self.api.write_task_run_records(batch)
+
+    def flush(self) -> None:
+        self._recorder.flush()
+        self._logs.flush()
+
+    # -- logs ---------------------------------------------------------------------------
+    def emit_log(self, record: LogRecord) -> None:
+        self._logs.emit(record)
+
+    # -- concurrency --------------------------------------------------------------------
+    def invalidate_limits(self) -> None:
+        """Forget the cached list of limit names (after creating or deleting one)."""
+        with self._limits_lock:
+            self._limits_cache = None
+
+    def limits_for_tags(self, tags: Iterable[str]) -> list[str]:
+        tags = list(tags)
+        if not tags:
+            return []
+        with self._limits_lock:
+            cached = self._limits_cache
+            if cached is None or time.monotonic() - cached[0] > LIMITS_TTL:
+                names = {limit.name for limit in self.api.read_all_concurrency_limits()}
+                cached = self._limits_cache = (time.monotonic(), names)
+        return sorted({tag_limit_name(t) for t in tags} & cached[1])
+
+    def acquire_slots(
+        self,
+        names: list[str],
+        *,
+        holder: str,
+        on_wait: Callable[[], None] | None = None,
+    ) -> Lease:
+        return self._slots.acquire(names, holder=holder, on_wait=on_wait)
+
+    def release_slots(self, lease: Lease) -> None:
+        self._slots.release(lease)
+
+    # -- results and cache --------------------------------------------------------------
+    def persist_result(
+        self, value: Any, *, serializer: str, storage_key: str | None = None
+    ) -> ResultRef:
+        return self.api.persist_result(value, serializer=serializer, storage_key=storage_key)
+
+    def load_result(self, ref: ResultRef) -> Any:
+        return self.api.load_result(ref)
+
+    @property
+    def cache(self) -> ApiCache:
+        return self._cache
+
+    def close(self) -> None:
+        self._slots.close()
+        self._recorder.close()
+        self._logs.close()

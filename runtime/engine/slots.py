@@ -1,0 +1,135 @@
+"""Waiting for concurrency slots: one waiter polls, the rest sleep until a release wakes them.
+
+Shared by the direct and the API engine clients; only how a lease is acquired,
+renewed and released differs between them.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from runtime.errors import NotFound
+from runtime.models import Lease
+
+POLL_START = 0.02
+POLL_MAX = 0.5
+"""A waiting task polls for slots freed by other processes every 20 ms, backing off to 0.5 s."""
+IDLE_WAIT = 5.0
+"""Waiters that are not the poller re-check this often even if never woken (a safety net)."""
+
+
+class SlotWaiter:
+    """Blocks until concurrency slots are held, and keeps held leases renewed.
+
+    ``acquire(names, holder)`` returns a lease or None (no slot free now);
+    ``renew(lease_id)`` and ``release(lease_id)`` act on one lease. A release in
+    this process wakes one waiter on the limits it freed at once; slots freed
+    elsewhere (other processes, expired leases) are noticed by one polling waiter
+    per set of limits, backing off from 20 ms to 0.5 s. Held leases are renewed
+    every ``lease_seconds / 3`` by a daemon thread.
+    """
+
+    def __init__(
+        self,
+        acquire: Callable[[list[str], str], Lease | None],
+        renew: Callable[[str], Any],
+        release: Callable[[str], Any],
+        *,
+        lease_seconds: float,
+        on_not_found: Callable[[], None] | None = None,
+    ) -> None:
+        self._acquire = acquire
+        self._renew = renew
+        self._release = release
+        self.lease_seconds = lease_seconds
+        self._on_not_found = on_not_found
+        self._lock = threading.Lock()
+        self._waiters: dict[frozenset[str], threading.Condition] = {}
+        self._releases: dict[frozenset[str], int] = {}
+        self._pollers: set[frozenset[str]] = set()
+        self._leases: dict[str, Lease] = {}
+        self._renewer: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def acquire(
+        self, names: list[str], *, holder: str, on_wait: Callable[[], None] | None = None
+    ) -> Lease:
+        """Block until a lease on every named limit is held (see the class docstring)."""
+        delay = POLL_START
+        waited = polling = False
+        key = frozenset(names)
+        condition: threading.Condition | None = None
+        try:
+            while True:
+                with self._lock:
+                    condition = self._waiters.get(key)
+                    if condition is None:
+                        condition = self._waiters[key] = threading.Condition(self._lock)
+                    seen = self._releases.get(key, 0)
+                try:
+                    lease = self._acquire(names, holder)
+                except NotFound:
+                    if self._on_not_found is not None:
+                        self._on_not_found()
+                    raise
+                if lease is not None:
+                    self._hold(lease)
+                    return lease
+                if not waited and on_wait is not None:
+                    on_wait()
+                waited = True
+                with self._lock:
+                    if not polling and key not in self._pollers:
+                        self._pollers.add(key)
+                        polling = True
+                    if self._releases.get(key, 0) == seen:
+                        condition.wait(timeout=delay if polling else IDLE_WAIT)
+                if polling:
+                    delay = min(delay * 2, POLL_MAX)
+        finally:
+            if polling and condition is not None:
+                with self._lock:
+                    self._pollers.discard(key)
+                    condition.notify(1)  # hand the polling over to another waiter
+
+    def _hold(self, lease: Lease) -> None:
+        with self._lock:
+            self._leases[lease.id] = lease
+            if self._renewer is None:
+                self._renewer = threading.Thread(
+                    target=self._renew_loop, name="stratoflow-lease-renewer", daemon=True
+                )
+                self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.lease_seconds / 3):
+            with self._lock:
+                held = list(self._leases.values())
+            for lease in held:
+                try:
+                    self._renew(lease.id)
+                except NotFound:
+                    with self._lock:
+                        self._leases.pop(lease.id, None)
+                except Exception as exc:
+                    print(f"stratoflow: renewing lease {lease.id} failed: {exc}", file=sys.stderr)
+
+    def release(self, lease: Lease) -> None:
+        """Give the lease back and wake a waiter on each set of limits it frees."""
+        try:
+            self._release(lease.id)
+        finally:
+            freed = set(lease.limit_names)
+            with self._lock:
+                self._leases.pop(lease.id, None)
+                for names, condition in self._waiters.items():
+                    if names & freed:
+                        self._releases[names] = self._releases.get(names, 0) + 1
+                        condition.notify(lease.slots)
+
+    def close(self) -> None:
+        """Stop renewing (held leases then expire on their own)."""
+        self._stop.set()
