@@ -164,7 +164,7 @@ def run_backend(name: str, stores: Stores, repeat: int) -> None:
         f"20 x 0.2 s under limit 2   {lim_med:8.3f} s  [{lim_min:.3f}]  ideal 2.0 s, goal <= 2.4 s"
     )
     print(
-        f"durable at return          {tasks_seen}/200 final task runs and {logs_seen}/202 log "
+        f"durable at return          {tasks_seen}/200 final task runs and {logs_seen}/203 log "
         f"lines in the first read after the call returned (the read took {durable_after:.2f} s)"
     )
 

@@ -306,9 +306,14 @@ class RunLogHandler(logging.Handler):
         self.shipper = shipper
 
     def to_log_record(self, record: logging.LogRecord) -> LogRecord | None:
-        """The run log line for ``record``, or None when it names no flow run."""
+        """The run log line for ``record``, or None when it names no flow run.
+
+        Records logged with ``extra={"console_only": True}`` are not stored either
+        (the engine's per-task "Finished in state ..." line: the state history
+        already holds that fact, and storing it would double a task's writes).
+        """
         flow_run_id = getattr(record, "flow_run_id", None)
-        if flow_run_id is None or flow_run_id == "":
+        if flow_run_id is None or flow_run_id == "" or getattr(record, "console_only", False):
             return None
         task_run_id = getattr(record, "task_run_id", None)
         return LogRecord(

@@ -166,7 +166,9 @@ class TaskRunEngine:
                 self.flow_ctx.untrack(self)
         if self.abandoned:
             return self.run.state
-        logger.info("Finished in state %r", state, extra=self._log_extra())
+        logger.info(
+            "Finished in state %r", state, extra={**self._log_extra(), "console_only": True}
+        )
         return state
 
     def _lifecycle(self) -> Lifecycle:
