@@ -1,0 +1,33 @@
+"""The ``stratoflow`` command line (Typer): one module per command group.
+
+``main()`` is the console script (``stratoflow = "sdk.cli:main"``); ``app`` is
+the Typer application, also run by ``python -m sdk.cli``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from sdk.cli import api, concurrency_limit, deployment, dev, flow_run, work_pool
+
+app = typer.Typer(
+    name="stratoflow",
+    help="Stratoflow: a Prefect-style orchestrator built from AWS primitives.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+app.add_typer(flow_run.app, name="flow-run")
+app.add_typer(deployment.app, name="deployment")
+app.add_typer(work_pool.app, name="work-pool")
+app.add_typer(concurrency_limit.app, name="concurrency-limit")
+app.add_typer(api.app, name="api")
+app.command("dev")(dev.dev)
+
+
+def main() -> None:
+    """Entry point of the ``stratoflow`` console script."""
+    app(prog_name="stratoflow")
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,5 @@
+"""``python -m sdk.cli``: the same as the ``stratoflow`` console script."""
+
+from sdk.cli import main
+
+main()

@@ -1,0 +1,168 @@
+"""The pieces of a local stack (``stratoflow dev``, ``stratoflow api serve``) and their lifecycle.
+
+A stack is a list of *services*, each with ``start()`` and ``stop()``; they
+start in order and stop in reverse, also when one of them fails to start.
+Background work that ``stratoflow dev`` runs beside the API (the maintenance
+sweep, the scheduler loop, a worker) is one entry of :data:`DEV_SERVICES`::
+
+    DEV_SERVICES = [
+        lambda ctx: LoopService("maintenance", lambda: sweep(ctx.stores), interval=5.0),
+    ]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from runtime.stores import Stores
+
+
+class Service(Protocol):
+    """Something the stack starts and stops (a server, a loop, a subprocess)."""
+
+    def start(self) -> object:
+        """Start; return once the service is usable."""
+        ...
+
+    def stop(self) -> None:
+        """Stop (idempotent); bounded in time."""
+        ...
+
+
+@dataclass
+class StackContext:
+    """What a running stack offers the services started after the API."""
+
+    endpoint_url: str | None
+    prefix: str
+    api_url: str
+    stores: Stores
+    env: dict[str, str] = field(default_factory=dict)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+
+ServiceFactory = Callable[[StackContext], Service]
+
+
+class LoopService:
+    """Call ``fn`` every ``interval`` seconds on a daemon thread until stopped.
+
+    An exception in one iteration is reported through ``on_error`` (default:
+    printed to stderr) and the loop goes on: one bad sweep must not stop dev.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[], object],
+        *,
+        interval: float,
+        on_error: Callable[[str, BaseException], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.fn = fn
+        self.interval = interval
+        self.on_error = on_error or _report_loop_error
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> LoopService:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"stratoflow-{self.name}")
+        self._thread.daemon = True
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.fn()
+            except Exception as exc:
+                self.on_error(self.name, exc)
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+
+def _report_loop_error(name: str, exc: BaseException) -> None:
+    import sys
+
+    print(f"stratoflow dev: {name} loop failed: {exc!r}", file=sys.stderr, flush=True)
+
+
+#: Background services ``stratoflow dev`` starts after the API, in this order (stopped in
+#: reverse). Each entry builds one service from the running stack's :class:`StackContext`.
+DEV_SERVICES: list[ServiceFactory] = []
+
+
+class ServiceGroup:
+    """Services started in order and stopped in reverse order (also on a failed start)."""
+
+    def __init__(self) -> None:
+        self._exit = contextlib.ExitStack()
+
+    def start(self, service: Service) -> Service:
+        """Start ``service`` and register its stop; returns it."""
+        service.start()
+        self._exit.callback(service.stop)
+        return service
+
+    def callback(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` at shutdown (in reverse order with the services)."""
+        self._exit.callback(fn)
+
+    def stop(self) -> None:
+        """Stop every started service, newest first."""
+        self._exit.close()
+
+    def __enter__(self) -> ServiceGroup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGINT or SIGTERM while the block runs (handlers restored after).
+
+    The main thread waits on the event and shuts down in order, instead of a
+    ``KeyboardInterrupt`` landing at a random point of the shutdown.
+    """
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def wait_for(stop: threading.Event) -> None:
+    """Block until ``stop`` is set (wakes up regularly so signals are handled promptly)."""
+    while not stop.wait(0.5):
+        pass
+
+
+def set_environ(values: dict[str, str]) -> None:
+    """Export ``values`` into this process's environment and drop cached settings."""
+    from runtime.settings import get_settings
+
+    os.environ.update(values)
+    get_settings.cache_clear()
