@@ -15,7 +15,7 @@ from runtime.states import State
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class SetStateRequest(_Strict):

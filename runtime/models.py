@@ -55,7 +55,7 @@ def _check_uuid(value: str | None) -> str | None:
 class StrictModel(BaseModel):
     """Base for inputs: unknown fields are rejected rather than silently dropped."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class RetryPolicy(StrictModel):
@@ -100,6 +100,9 @@ class FlowRunCreate(RunCreateBase):
     deployment_id: str | None = None
     work_pool_name: Name | None = None
     work_queue_name: Name | None = None
+    job_variables: dict[str, Any] = Field(
+        default_factory=dict, description="Worker job settings (deployment's, then the run's)"
+    )
     parent_flow_run_id: str | None = None
     parent_task_run_id: str | None = None
     expected_start_time: datetime | None = None
@@ -163,6 +166,7 @@ class FlowRun(RunBase):
     deployment_id: str | None = None
     work_pool_name: str | None = None
     work_queue_name: str | None = None
+    job_variables: dict[str, Any] = Field(default_factory=dict)
     parent_flow_run_id: str | None = None
     parent_task_run_id: str | None = None
 
@@ -378,7 +382,10 @@ class ConcurrencyLimitCreate(StrictModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^#\s]+$")]
     limit: int = Field(ge=0, le=1_000_000)
     slot_decay_per_second: float = Field(
-        default=0.0, ge=0, description="> 0 makes a rate limit: slots free themselves over time"
+        default=0.0,
+        ge=0,
+        le=1_000_000,
+        description="> 0 makes a rate limit: slots free themselves over time",
     )
 
 

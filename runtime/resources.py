@@ -125,6 +125,11 @@ class ResourceSpecs:
         return self.tables["logs"]
 
     @property
+    def registry(self) -> TableSpec:
+        """Deployments, work pools and flows."""
+        return self.tables["registry"]
+
+    @property
     def results(self) -> BucketSpec:
         """The results bucket."""
         return self.buckets["results"]
@@ -165,9 +170,16 @@ def specs(prefix: str = "stratoflow", results_bucket: str | None = None) -> Reso
         sort_key=Key("seq"),
         ttl_attribute="expires_at",
     )
+    registry = TableSpec(
+        logical_name="registry",
+        name=f"{prefix}-registry",
+        partition_key=Key("pk"),
+        indexes=(IndexSpec("by_type", Key("item_type"), Key("sort_value")),),
+        ttl_attribute="ttl_at",
+    )
     return ResourceSpecs(
         prefix=prefix,
-        tables={t.logical_name: t for t in (runs, concurrency, cache, logs)},
+        tables={t.logical_name: t for t in (runs, concurrency, cache, logs, registry)},
         buckets={"results": BucketSpec("results", results_bucket or f"{prefix}-results")},
     )
 

@@ -95,10 +95,29 @@ class ResultStore:
         serializer cannot handle the value, ValueError for an unknown serializer.
         """
         ser = get_serializer(serializer)
-        data = ser.dumps(value)
+        return self.persist_bytes(ser.dumps(value), serializer=ser.name, storage_key=storage_key)
+
+    def persist_bytes(
+        self, data: bytes, *, serializer: str, storage_key: str | None = None
+    ) -> ResultRef:
+        """Keep already serialized ``data`` inline (small) or in S3; return its reference.
+
+        The bytes are stored as given, never deserialized here (the API stores
+        pickles it must not load). Inline, a ``json`` payload is kept as its UTF-8
+        text and anything else as base64; a ``json`` payload that is not UTF-8 goes
+        to S3. ValueError for an unknown serializer.
+        """
+        ser = get_serializer(serializer)
         if storage_key is None:
-            text = data.decode("utf-8") if ser.name == "json" else base64.b64encode(data).decode()
-            if len(text.encode("utf-8")) <= self.inline_max_bytes:
+            text: str | None
+            if ser.name == "json":
+                try:
+                    text = data.decode("utf-8")
+                except UnicodeDecodeError:
+                    text = None
+            else:
+                text = base64.b64encode(data).decode()
+            if text is not None and len(text.encode("utf-8")) <= self.inline_max_bytes:
                 return ResultRef(serializer=ser.name, inline=text, size=len(data))
             storage_key = str(uuid.uuid4())
         bucket, key = self._locate(storage_key)
@@ -119,20 +138,28 @@ class ResultStore:
         Raises :class:`ResultNotFound` when the S3 object is missing, and
         :class:`~runtime.serializers.SerializationError` when the payload is corrupt.
         """
+        return get_serializer(ref.serializer).loads(self.load_bytes(ref))
+
+    def load_bytes(self, ref: ResultRef) -> bytes:
+        """The serialized bytes a reference points at, not deserialized.
+
+        Raises :class:`ResultNotFound` when the S3 object is missing,
+        :class:`~runtime.serializers.SerializationError` when an inline pickle is
+        not valid base64, and ValueError for a reference with neither form.
+        """
         ser = get_serializer(ref.serializer)
         if ref.inline is not None:
             if ser.name == "json":
-                return ser.loads(ref.inline.encode("utf-8"))
+                return ref.inline.encode("utf-8")
             try:
-                data = base64.b64decode(ref.inline.encode(), validate=True)
+                return base64.b64decode(ref.inline.encode(), validate=True)
             except (binascii.Error, ValueError) as exc:
                 raise SerializationError(
                     f"the inline pickle result is not valid base64: {exc}", serializer=ser.name
                 ) from exc
-            return ser.loads(data)
         if not ref.storage_key:
             raise ValueError("the result reference has neither an inline value nor a storage key")
-        return ser.loads(self.read_bytes(ref.storage_key))
+        return self.read_bytes(ref.storage_key)
 
     def read_bytes(self, storage_key: str) -> bytes:
         """The raw stored payload of an ``s3://`` URI or a storage key (ResultNotFound if gone)."""

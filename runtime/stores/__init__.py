@@ -11,6 +11,7 @@ from runtime.stores.cache import CacheStore
 from runtime.stores.concurrency import ConcurrencyStore
 from runtime.stores.dynamo import Dynamo
 from runtime.stores.logs import LogStore
+from runtime.stores.registry import RegistryStore
 from runtime.stores.runs import RunStore
 
 
@@ -46,6 +47,7 @@ class Stores:
     concurrency: ConcurrencyStore
     cache: CacheStore
     logs: LogStore
+    registry: RegistryStore
     results: ResultStore
     session: Any
 
@@ -85,6 +87,7 @@ class Stores:
             concurrency=ConcurrencyStore(db, resource_specs.concurrency),
             cache=CacheStore(db, resource_specs.cache),
             logs=LogStore(db, resource_specs.logs),
+            registry=RegistryStore(db, resource_specs.registry),
             results=ResultStore(s3, resource_specs.results.name, inline_result_max_bytes),
             session=session,
         )
@@ -95,6 +98,7 @@ __all__ = [
     "ConcurrencyStore",
     "Dynamo",
     "LogStore",
+    "RegistryStore",
     "ResultStore",
     "RunStore",
     "Stores",
