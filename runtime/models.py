@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from runtime.states import Pending, State, StateType, utcnow
+from runtime.states import Pending, ResultRef, State, StateType, utcnow
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
@@ -413,6 +413,28 @@ class Lease(BaseModel):
     slots: int
     expires_at: datetime
     holder: str | None = None
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+class CacheRecord(BaseModel):
+    """A cached task result: the key, where the result lives, who wrote it, until when."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(min_length=1, description="The cache key")
+    result: ResultRef = Field(description="Where the cached result lives (inline or S3)")
+    task_key: str = Field(description="The task that computed it")
+    task_run_id: str | None = Field(default=None, description="The task run that computed it")
+    created: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = Field(
+        default=None, description="After this the record is a miss; None never expires"
+    )
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        """True when ``expires_at`` has passed at ``now`` (default: the current time)."""
+        return self.expires_at is not None and self.expires_at <= (now or utcnow())
 
 
 # ----------------------------------------------------------------------------- logs & events

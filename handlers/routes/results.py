@@ -30,8 +30,8 @@ from runtime.api_schemas import (
     Unlocked,
 )
 from runtime.errors import InvalidInput, NotFound
+from runtime.models import CacheRecord
 from runtime.states import ResultRef
-from runtime.stores.cache import CacheRecord
 
 router = Router()
 

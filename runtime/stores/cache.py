@@ -60,11 +60,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from runtime.errors import Conflict
+from runtime.models import CacheRecord
 from runtime.resources import TableSpec
-from runtime.states import ResultRef, utcnow
+from runtime.states import utcnow
 from runtime.stores.dynamo import ConditionFailed, Dynamo, Item, epoch, iso
 
 __all__ = ["CacheLockLost", "CacheRecord", "CacheStore"]
@@ -73,25 +72,6 @@ PENDING = "pending"
 READY = "ready"
 
 _NAMES = {"#k": "cache_key", "#s": "status", "#o": "owner"}
-
-
-class CacheRecord(BaseModel):
-    """A cached task result: the key, where the result lives, who wrote it, until when."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    key: str = Field(min_length=1, description="The cache key")
-    result: ResultRef = Field(description="Where the cached result lives (inline or S3)")
-    task_key: str = Field(description="The task that computed it")
-    task_run_id: str | None = Field(default=None, description="The task run that computed it")
-    created: datetime = Field(default_factory=utcnow)
-    expires_at: datetime | None = Field(
-        default=None, description="After this the record is a miss; None never expires"
-    )
-
-    def is_expired(self, now: datetime | None = None) -> bool:
-        """True when ``expires_at`` has passed at ``now`` (default: the current time)."""
-        return self.expires_at is not None and self.expires_at <= (now or utcnow())
 
 
 class CacheLockLost(Conflict):
