@@ -23,28 +23,24 @@ lost stores those lines twice; every other write is safe to retry.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from runtime.engine.client import (
-    EngineClient,
-    _Recorder,
-    tag_limit_name,
-)
-from runtime.engine.slots import SlotWaiter
+from runtime.engine.client import BufferedEngineClient
 from runtime.errors import NotFound
 from runtime.http_api import HttpApi
-from runtime.models import FlowRun, FlowRunCreate, Lease, LogRecord, OrchestrationResult, TaskRun
+from runtime.models import (
+    CacheRecord,
+    FlowRun,
+    FlowRunCreate,
+    LogRecord,
+    OrchestrationResult,
+    TaskRun,
+)
 from runtime.states import ResultRef, State
-from runtime.stores.cache import CacheRecord
 
 __all__ = ["ApiCache", "ApiEngineClient"]
-
-LIMITS_TTL = 1.0
-"""How long the list of limit names is trusted before it is read again (seconds)."""
 
 
 class ApiCache:
@@ -125,7 +121,7 @@ class _LogSink:
         self.api.write_logs(records)
 
 
-class ApiEngineClient(EngineClient):
+class ApiEngineClient(BufferedEngineClient):
     """The engine writing through the Stratoflow HTTP API (see the module docstring).
 
     ``ApiEngineClient(api_url)``; or pass a configured :class:`HttpApi` as ``api``.
@@ -144,23 +140,18 @@ class ApiEngineClient(EngineClient):
         record_interval: float = 0.5,
         log_interval: float = 1.0,
     ) -> None:
-        from runtime.logship import LogShipper
-
-        self.api = api or HttpApi(api_url, token=token, sign=sign, region=region)
-        self.lease_seconds = lease_seconds
-        self._recorder = _Recorder(self._write_task_runs, interval=record_interval)
-        self._logs = LogShipper(_LogSink(self.api), interval=log_interval)
-        self._cache = ApiCache(self.api)
-        self._limits_cache: tuple[float, set[str]] | None = None
-        self._limits_lock = threading.Lock()
-        self._slots = SlotWaiter(
-            lambda names, holder: self.api.acquire_lease(
-                names, 1, lease_seconds=self.lease_seconds, holder=holder
+        self.api = http = api or HttpApi(api_url, token=token, sign=sign, region=region)
+        self._cache = ApiCache(http)
+        super().__init__(
+            log_sink=_LogSink(http),
+            acquire=lambda names, holder: http.acquire_lease(
+                names, 1, lease_seconds=lease_seconds, holder=holder
             ),
-            lambda lease_id: self.api.renew_lease(lease_id, self.lease_seconds),
-            self.api.release_lease,
+            renew=lambda lease_id: http.renew_lease(lease_id, lease_seconds),
+            release=http.release_lease,
             lease_seconds=lease_seconds,
-            on_not_found=self.invalidate_limits,
+            record_interval=record_interval,
+            log_interval=log_interval,
         )
 
     @property
@@ -180,49 +171,12 @@ class ApiEngineClient(EngineClient):
     ) -> OrchestrationResult:
         return self.api.set_flow_run_state(run_id, state, force=force)
 
-    # -- task runs ----------------------------------------------------------------------
-    def record_task_run(self, run: TaskRun, history: list[State]) -> None:
-        self._recorder.add(run, history)
-
+    # -- task runs and limits ----------------------------------------------------------
     def _write_task_runs(self, batch: list[tuple[TaskRun, list[State]]]) -> None:
         self.api.write_task_run_records(batch)
 
-    def flush(self) -> None:
-        self._recorder.flush()
-        self._logs.flush()
-
-    # -- logs ---------------------------------------------------------------------------
-    def emit_log(self, record: LogRecord) -> None:
-        self._logs.emit(record)
-
-    # -- concurrency --------------------------------------------------------------------
-    def invalidate_limits(self) -> None:
-        """Forget the cached list of limit names (after creating or deleting one)."""
-        with self._limits_lock:
-            self._limits_cache = None
-
-    def limits_for_tags(self, tags: Iterable[str]) -> list[str]:
-        tags = list(tags)
-        if not tags:
-            return []
-        with self._limits_lock:
-            cached = self._limits_cache
-            if cached is None or time.monotonic() - cached[0] > LIMITS_TTL:
-                names = {limit.name for limit in self.api.read_all_concurrency_limits()}
-                cached = self._limits_cache = (time.monotonic(), names)
-        return sorted({tag_limit_name(t) for t in tags} & cached[1])
-
-    def acquire_slots(
-        self,
-        names: list[str],
-        *,
-        holder: str,
-        on_wait: Callable[[], None] | None = None,
-    ) -> Lease:
-        return self._slots.acquire(names, holder=holder, on_wait=on_wait)
-
-    def release_slots(self, lease: Lease) -> None:
-        self._slots.release(lease)
+    def _limit_names(self) -> set[str]:
+        return {limit.name for limit in self.api.read_all_concurrency_limits()}
 
     # -- results and cache --------------------------------------------------------------
     def persist_result(
@@ -236,8 +190,3 @@ class ApiEngineClient(EngineClient):
     @property
     def cache(self) -> ApiCache:
         return self._cache
-
-    def close(self) -> None:
-        self._slots.close()
-        self._recorder.close()
-        self._logs.close()

@@ -36,6 +36,10 @@ def tag_limit_name(tag: str) -> str:
     return f"{TAG_LIMIT_PREFIX}{tag}"
 
 
+LIMITS_TTL = 1.0
+"""Seconds the list of existing limit names is reused before it is read again."""
+
+
 class EngineClient(ABC):
     """Every operation the flow and task engines need from the orchestration backend."""
 
@@ -165,27 +169,105 @@ class _Recorder:
         self.flush()
 
 
-class DirectEngineClient(EngineClient):
+class BufferedEngineClient(EngineClient):
+    """What both engine clients share: batched task runs and logs, slot waits, limit names.
+
+    Subclasses say how task-run records are written (``_write_task_runs``), which
+    limits exist (``_limit_names``) and how a lease is taken, renewed and released
+    (the callables given to ``__init__``).
+    """
+
+    def __init__(
+        self,
+        *,
+        log_sink: Any,
+        acquire: Callable[[list[str], str], Lease | None],
+        renew: Callable[[str], Any],
+        release: Callable[[str], Any],
+        lease_seconds: float,
+        record_interval: float = 0.5,
+        log_interval: float = 1.0,
+    ) -> None:
+        from runtime.logship import LogShipper
+
+        self.lease_seconds = lease_seconds
+        self._recorder = _Recorder(self._write_task_runs, interval=record_interval)
+        self._logs = LogShipper(log_sink, interval=log_interval)
+        self._limits_cache: tuple[float, set[str]] | None = None
+        self._limits_lock = threading.Lock()
+        self._slots = SlotWaiter(
+            acquire,
+            renew,
+            release,
+            lease_seconds=lease_seconds,
+            on_not_found=self.invalidate_limits,
+        )
+
+    @abstractmethod
+    def _write_task_runs(self, batch: list[tuple[TaskRun, list[State]]]) -> None:
+        """Write one batch of task-run snapshots."""
+
+    @abstractmethod
+    def _limit_names(self) -> set[str]:
+        """The names of every concurrency limit that exists now."""
+
+    def record_task_run(self, run: TaskRun, history: list[State]) -> None:
+        self._recorder.add(run, history)
+
+    def flush(self) -> None:
+        self._recorder.flush()
+        self._logs.flush()
+
+    def emit_log(self, record: LogRecord) -> None:
+        self._logs.emit(record)
+
+    def invalidate_limits(self) -> None:
+        """Forget the cached list of limit names (after creating or deleting one)."""
+        with self._limits_lock:
+            self._limits_cache = None
+
+    def limits_for_tags(self, tags: Iterable[str]) -> list[str]:
+        tags = list(tags)
+        if not tags:
+            return []
+        with self._limits_lock:
+            cached = self._limits_cache
+            if cached is None or time.monotonic() - cached[0] > LIMITS_TTL:
+                cached = self._limits_cache = (time.monotonic(), self._limit_names())
+        return sorted({tag_limit_name(t) for t in tags} & cached[1])
+
+    def acquire_slots(
+        self,
+        names: list[str],
+        *,
+        holder: str,
+        on_wait: Callable[[], None] | None = None,
+    ) -> Lease:
+        return self._slots.acquire(names, holder=holder, on_wait=on_wait)
+
+    def release_slots(self, lease: Lease) -> None:
+        self._slots.release(lease)
+
+    def close(self) -> None:
+        self._slots.close()
+        self._recorder.close()
+        self._logs.close()
+
+
+class DirectEngineClient(BufferedEngineClient):
     """The engine talking to DynamoDB and S3 directly (worker IAM role, or local moto)."""
 
     def __init__(self, stores: Any, *, lease_seconds: float = 60.0) -> None:
-        from runtime.logship import LogShipper
-
         self.stores = stores
-        self.lease_seconds = lease_seconds
-        self._recorder = _Recorder(self._write_task_runs)
-        self._logs = LogShipper(stores.logs)
-        self._limits_cache: tuple[float, set[str]] | None = None
-        self._limits_lock = threading.Lock()
         concurrency = stores.concurrency
-        self._slots = SlotWaiter(
-            lambda names, holder: concurrency.acquire(
-                names, 1, lease_seconds=self.lease_seconds, holder=holder
+        super().__init__(
+            log_sink=stores.logs,
+            acquire=lambda names, holder: concurrency.acquire(
+                names, 1, lease_seconds=lease_seconds, holder=holder
             ),
-            lambda lease_id: concurrency.renew(lease_id, self.lease_seconds),
-            concurrency.release,
+            renew=lambda lease_id: concurrency.renew(lease_id, lease_seconds),
+            release=concurrency.release,
             lease_seconds=lease_seconds,
-            on_not_found=self.invalidate_limits,
         )
 
     # -- flow runs ----------------------------------------------------------------------
@@ -202,48 +284,12 @@ class DirectEngineClient(EngineClient):
             "flow_run", run_id, state, force=force
         )
 
-    # -- task runs ----------------------------------------------------------------------
-    def record_task_run(self, run: TaskRun, history: list[State]) -> None:
-        self._recorder.add(run, history)
-
+    # -- task runs and limits ----------------------------------------------------------
     def _write_task_runs(self, batch: list[tuple[TaskRun, list[State]]]) -> None:
         self.stores.runs.write_task_run_records(batch)
 
-    def flush(self) -> None:
-        self._recorder.flush()
-        self._logs.flush()
-
-    def emit_log(self, record: LogRecord) -> None:
-        self._logs.emit(record)
-
-    # -- concurrency --------------------------------------------------------------------
-    def invalidate_limits(self) -> None:
-        """Forget the cached list of limit names (after creating or deleting one)."""
-        with self._limits_lock:
-            self._limits_cache = None
-
-    def limits_for_tags(self, tags: Iterable[str]) -> list[str]:
-        tags = list(tags)
-        if not tags:
-            return []
-        with self._limits_lock:
-            cached = self._limits_cache
-            if cached is None or time.monotonic() - cached[0] > 1.0:
-                names = {limit.name for limit in self.stores.concurrency.list_limits()}
-                cached = self._limits_cache = (time.monotonic(), names)
-        return sorted({tag_limit_name(t) for t in tags} & cached[1])
-
-    def acquire_slots(
-        self,
-        names: list[str],
-        *,
-        holder: str,
-        on_wait: Callable[[], None] | None = None,
-    ) -> Lease:
-        return self._slots.acquire(names, holder=holder, on_wait=on_wait)
-
-    def release_slots(self, lease: Lease) -> None:
-        self._slots.release(lease)
+    def _limit_names(self) -> set[str]:
+        return {limit.name for limit in self.stores.concurrency.list_limits()}
 
     # -- results and cache --------------------------------------------------------------
     def persist_result(
@@ -259,8 +305,3 @@ class DirectEngineClient(EngineClient):
     @property
     def cache(self) -> Any:
         return self.stores.cache
-
-    def close(self) -> None:
-        self._recorder.close()
-        self._logs.close()
-        self._slots.close()
