@@ -413,6 +413,7 @@ class Lease(BaseModel):
     slots: int
     expires_at: datetime
     holder: str | None = None
+    decays: bool = Field(default=False, description="On a rate limit: freed only by expiry")
 
 
 # ----------------------------------------------------------------------------- cache

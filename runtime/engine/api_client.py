@@ -148,7 +148,7 @@ class ApiEngineClient(BufferedEngineClient):
                 names, 1, lease_seconds=lease_seconds, holder=holder
             ),
             renew=lambda lease_id: http.renew_lease(lease_id, lease_seconds),
-            release=http.release_lease,
+            release=lambda lease: http.release_lease(lease.id),
             lease_seconds=lease_seconds,
             record_interval=record_interval,
             log_interval=log_interval,

@@ -183,7 +183,7 @@ class BufferedEngineClient(EngineClient):
         log_sink: Any,
         acquire: Callable[[list[str], str], Lease | None],
         renew: Callable[[str], Any],
-        release: Callable[[str], Any],
+        release: Callable[[Lease], Any],
         lease_seconds: float,
         record_interval: float = 0.5,
         log_interval: float = 1.0,
@@ -266,7 +266,7 @@ class DirectEngineClient(BufferedEngineClient):
                 names, 1, lease_seconds=lease_seconds, holder=holder
             ),
             renew=lambda lease_id: concurrency.renew(lease_id, lease_seconds),
-            release=concurrency.release,
+            release=lambda lease: concurrency.release(lease.id, known=lease),
             lease_seconds=lease_seconds,
         )
 

@@ -36,7 +36,7 @@ class SlotWaiter:
         self,
         acquire: Callable[[list[str], str], Lease | None],
         renew: Callable[[str], Any],
-        release: Callable[[str], Any],
+        release: Callable[[Lease], Any],
         *,
         lease_seconds: float,
         on_not_found: Callable[[], None] | None = None,
@@ -120,7 +120,7 @@ class SlotWaiter:
     def release(self, lease: Lease) -> None:
         """Give the lease back and wake a waiter on each set of limits it frees."""
         try:
-            self._release(lease.id)
+            self._release(lease)
         finally:
             freed = set(lease.limit_names)
             with self._lock:

@@ -65,6 +65,7 @@ def _as_lease(item: Item) -> Lease:
         slots=item["slots"],
         expires_at=datetime.fromisoformat(item["sort_value"]),
         holder=item.get("holder"),
+        decays=bool(item.get("decays", False)),
     )
 
 
@@ -239,7 +240,12 @@ class ConcurrencyStore:
             try:
                 self.db.transact(ops)
                 return Lease(
-                    id=lease_id, limit_names=wanted, slots=slots, expires_at=expires, holder=holder
+                    id=lease_id,
+                    limit_names=wanted,
+                    slots=slots,
+                    expires_at=expires,
+                    holder=holder,
+                    decays=bool(decays),
                 )
             except TransactionFailed as failed:
                 for name, code, old in zip(wanted, failed.reasons, failed.items, strict=False):
@@ -302,12 +308,23 @@ class ConcurrencyStore:
         assert item is not None
         return _as_lease(item)
 
-    def release(self, lease_id: str, *, now: datetime | None = None) -> bool:
+    def release(
+        self, lease_id: str, *, now: datetime | None = None, known: Lease | None = None
+    ) -> bool:
         """Give the lease's slots back. True if this call released it, False if already gone.
 
         A lease on a rate limit is not freed early: its slots return when it expires.
+        ``known`` is the lease as its holder got it from :meth:`acquire`: the release
+        then needs no read first (one transaction, the fastest hand-off).
         """
-        item = self.db.get(self.table.name, _lease_key(lease_id))
+        if known is not None and known.id == lease_id and not known.decays:
+            item: Item | None = {
+                "lease_id": known.id,
+                "limits": known.limit_names,
+                "slots": known.slots,
+            }
+        else:
+            item = self.db.get(self.table.name, _lease_key(lease_id))
         if item is None:
             return False
         if item.get("decays") and item["sort_value"] > iso(now or utcnow()):

@@ -375,3 +375,27 @@ def test_reconcile_of_a_correct_counter_writes_nothing(stores: Stores) -> None:
     before = raw(stores, "limit#tag:db")
     assert stores.concurrency.reconcile("tag:db").active_slots == 2
     assert raw(stores, "limit#tag:db") == before
+
+
+def test_release_of_a_known_lease_is_one_transaction(stores: Stores) -> None:
+    """The holder knows its lease: the hand-off to a waiter costs one request, not two."""
+    from runtime.stores.metrics import RequestCounter
+
+    stores.concurrency.create_limit(ConcurrencyLimitCreate(name="handoff", limit=1))
+    lease = stores.concurrency.acquire(["handoff"])
+    assert lease is not None and not lease.decays
+    counter = RequestCounter().attach(stores.db.client)
+    assert stores.concurrency.release(lease.id, known=lease) is True
+    assert counter.snapshot() == {"dynamodb.TransactWriteItems": 1}
+    assert stores.concurrency.read_limit("handoff").active_slots == 0
+    assert stores.concurrency.release(lease.id, known=lease) is False  # exactly once
+
+
+def test_a_known_rate_limited_lease_is_still_not_freed_early(stores: Stores) -> None:
+    stores.concurrency.create_limit(
+        ConcurrencyLimitCreate(name="rate", limit=1, slot_decay_per_second=0.01)
+    )
+    lease = stores.concurrency.acquire(["rate"])
+    assert lease is not None and lease.decays
+    assert stores.concurrency.release(lease.id, known=lease) is False
+    assert stores.concurrency.read_limit("rate").active_slots == 1
