@@ -205,7 +205,10 @@ def create_flow_run(
     request = _aware(_idempotent(body, idempotency_key))
     _check_id(request.deployment_id, "body.deployment_id")
     _check_size(request, "body", MAX_RUN_JSON_BYTES)
-    run, created = get_stores().runs.create_flow_run_once(request)
+    stores = get_stores()
+    run, created = stores.runs.create_flow_run_once(request)
+    if created:
+        stores.registry.ensure_flow(run.flow_name)  # GET /flows lists flows that have runs
     return _created(run, created)
 
 

@@ -259,6 +259,7 @@ class DirectEngineClient(BufferedEngineClient):
 
     def __init__(self, stores: Any, *, lease_seconds: float = 60.0) -> None:
         self.stores = stores
+        self._known_flows: set[str] = set()
         concurrency = stores.concurrency
         super().__init__(
             log_sink=stores.logs,
@@ -272,7 +273,11 @@ class DirectEngineClient(BufferedEngineClient):
 
     # -- flow runs ----------------------------------------------------------------------
     def create_flow_run(self, request: FlowRunCreate) -> FlowRun:
-        return self.stores.runs.create_flow_run(request)  # type: ignore[no-any-return]
+        run: FlowRun = self.stores.runs.create_flow_run(request)
+        if run.flow_name not in self._known_flows:  # once per flow and process
+            self.stores.registry.ensure_flow(run.flow_name)
+            self._known_flows.add(run.flow_name)
+        return run
 
     def read_flow_run(self, run_id: str) -> FlowRun:
         return self.stores.runs.read_flow_run(run_id)  # type: ignore[no-any-return]

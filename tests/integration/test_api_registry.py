@@ -532,3 +532,19 @@ def test_naive_scheduled_time_is_utc(api: str) -> None:
     assert status == 201
     when = datetime.fromisoformat(run["state"]["details"]["scheduled_time"])
     assert when == datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def test_flows_that_have_runs_are_listed(api: str, prefix: str) -> None:
+    """A flow run created over the API, or by the engine, makes its flow known."""
+    import json as _json
+    import urllib.request as _rq
+
+    body = _json.dumps({"flow_name": f"ran-{prefix}"}).encode()
+    req = _rq.Request(
+        api + "/flow_runs", data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
+    with _rq.urlopen(req, timeout=30) as response:
+        assert response.status == 201
+    with _rq.urlopen(api + "/flows?limit=1000", timeout=30) as response:
+        names = [f["name"] for f in _json.loads(response.read())["items"]]
+    assert f"ran-{prefix}" in names
