@@ -54,27 +54,6 @@ T = TypeVar("T")
 class StratoflowClient(HttpApi):
     """The Stratoflow HTTP API client (see the module docstring); thread-safe."""
 
-    def __init__(
-        self,
-        api_url: str | None = None,
-        *,
-        token: str | None = None,
-        sign: bool | None = None,
-        region: str | None = None,
-        timeout: float = 30,
-        retries: int = 4,
-        transport: ApiTransport | None = None,
-    ) -> None:
-        super().__init__(
-            api_url,
-            token=token,
-            sign=sign,
-            region=region,
-            timeout=timeout,
-            retries=retries,
-            transport=transport,
-        )
-
     def __repr__(self) -> str:
         auth = "sigv4" if self.transport.sign else ("token" if self.transport.token else "none")
         return f"StratoflowClient({self.api_url!r}, auth={auth})"

@@ -225,8 +225,8 @@ def test_help_lists_every_command_group() -> None:
         assert group in result.out
 
 
-@pytest.mark.skipif(not SCRIPT.exists(), reason="the console script is not installed")
 def test_console_script_entry_point(cli: Any, client: StratoflowClient) -> None:
+    assert SCRIPT.exists(), "make test installs the `stratoflow` console script"
     run = client.create_flow_run(FlowRunCreate(flow_name="script-flow"))
     listed = cli("flow-run", "ls", "--flow-name", "script-flow", "--json", script=True).json()
     assert [r["id"] for r in listed] == [run.id]
