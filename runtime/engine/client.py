@@ -25,7 +25,7 @@ from runtime.models import (
     OrchestrationResult,
     TaskRun,
 )
-from runtime.states import ResultRef, State
+from runtime.states import ResultRef, State, StateType
 
 TAG_LIMIT_PREFIX = "tag:"
 """Task-tag concurrency limits are the global limits named ``tag:<tag>`` (as in Prefect 3.4.19+)."""
@@ -57,6 +57,10 @@ class EngineClient(ABC):
         self, run_id: str, state: State, *, force: bool = False
     ) -> OrchestrationResult:
         """Propose a flow-run state (one conditional write when accepted)."""
+
+    def read_flow_run_state(self, run_id: str) -> State:
+        """The flow run's current state (read often while it runs: keep it cheap)."""
+        return self.read_flow_run(run_id).state
 
     # -- task runs (recorded in batches) ----------------------------------------------
     @abstractmethod
@@ -281,6 +285,19 @@ class DirectEngineClient(BufferedEngineClient):
 
     def read_flow_run(self, run_id: str) -> FlowRun:
         return self.stores.runs.read_flow_run(run_id)  # type: ignore[no-any-return]
+
+    def read_flow_run_state(self, run_id: str) -> State:
+        # only the state's type and name: not the run's document nor its history
+        runs = self.stores.runs
+        item = runs.db.get(
+            runs.table.name,
+            {"id": run_id},
+            projection="#t, #n",
+            names={"#t": "state_type", "#n": "state_name"},
+        )
+        if item is None:
+            return self.read_flow_run(run_id).state  # raises NotFound
+        return State(type=StateType(item["state_type"]), name=item["state_name"])
 
     def set_flow_run_state(
         self, run_id: str, state: State, *, force: bool = False
