@@ -35,7 +35,8 @@ def store_unavailable(*args: Any, **kwargs: Any) -> Any:
 def the_flow_run(engine: DirectEngineClient) -> FlowRun:
     runs = list(engine.stores.runs.list_flow_runs(FlowRunFilter()).items)
     assert len(runs) == 1, runs
-    return runs[0]
+    run: FlowRun = runs[0]
+    return run
 
 
 def the_task_runs(engine: DirectEngineClient, flow_run_id: str) -> list[TaskRun]:
