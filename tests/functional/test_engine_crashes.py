@@ -9,6 +9,8 @@ read back from the stores: none may be left Pending or Running.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -234,3 +236,50 @@ def test_a_final_state_refused_by_the_rules_is_not_forced(
     assert any(
         "refused" in r.getMessage() and "terminal state" in r.getMessage() for r in caplog.records
     ), [r.getMessage() for r in caplog.records]
+
+
+class _Announced(logging.Handler):
+    """Sets ``event`` on the task engine's "retry ... at" log line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.event = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "retry 1 of 1" in record.getMessage():
+            self.event.set()
+
+
+def test_an_interrupt_during_a_retry_delay_crashes_the_task_run(
+    engine: DirectEngineClient,
+) -> None:
+    announced = _Announced()
+    log = logging.getLogger("stratoflow.task_runs")
+    log.addHandler(announced)
+
+    @task(retries=1, retry_delay_seconds=300)
+    def flaky() -> None:
+        raise ValueError("first attempt fails")
+
+    @flow
+    def interrupted() -> None:
+        flaky()
+
+    def interrupt_when_waiting() -> None:  # Ctrl-C while the engine sleeps before the retry
+        if announced.event.wait(60):
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_when_waiting)
+    interrupter.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            interrupted()
+    finally:
+        announced.event.set()
+        interrupter.join()
+        log.removeHandler(announced)
+    flow_run = the_flow_run(engine)
+    assert flow_run.state.type is StateType.CRASHED
+    (task_run,) = the_task_runs(engine, flow_run.id)
+    assert task_run.state.type is StateType.CRASHED
+    assert task_run.state.message == "execution was interrupted: KeyboardInterrupt"
