@@ -21,7 +21,11 @@ from runtime.engine.driver import Call, Lifecycle, Sleep, drive_async, drive_syn
 from runtime.engine.flows import Flow
 from runtime.engine.inputs import resolve
 from runtime.engine.runlogs import setup_logging
-from runtime.engine.signals import INTERRUPTS, terminate_on_sigterm
+from runtime.engine.signals import (
+    INTERRUPTS,
+    terminate_on_sigterm,
+    terminate_on_sigterm_async,
+)
 from runtime.models import FlowRun, FlowRunCreate, RetryPolicy, TaskRun, new_id
 from runtime.states import (
     Cancelled,
@@ -420,5 +424,6 @@ async def run_flow_async(
 ) -> Any:
     """Run an async flow to its final state (see :func:`run_flow`)."""
     engine = _engine(flow, parameters, wait_for)
-    state = await drive_async(engine.lifecycle(), engine.call_user_function_async)
+    async with terminate_on_sigterm_async():
+        state = await drive_async(engine.lifecycle(), engine.call_user_function_async)
     return state if return_state else state.result()

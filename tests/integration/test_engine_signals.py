@@ -29,6 +29,7 @@ WAIT = 60.0
 
 SCRIPT = textwrap.dedent(
     """
+    import asyncio
     import signal
     import sys
     import time
@@ -39,6 +40,19 @@ SCRIPT = textwrap.dedent(
     def long(i: int) -> None:
         print(f"STARTED {i}", flush=True)
         time.sleep(300)
+
+    @task(tags=["sigterm"])
+    async def along(i: int) -> None:
+        print(f"STARTED {i}", flush=True)
+        await asyncio.sleep(300)
+
+    @flow(name="terminated-async")
+    async def terminated_async() -> None:
+        from runtime.engine.context import current_flow_run
+
+        print("FLOW=" + current_flow_run().flow_run.id, flush=True)
+        long.submit(1)
+        await along(2)
 
     @flow(name="terminated")
     def terminated() -> None:
@@ -55,7 +69,10 @@ SCRIPT = textwrap.dedent(
             sys.exit(3)
 
         signal.signal(signal.SIGTERM, own)
-    terminated()
+    if "--async" in sys.argv:
+        asyncio.run(terminated_async())
+    else:
+        terminated()
     """
 )
 
@@ -158,5 +175,26 @@ def test_sigterm_runs_the_users_own_handler_too(
     while (line := lines.get(timeout=WAIT)) != "":
         rest.append(line)
     assert "OWN HANDLER RAN" in rest
-    assert proc.returncode == 3  # the user's handler decided how the process exits
-    assert_crashed_and_slots_free(prefix, flow_run_id, ["long-0"], "SystemExit")
+    assert proc.returncode == 3  # the user's handler, called after the runs were recorded
+    assert_crashed_and_slots_free(prefix, flow_run_id, ["long-0"], "TerminationSignal")
+
+
+def test_sigterm_to_an_async_flow_crashes_the_runs_and_frees_their_slots(
+    tmp_path: Path, aws_backend: Backend, prefix: str, stores: Stores
+) -> None:
+    stores.concurrency.create_limit(ConcurrencyLimitCreate(name="tag:sigterm", limit=2))
+    proc = start(tmp_path, aws_backend, prefix, "--async")
+    try:
+        flow_run_id = wait_until_tasks_run(proc, lines_of(proc), {"STARTED 1", "STARTED 2"})
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=WAIT)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGTERM, proc.stderr.read() if proc.stderr else ""
+    reader = Stores.connect(prefix)
+    flow_run = reader.runs.read_flow_run(flow_run_id)
+    assert flow_run.state.type is StateType.CRASHED, flow_run.state
+    task_runs = reader.runs.list_task_runs(TaskRunFilter(flow_run_id=flow_run_id)).items
+    assert sorted(r.name for r in task_runs) == ["along-0", "long-0"]
+    assert {r.state.type for r in task_runs} == {StateType.CRASHED}, [r.state for r in task_runs]
+    assert reader.concurrency.read_limit("tag:sigterm").active_slots == 0
