@@ -4,7 +4,8 @@ Cancelling a RUNNING flow run writes CANCELLING; only the process running it
 can stop it. :class:`CancellationWatcher` reads the run's state type every
 ``CANCEL_POLL_SECONDS`` (one small strongly consistent read) from a daemon
 thread while an attempt runs, and reports the first CANCELLING or CANCELLED it
-sees. A flow shorter than the interval costs no read at all.
+sees. A flow shorter than the interval costs no read at all. A subflow also
+stops when its parent flow run is being cancelled (seen in memory, no read).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from runtime.states import State, StateType
+from runtime.states import Cancelling, State, StateType
 
 if TYPE_CHECKING:
     from runtime.engine.client import EngineClient
@@ -36,9 +37,11 @@ class CancellationWatcher:
         flow_run_id: str,
         on_cancel: Callable[[State], None],
         *,
+        parent_state: Callable[[], State | None] | None = None,
         interval: float = CANCEL_POLL_SECONDS,
     ) -> None:
         self._client = client
+        self._parent_state = parent_state
         self._flow_run_id = flow_run_id
         self._on_cancel = on_cancel
         self._interval = interval
@@ -58,6 +61,12 @@ class CancellationWatcher:
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
+            parent = self._parent_state() if self._parent_state is not None else None
+            if parent is not None and parent.type in CANCEL_TYPES:
+                self._on_cancel(
+                    Cancelling(message=f"Its parent flow run is {parent.name}: cancelled with it.")
+                )
+                return
             try:
                 state = self._client.read_flow_run_state(self._flow_run_id)
             except Exception as exc:  # a lost read is retried at the next tick

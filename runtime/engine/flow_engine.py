@@ -263,8 +263,12 @@ class FlowRunEngine:
     def _watch_for_cancellation(self) -> None:
         assert self.flow_run is not None
         self._stop_watching()
+        parent = self.parent
         self._watcher = CancellationWatcher(
-            self.client, self.flow_run.id, self._on_cancel_requested
+            self.client,
+            self.flow_run.id,
+            self._on_cancel_requested,
+            parent_state=(lambda: parent.flow_run.state) if parent is not None else None,
         ).start()
 
     def _stop_watching(self) -> None:

@@ -26,15 +26,18 @@ WAIT = 30.0
 
 
 class _Seen(logging.Handler):
-    """Sets ``event`` when the flow engine logs that it saw the cancellation."""
+    """Sets ``event`` once flow engines logged ``needed`` times that they saw a cancellation."""
 
-    def __init__(self) -> None:
+    def __init__(self, needed: int = 1) -> None:
         super().__init__()
         self.event = threading.Event()
+        self.needed = needed
 
     def emit(self, record: logging.LogRecord) -> None:
         if "no new task runs start" in record.getMessage():
-            self.event.set()
+            self.needed -= 1
+            if self.needed <= 0:
+                self.event.set()
 
 
 @pytest.fixture
@@ -146,3 +149,47 @@ def test_cancelling_a_mapped_flow_cancels_the_pending_task_runs(
     assert ran == [0]
     states = [r.state.type for r in task_runs(engine, run.id)]
     assert states == [StateType.COMPLETED] + [StateType.CANCELLED] * 11
+
+
+def test_cancelling_a_parent_flow_run_cancels_its_running_subflow(
+    engine: DirectEngineClient,
+) -> None:
+    started, release = threading.Event(), threading.Event()
+    seen = _Seen(needed=2)  # the parent notices, then the subflow
+    log = logging.getLogger("stratoflow.flow_runs")
+    log.addHandler(seen)
+
+    @task
+    def step(i: int) -> int:
+        if i == 0:
+            started.set()
+            assert release.wait(WAIT)
+        return i
+
+    @flow
+    def child() -> list[int]:
+        return [step(i) for i in range(12)]
+
+    @flow
+    def parent() -> list[int]:
+        return child()
+
+    try:
+        thread, out = run_in_thread(parent)
+        assert started.wait(WAIT)
+        runs = engine.stores.runs.list_flow_runs(FlowRunFilter()).items
+        (parent_run,) = [r for r in runs if r.parent_flow_run_id is None]
+        (child_run,) = [r for r in runs if r.parent_flow_run_id == parent_run.id]
+        engine.stores.runs.cancel_flow_run(parent_run.id)
+        assert seen.event.wait(WAIT), "the subflow never noticed its parent's cancellation"
+    finally:
+        release.set()
+        log.removeHandler(seen)
+    thread.join(WAIT)
+    assert not thread.is_alive()
+
+    assert out[0].type is StateType.CANCELLED
+    assert engine.stores.runs.read_flow_run(parent_run.id).state.type is StateType.CANCELLED
+    assert engine.stores.runs.read_flow_run(child_run.id).state.type is StateType.CANCELLED
+    steps = [(r.name, r.state.type) for r in task_runs(engine, child_run.id)]
+    assert steps == [("step-0", StateType.COMPLETED), ("step-1", StateType.CANCELLED)]
