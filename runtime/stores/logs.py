@@ -8,10 +8,11 @@ write overwrites the same items and never stores a line twice), else
 :func:`new_log_id`: a random per-process start (drawn again in a forked child)
 plus a counter, so two lines with the same microsecond keep the order in which
 they were written (a log line's order within one thread survives) and lines
-written by different processes do not collide. Each item also carries ``task_run_id``, ``level``, ``name``,
-``message``, ``timestamp`` and ``expires_at`` (epoch seconds, the table's TTL
-attribute). DynamoDB deletes expired items only eventually (days), and moto
-never does, so reads also skip items already past ``expires_at``.
+written by different processes do not collide. Each item also carries
+``task_run_id``, ``level``, ``name``, ``message``, ``timestamp`` and
+``expires_at`` (epoch seconds, the table's TTL attribute). DynamoDB deletes
+expired items only eventually (days), and moto never does, so reads also skip
+items already past ``expires_at``.
 
 Messages longer than :data:`MAX_MESSAGE_BYTES` (UTF-8) are cut and end with a
 marker saying how long they were: a DynamoDB item holds at most 400 KB.

@@ -131,9 +131,7 @@ class TestWriteRead:
         got = store.read(fr).items
         assert [r.message for r in got] == [f"line {i}" for i in range(70)]
 
-    def test_a_repeated_write_with_client_ids_stores_each_line_once(
-        self, store: LogStore
-    ) -> None:
+    def test_a_repeated_write_with_client_ids_stores_each_line_once(self, store: LogStore) -> None:
         fr = run_id()
         records = [line(fr, i, id=f"client-{i}") for i in range(30)]
         store.write(records)
