@@ -390,7 +390,11 @@ def set_task_run_state(id: RunId, body: Annotated[SetStateRequest, Body()]) -> O
 def write_logs(
     body: Annotated[list[LogRecordIn], Body(max_length=MAX_LOG_RECORDS)],
 ) -> Response[Written]:
-    """Store up to 1000 log lines of flow and task runs (202)."""
+    """Store up to 1000 log lines of flow and task runs (202).
+
+    A line with an ``id`` is stored once however often it is sent (a repeat overwrites
+    the same item); two lines of one request with the same timestamp and id are a 422.
+    """
     records: list[LogRecord] = [_aware(r) for r in body]
     get_stores().logs.write(records)
     return Response(
