@@ -325,7 +325,7 @@ def _dump_backends(services: Iterable[str]) -> bytes:
     from moto import __version__ as moto_version
     from moto.backends import get_backend
 
-    state = {name: dict(get_backend(name)) for name in services}  # type: ignore[call-overload]
+    state = {name: _backend_state(get_backend(name)) for name in services}  # type: ignore[call-overload]
     buffer = io.BytesIO()
     pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
     table = copyreg.dispatch_table.copy()
@@ -344,12 +344,28 @@ def _restore_backends(blob: bytes) -> list[str]:
     if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
         raise MotoStateError("not a Stratoflow moto state file (unknown format)")
     restored: list[str] = []
-    for name, accounts in document["services"].items():
+    for name, saved in document["services"].items():
         backends = get_backend(name)
         backends.clear()
-        backends.update(accounts)
+        backends.update(saved["accounts"])
+        vars(backends).update(saved["attributes"])
         restored.append(name)
     return restored
+
+
+#: Attributes of a ``BackendDict`` fixed at import (the rest is state, e.g. S3's
+#: ``bucket_accounts``, the index from a bucket name to its account).
+_BACKEND_DICT_FIXED = frozenset(
+    {"backend", "service_name", "_use_boto3_regions", "_additional_regions", "_id"}
+)
+
+
+def _backend_state(backends: Any) -> dict[str, Any]:
+    """A ``BackendDict``'s state: its per-account backends and its own extra attributes."""
+    return {
+        "accounts": dict(backends),
+        "attributes": {k: v for k, v in vars(backends).items() if k not in _BACKEND_DICT_FIXED},
+    }
 
 
 class MotoStateFile:
