@@ -238,7 +238,9 @@ def test_without_an_api_url_is_a_usage_error() -> None:
 
 def test_unreachable_api_is_an_error_not_a_traceback() -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    run_cli("work-pool", "ls", "--api-url", dead, api_url=None).failed(1, "cannot reach the API")
+    result = run_cli("work-pool", "ls", "--api-url", dead, api_url=None)
+    result.failed(1, "cannot reach the Stratoflow API", dead, "stratoflow dev")
+    assert len(result.err.strip().splitlines()) == 1, result.err
 
 
 def test_unknown_option_is_a_usage_error(cli: Any) -> None:
@@ -1061,6 +1063,17 @@ def test_sdk_configuration_errors_are_one_clear_line(aws_backend: Any) -> None:
     unprovisioned = base_env(STRATOFLOW_PREFIX=f"sf-{uuid.uuid4().hex[:8]}")
     assert unprovisioned.get("AWS_ENDPOINT_URL")
     assert_one_clear_line(run_sdk_script(unprovisioned), "does not exist", "not provisioned")
+
+
+def test_sdk_over_an_unreachable_api_is_one_clear_line() -> None:
+    """Item 19: STRATOFLOW_API_URL pointing at nothing: no chain of urllib3 tracebacks."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = run_sdk_script(base_env(STRATOFLOW_API_URL=dead))
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("runtime.http_api.ApiConnectionError: "), result.stderr
+    assert f"cannot reach the Stratoflow API at {dead}" in last and "stratoflow dev" in last
+    assert "urllib3" not in result.stderr, result.stderr
 
 
 def test_api_over_an_unreachable_endpoint_is_a_503_with_the_fix(tmp_path: Path) -> None:
