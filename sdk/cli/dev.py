@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import typer
 
 from sdk.cli import _stack
-from sdk.cli._output import fail, say, usage_error
+from sdk.cli._output import error, fail, say, usage_error
 
 PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
 
@@ -166,6 +166,16 @@ def start_gateway(group: _stack.ServiceGroup, host: str, port: int, token: str |
     return gateway
 
 
+def save_state(state: Any, saved: list[Path]) -> None:
+    """Save moto's state at shutdown; a failure is reported (the stack still stops)."""
+    from runtime.localaws import MotoStateError
+
+    try:
+        saved.append(state.save())
+    except MotoStateError as exc:
+        error(f"--state-dir: the state was not saved: {exc}")
+
+
 def dev(
     port: Annotated[
         int, typer.Option(min=0, max=65535, help="Port of the local API (0: a free one).")
@@ -213,15 +223,17 @@ def dev(
             f"--state-dir keeps the state of the moto server dev starts, but AWS_ENDPOINT_URL "
             f"({external}) is set: that endpoint keeps its own state (unset it to use moto)"
         )
+    saved: list[Path] = []
     with _stack.stop_on_signals() as stopping, _stack.ServiceGroup() as group:
         state: MotoStateFile | None = None
         if external is None:
             if state_dir is not None:
                 state = MotoStateFile(state_dir)
                 try:
-                    group.start(state)  # restored before moto serves; saved after it stops
+                    state.start()  # restored before moto serves; saved after it stops
                 except MotoStateError as exc:
                     fail(f"--state-dir: {exc}")
+                group.callback(lambda: save_state(state, saved))
             server = LockedMotoServer("127.0.0.1", moto_port)
             start_listening(group, server, "the moto server (--moto-port)", "127.0.0.1", moto_port)
             endpoint, backend = server.endpoint, "moto server, atomic DynamoDB"
@@ -270,6 +282,8 @@ def dev(
         say("Press Ctrl-C to stop.")
         _stack.wait_for(stopping)
         say("Stopping the local stack...")
-    if state is not None:
-        say(f"Saved the local stack's state to {state.path}.")
+    for path in saved:
+        say(f"Saved the local stack's state to {path}.")
     say("Stopped.")
+    if state is not None and not saved:
+        raise typer.Exit(1)
