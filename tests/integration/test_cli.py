@@ -1092,3 +1092,18 @@ def test_api_over_an_unreachable_endpoint_is_a_503_with_the_fix(tmp_path: Path) 
         set_stores(None)
     result.failed(1, "cannot reach the AWS endpoint", dead)
     assert len(result.err.strip().splitlines()) == 1, result.err
+
+
+def test_api_serve_without_a_region_says_how_to_set_one(aws_backend: Any) -> None:
+    """Item 19: the CLI's configuration errors name the fix, in one line."""
+    env = base_env(STRATOFLOW_PREFIX=f"sf-{uuid.uuid4().hex[:8]}")
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        env.pop(name, None)
+    result = Server(["api", "serve", "--port", str(free_port())], env)
+    try:
+        code = result.finish(timeout=STARTUP_TIMEOUT)
+    finally:
+        result.kill()
+    assert code == 1
+    assert "no AWS region configured: set AWS_DEFAULT_REGION" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
