@@ -291,6 +291,19 @@ _BY_STATUS: dict[int, tuple[type[ApiError], str]] = {
 }
 
 
+def unreachable_api(exc: ApiConnectionError, api_url: str) -> ApiConnectionError:
+    """One line that says how to fix it, instead of a chain of urllib3 tracebacks."""
+    error = ApiConnectionError(
+        exc.status,
+        exc.type,
+        f"cannot reach the Stratoflow API at {api_url} ({exc.message}): start it with "
+        "`stratoflow dev` or `stratoflow api serve`, or fix STRATOFLOW_API_URL",
+        exc.details,
+    )
+    error.original = exc  # type: ignore[attr-defined]
+    return error
+
+
 def error_from_response(status: int, body: bytes) -> ApiError:
     """The typed error for an error response (our error shape, API Gateway's, or text)."""
     message, type_ = "", ""
@@ -681,7 +694,10 @@ class HttpApi:
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         """The body of ``transport.request(...)``; pass ``idempotent=True`` for a POST
         that carries a client-chosen id (it may then be retried after a lost response)."""
-        return self.transport.request(method, path, **kwargs).body
+        try:
+            return self.transport.request(method, path, **kwargs).body
+        except ApiConnectionError as exc:
+            raise unreachable_api(exc, self.api_url) from None
 
     def close(self) -> None:
         """Close pooled connections."""

@@ -104,6 +104,15 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
     return value
 
 
+def _raise_unavailable(exc: Exception, client: Any, table: str | None) -> None:
+    """Raise one clear AwsUnavailable for an unreachable endpoint or a missing table."""
+    from runtime.stores.connection import explain_aws_error
+
+    unavailable = explain_aws_error(exc, client=client, table=table)
+    if unavailable is not None:
+        raise unavailable from None
+
+
 class Dynamo:
     """The DynamoDB client every store uses, with optional request serialization."""
 
@@ -115,7 +124,11 @@ class Dynamo:
 
     def _call(self, op: str, **kwargs: Any) -> dict[str, Any]:
         with self._lock:
-            return getattr(self.client, op)(**kwargs)  # type: ignore[no-any-return]
+            try:
+                return getattr(self.client, op)(**kwargs)  # type: ignore[no-any-return]
+            except Exception as exc:
+                _raise_unavailable(exc, self.client, kwargs.get("TableName"))
+                raise
 
     def get(
         self,
