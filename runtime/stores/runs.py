@@ -161,6 +161,11 @@ def fit_history(entries: list[str], budget: int) -> tuple[list[str], int] | None
     return kept, len(entries) - len(kept)
 
 
+def _doc_state(item: Item) -> Any:
+    """The current state stored in an item's document (what makes two snapshots the same)."""
+    return json.loads(item.get("doc") or "{}").get("state")
+
+
 def _too_large(run: RunBase, size: int) -> ItemTooLarge:
     label = "flow run" if isinstance(run, FlowRun) else "task run"
     return ItemTooLarge(
@@ -283,6 +288,13 @@ class RunStore:
     def _write_guarded(self, chunk: list[Item]) -> None:
         """One guarded transaction (see :meth:`write_task_run_records`), retried on conflicts."""
         pending = list(chunk)
+        parent_ids = {p for i in pending if (p := i.get("parent_id"))}
+        flow_run_ids = [i["id"] for i in pending if i["id"] in parent_ids]
+        if flow_run_ids:
+            raise Conflict(
+                f"record id(s) {', '.join(flow_run_ids)} are flow runs, not task runs",
+                ids=flow_run_ids,
+            )
         conflicts = 0
         while pending:
             parents = sorted({p for i in pending if (p := i.get("parent_id"))})
@@ -379,7 +391,9 @@ class RunStore:
                 f"task run {run_id} belongs to flow run {owner}, "
                 f"not {item.get('parent_id') or 'none'}"
             )
-        if old.get("state_version") == item["state_version"] and old.get("doc") == item["doc"]:
+        if old.get("state_version") == item["state_version"] and _doc_state(old) == _doc_state(
+            item
+        ):
             return None
         return (
             f"task run {run_id} is stored at state_version {old.get('state_version')}; "
