@@ -61,10 +61,14 @@ def test_a_long_state_message_is_truncated_with_a_marker() -> None:
     assert Failed(message="short").message == "short"
 
 
-def test_the_inline_result_setting_is_capped_well_below_the_item_limit() -> None:
+def test_the_inline_result_setting_is_capped_well_below_the_item_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STRATOFLOW_INLINE_RESULT_MAX_BYTES", "300000")
     with pytest.raises(ValidationError) as caught:
-        Settings(inline_result_max_bytes=300_000)
+        Settings()
     assert "inline_result_max_bytes" in str(caught.value)
+    monkeypatch.delenv("STRATOFLOW_INLINE_RESULT_MAX_BYTES")
     assert Settings(inline_result_max_bytes=INLINE_RESULT_MAX_BYTES).inline_result_max_bytes == (
         INLINE_RESULT_MAX_BYTES
     )
