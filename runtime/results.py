@@ -25,6 +25,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from runtime.errors import NotFound
+from runtime.limits import INLINE_RESULT_MAX_BYTES
 from runtime.serializers import SerializationError, get_serializer
 from runtime.states import ResultRef
 
@@ -60,8 +61,8 @@ class ResultStore:
     """
 
     def __init__(self, s3_client: Any, bucket: str, inline_max_bytes: int = 16384) -> None:
-        if inline_max_bytes < 0:
-            raise ValueError("inline_max_bytes must be >= 0")
+        if not 0 <= inline_max_bytes <= INLINE_RESULT_MAX_BYTES:
+            raise ValueError(f"inline_max_bytes must be between 0 and {INLINE_RESULT_MAX_BYTES}")
         self.s3 = s3_client
         self.bucket = bucket
         self.inline_max_bytes = inline_max_bytes

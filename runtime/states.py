@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from runtime.limits import STATE_MESSAGE_MAX_BYTES, truncate_text
 
 
 def utcnow() -> datetime:
@@ -87,6 +89,12 @@ class State(BaseModel):
     timestamp: datetime = Field(default_factory=utcnow)
     message: str | None = None
     details: StateDetails = Field(default_factory=StateDetails)
+
+    @field_validator("message")
+    @classmethod
+    def _bounded_message(cls, value: str | None) -> str | None:
+        """A message over STATE_MESSAGE_MAX_BYTES is cut, ending ``... [truncated N bytes]``."""
+        return None if value is None else truncate_text(value, STATE_MESSAGE_MAX_BYTES)
 
     # The in-memory value or exception this state carries in the process that made it.
     _data: Any = PrivateAttr(default=None)

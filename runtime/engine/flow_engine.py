@@ -122,7 +122,9 @@ class FlowRunEngine:
                 task_inputs={"__subflow_run_id": [self.flow_run.id]},
             )
             self._parent_history = []
-        self.parent_task_run = self.parent_task_run.model_copy(update={"state": mirror})
+        self.parent_task_run = self.parent_task_run.model_copy(  # each snapshot newer (records)
+            update={"state": mirror, "state_version": len(self._parent_history)}
+        )
         self._parent_history.append(mirror)
         self.parent.client.record_task_run(self.parent_task_run, self._parent_history)
 
