@@ -12,6 +12,7 @@ from runtime.engine.exceptions import (
     UpstreamTaskError,
 )
 from runtime.engine.runlogs import MissingContextError
+from runtime.engine.signals import TerminationSignal
 
 __all__ = [
     "CacheKeyFailure",
@@ -23,5 +24,6 @@ __all__ = [
     "MissingResult",
     "ParameterTypeError",
     "StratoflowException",
+    "TerminationSignal",
     "UpstreamTaskError",
 ]
