@@ -12,7 +12,9 @@ SigV4-signs every request for ``execute-api`` with botocore's credential chain;
 ``region`` (default: from an ``execute-api`` URL, ``STRATOFLOW_REGION``, or
 botocore's). Requests answered 429 or 5xx, or that fail to connect, are
 retried ``retries`` times with exponential backoff and jitter, honouring
-``Retry-After``; other 4xx raise at once. Errors are the typed classes of
+``Retry-After``, when repeating them is safe (see :mod:`runtime.http_api`:
+a request without a client-chosen id is never repeated after a read timeout);
+other 4xx raise at once. Errors are the typed classes of
 :mod:`sdk.api_errors`.
 
 State proposals: ``set_flow_run_state`` / ``set_task_run_state`` /

@@ -329,3 +329,29 @@ def test_a_request_that_never_reached_the_server_is_retried_even_if_not_idempote
         c.cancel_flow_run(run.id)
     assert len(slept) == 2 and "not retried" not in str(info.value)
     assert client.read_flow_run(run.id).state.name == "Pending"
+
+
+def test_racing_repeats_of_one_lease_request_hold_one_slot(
+    client: StratoflowClient, prefix: str
+) -> None:
+    """16 threads send the same acquire (one lease id) at once, through the API to the
+    locked moto server: one slot is taken and every thread gets that lease."""
+    name = f"tag:{prefix}"
+    client.create_concurrency_limit(ConcurrencyLimitCreate(name=name, limit=5))
+    lease_id = "0b6f4c1e-7d2a-4f63-9a1b-5e8c2d7f3a90"
+    barrier = threading.Barrier(16)
+    got: list[Any] = []
+
+    def attempt() -> None:
+        with StratoflowClient(client.api_url) as mine:
+            barrier.wait()
+            got.append(mine.acquire_lease([name], lease_seconds=60, lease_id=lease_id))
+
+    threads = [threading.Thread(target=attempt) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 16 and {lease.id for lease in got} == {lease_id}
+    assert len({lease.expires_at for lease in got}) == 1
+    assert client.read_concurrency_limit(name).active_slots == 1

@@ -9,7 +9,7 @@ is idempotent; one that surely was not applied (no connection, 429, 503) always.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -36,7 +36,7 @@ class FakeResponse:
 class ScriptedPool:
     """Answers requests from a script of outcomes, then 200."""
 
-    def __init__(self, script: list[Outcome]) -> None:
+    def __init__(self, script: Sequence[Outcome]) -> None:
         self.script = list(script)
         self.calls: list[tuple[str, str]] = []
 
@@ -51,7 +51,7 @@ class ScriptedPool:
         return None
 
 
-def transport(script: list[Outcome]) -> tuple[ApiTransport, ScriptedPool]:
+def transport(script: Sequence[Outcome]) -> tuple[ApiTransport, ScriptedPool]:
     t = ApiTransport("http://127.0.0.1:9", retries=3, backoff=0.01, max_backoff=0.02)
     pool = ScriptedPool(script)
     t._pool = pool  # type: ignore[assignment]
