@@ -123,12 +123,16 @@ class EngineClient(ABC):
 def is_permanent(error: BaseException) -> bool:
     """True when writing the same records again can never succeed (a 4xx, not a 409 race).
 
-    Throttling (429) and transaction conflicts are worth retrying; refused or
-    oversized records are not: the recorder isolates them instead.
+    Throttling (429), transaction conflicts and auth failures (401, 403) are worth
+    retrying; refused or oversized records are not: the recorder isolates them.
     """
     if isinstance(error, StratoflowError):
         status = error.status_code
-        return 400 <= status < 500 and status != 429 and error.error_type != "transaction_conflict"
+        return (
+            400 <= status < 500
+            and status not in (401, 403, 429)  # not about the records: bisecting cannot help
+            and error.error_type != "transaction_conflict"
+        )
     response = getattr(error, "response", None)
     if isinstance(response, dict):
         return bool(response.get("Error", {}).get("Code") == "ValidationException")

@@ -4,7 +4,11 @@ One item per run in the runs table. The item holds the run as a JSON document
 (``doc``) plus the attributes the indexes and filters need, a ``state_version``
 counter and the state ``history`` (a list of JSON states). A transition is ONE
 ``UpdateItem`` conditioned on ``state_version``: it writes the new state, bumps
-the version and appends to the history. See docs/data-model.md.
+the version and appends to the history. Every item is sized below DynamoDB's
+400 KB (``runtime.limits``): the history keeps its first state and as many of the
+latest as fit, and never an inline result value. Idempotency keys are scoped
+(per flow, deployment, or flow run and task) and bound to a fingerprint of the
+creation request. See docs/data-model.md.
 """
 
 from __future__ import annotations

@@ -166,9 +166,11 @@ class TestFlowRuns:
         b = client.create_flow_run(request, idempotency_key="once")
         assert a.id == b.id and a.idempotency_key == "once"
         body_key = client.create_flow_run(
-            FlowRunCreate(flow_name=flow_name, idempotency_key="once")
+            FlowRunCreate(flow_name=flow_name, parameters={"x": 1}, idempotency_key="once")
         )
         assert body_key.id == a.id
+        with pytest.raises(api_errors.Conflict, match=a.id):  # the same key, another request
+            client.create_flow_run(FlowRunCreate(flow_name=flow_name, idempotency_key="once"))
         ids = {r.id for r in client.list_flow_runs(flow_name=flow_name).items}
         assert ids == {first.id, a.id}
 
@@ -483,8 +485,12 @@ def test_flows_deployments_and_work_pools(client: StratoflowClient, prefix: str)
     )
     assert run.deployment_id == deployment.id and run.state.type is StateType.SCHEDULED
     assert run.parameters == {"n": 5, "m": 2}
-    again = client.create_flow_run_from_deployment(deployment.id, idempotency_key="dep-1")
+    again = client.create_flow_run_from_deployment(
+        deployment.id, parameters={"n": 5}, tags=["manual"], idempotency_key="dep-1"
+    )
     assert again.id == run.id
+    with pytest.raises(api_errors.Conflict, match=run.id):
+        client.create_flow_run_from_deployment(deployment.id, idempotency_key="dep-1")
     assert flow in {f.name for f in client.paginate(client.list_flows)}
 
     client.delete_deployment(deployment.id)

@@ -101,3 +101,20 @@ def test_dynamodb_size_refusals_are_4xx_never_500() -> None:
     assert other is not None and other.status_code == 422
     assert backend_error_response(_client_error("InternalServerError", "boom")) is None
     assert backend_error_response(ValueError("x")) is None
+
+
+def test_only_refusals_of_the_records_themselves_are_permanent() -> None:
+    from runtime.engine.client import is_permanent
+    from runtime.errors import Conflict, InvalidInput, LimitExceeded, TransactionConflict
+    from runtime.http_api import Throttled, Unauthorized
+
+    assert is_permanent(Conflict("stale"))
+    assert is_permanent(InvalidInput("bad"))
+    assert is_permanent(ItemTooLarge("big"))
+    assert is_permanent(_client_error("ValidationException", "bad key"))
+    assert not is_permanent(TransactionConflict("race"))
+    assert not is_permanent(LimitExceeded("busy"))
+    assert not is_permanent(Throttled(429, "throttled", "slow down"))
+    assert not is_permanent(Unauthorized(401, "unauthorized", "who?"))
+    assert not is_permanent(_client_error("InternalServerError", "boom"))
+    assert not is_permanent(ConnectionError("down"))
