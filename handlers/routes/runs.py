@@ -10,6 +10,9 @@ Thin routes: the schemas validate, :func:`handlers.deps.get_stores` does the wor
 * ``cancel`` proposes Cancelled for a run that has not started (SCHEDULED, PENDING,
   PAUSED) and Cancelling for a RUNNING one, through the normal rules (never
   forced): a final run, or one already Cancelling, gets 409.
+* A new run's references (``parent_flow_run_id``, ``parent_task_run_id``,
+  ``deployment_id``, ``work_pool_name``; a task run's ``flow_run_id``) must
+  exist: otherwise 422 naming the field, and nothing is created.
 * Inputs the schemas let through but DynamoDB would refuse (empty index keys,
   oversized items) are refused here with a 422 naming the field, and naive
   datetimes are read as UTC, so bad input never reaches the store as a 500.
