@@ -121,3 +121,19 @@ def check_printable(value: str) -> str:
 def dedupe(values: list[str]) -> list[str]:
     """``values`` without repeats, first occurrences in order (how tags are stored)."""
     return list(dict.fromkeys(values)) if len(set(values)) != len(values) else values
+
+
+def escape_unprintable(value: str) -> str:
+    """``value`` with each control or format character written as its escape (``\\x1b``).
+
+    For names the engine renders from parameters (``flow_run_name="load-{path}"``):
+    a parameter holding a newline must not make the run impossible to record.
+    """
+    if value.isprintable():
+        return value
+    return "".join(
+        char.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(char) in _REFUSED_CATEGORIES
+        else char
+        for char in value
+    )

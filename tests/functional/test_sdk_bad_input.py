@@ -13,10 +13,10 @@ import pytest
 from pydantic import ValidationError
 
 from runtime.engine.client import DirectEngineClient
-from runtime.models import FlowRunCreate, FlowRunFilter
+from runtime.models import FlowRunCreate, FlowRunFilter, TaskRunFilter
 from runtime.states import Running, Scheduled
 from runtime.stores import Stores
-from sdk import flow, get_client
+from sdk import flow, get_client, task
 
 
 @pytest.mark.parametrize("number", [float("nan"), float("inf"), -float("inf")])
@@ -65,3 +65,21 @@ def test_naive_datetimes_reach_the_rules_as_utc(stores: Stores) -> None:
     # a scheduled time an hour away makes Running wait, as for an aware time
     waited = stores.runs.set_state("flow_run", run.id, Running())
     assert waited.status == "WAIT" and waited.delay_seconds > 3000, waited
+
+
+def test_run_names_rendered_from_parameters_are_escaped(
+    engine: DirectEngineClient, stores: Stores
+) -> None:
+    @task(task_run_name="load-{path}")
+    def load(path: str) -> str:
+        return path
+
+    @flow(flow_run_name="import-{path}")
+    def importer(path: str) -> str:
+        return load(path)
+
+    assert importer("a\nb\x1b[31m") == "a\nb\x1b[31m"  # the values themselves are untouched
+    (run,) = stores.runs.list_flow_runs(FlowRunFilter(flow_name="importer"), limit=10).items
+    assert run.name == "import-a\\nb\\x1b[31m"
+    (task_run,) = stores.runs.list_task_runs(TaskRunFilter(flow_run_id=run.id), limit=10).items
+    assert task_run.name == "load-a\\nb\\x1b[31m"
