@@ -17,7 +17,12 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from pydantic import ValidationError
 
-from handlers.errors import clean_errors, describe_validation, error_response
+from handlers.errors import (
+    backend_error_response,
+    clean_errors,
+    describe_validation,
+    error_response,
+)
 from handlers.routes import concurrency, health, registry, results, runs
 from runtime.errors import StratoflowError
 from runtime.jsonvalues import JsonValueError, loads_checked
@@ -104,6 +109,9 @@ def _unexpected(exc: Exception) -> Response[Any]:
         "SlowDown",
     ):
         return error_response(429, "throttled", "the backend is throttling: retry with backoff")
+    refused = backend_error_response(exc)
+    if refused is not None:
+        return refused
     request_id = app.current_event.request_context.request_id if app.current_event else None
     logger.exception("unhandled error (request %s)", request_id)
     return error_response(500, "internal", f"internal error (request id {request_id})")

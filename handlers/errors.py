@@ -19,6 +19,23 @@ def error_response(status: int, type_: str, message: str, details: Any = None) -
     )
 
 
+def backend_error_response(exc: Exception) -> Response[Any] | None:
+    """A 4xx for what DynamoDB refused as invalid (an item over 400 KB: 413), else None.
+
+    The stores raise ``ItemTooLarge`` themselves; this catches any other
+    ``ValidationException`` a request could still provoke, so it is never a 500.
+    """
+    error = getattr(exc, "response", {}).get("Error", {})
+    if error.get("Code") != "ValidationException":
+        return None
+    message = str(error.get("Message") or "invalid request")
+    if "size" in message.lower():
+        return error_response(
+            413, "item_too_large", f"{message} (a DynamoDB item holds at most 400 KB)"
+        )
+    return error_response(422, "validation_error", f"the backend refused the request: {message}")
+
+
 def describe_validation(errors: list[dict[str, Any]]) -> str:
     """``body.flow_name: Field required; query.limit: ...``: names every bad field."""
     parts = []

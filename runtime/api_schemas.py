@@ -17,6 +17,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+"""A client-chosen id: a UUID in its text form."""
+
+
 class SetStateRequest(_Strict):
     """``POST /flow_runs/{id}/set_state`` and ``/task_runs/{id}/set_state``."""
 
@@ -57,6 +61,12 @@ class LeaseRequest(_Strict):
     slots: int = Field(default=1, ge=1)
     lease_seconds: float = Field(default=60.0, gt=0, le=86_400)
     holder: str | None = Field(default=None, max_length=200)
+    id: str | None = Field(
+        default=None,
+        pattern=UUID_PATTERN,
+        description="The lease's id, chosen by the client (a UUID): a repeat of the request "
+        "returns the lease the first one took instead of taking more slots",
+    )
 
 
 class LeaseResponse(BaseModel):
@@ -89,6 +99,12 @@ class ResultUpload(_Strict):
     serializer: Literal["json", "pickle"]
     payload: str = Field(description="base64 of the serialized bytes")
     storage_key: str | None = Field(default=None, max_length=900)
+    id: str | None = Field(
+        default=None,
+        pattern=UUID_PATTERN,
+        description="The result's id, chosen by the client (a UUID): a payload too large to "
+        "stay inline is stored at results/<id>, so a repeat writes the same object",
+    )
 
 
 class ResultPayload(BaseModel):

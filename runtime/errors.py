@@ -66,3 +66,16 @@ class TransitionRejected(Conflict):
     """
 
     error_type = "transition_rejected"
+
+
+class ItemTooLarge(StratoflowError):
+    """What was to be stored can never fit in a DynamoDB item (400 KB), even trimmed."""
+
+    status_code = 413
+    error_type = "item_too_large"
+
+
+class TransactionConflict(Conflict):
+    """DynamoDB cancelled a transaction for a concurrent write to the same items: retry."""
+
+    error_type = "transaction_conflict"

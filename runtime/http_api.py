@@ -9,10 +9,16 @@ limits and leases, results, cache, health) and returns the runtime models;
 
 Transport (:class:`ApiTransport`)
     One ``urllib3.PoolManager`` per client (thread-safe, pooled keep-alive
-    connections), JSON bodies. Requests that get 429 or any 5xx, or that fail to
-    connect or time out, are retried up to ``retries`` times with exponential
+    connections), JSON bodies. An idempotent request (GET, PUT, DELETE, one with an
+    ``Idempotency-Key``, or one the caller marks so because it carries a
+    client-chosen id) that gets 429 or any 5xx, or that fails to connect, times out
+    or loses its connection, is retried up to ``retries`` times with exponential
     backoff and full jitter (``backoff * 2**n``, at most ``max_backoff`` seconds),
     or after the ``Retry-After`` the server sent (at most ``max_retry_after``).
+    Any other request is retried only when it surely was not applied: the
+    connection could not be made, or the answer was 429 or 503; never after a
+    read timeout, a dropped connection or another 5xx, which may come after the
+    server did the work (the error then says so).
     A 429 ``limit_exceeded`` (a concurrency request that can never fit) and every
     other 4xx are never retried.
 
@@ -30,8 +36,10 @@ Errors
     API 404 as it catches a store's.
 
 Retrying writes is safe: creates without an idempotency key get a client-chosen
-run id (a retry that finds it taken returns that run), and proposed states carry
-a ``transition_id`` (a retry whose first attempt was applied is recognised).
+run id (a retry that finds it taken returns that run), proposed states carry
+a ``transition_id`` (a retry whose first attempt was applied is recognised), and
+leases, log lines and results get client-chosen ids (a repeat returns the same
+lease, overwrites the same lines, writes the same object).
 """
 
 from __future__ import annotations
@@ -74,6 +82,7 @@ from runtime.serializers import get_serializer
 from runtime.states import ResultRef, State, StateType
 from runtime.stores.cache import CacheLockLost as _StoreCacheLockLost
 from runtime.stores.cache import CacheRecord
+from runtime.stores.logs import new_log_id
 
 __all__ = [
     "ApiConnectionError",
@@ -105,6 +114,11 @@ MAX_LOG_RECORDS = 1000
 """Most log lines one ``POST /logs`` carries."""
 SIGV4_SERVICE = "execute-api"
 """The SigV4 service name of API Gateway."""
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+"""Methods retried after any transient failure unless the caller says otherwise."""
+NOT_APPLIED_STATUSES = frozenset({429, 503})
+"""Statuses that say the request was not applied: any request may be retried after them."""
 
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
 _EXECUTE_API_HOST = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
@@ -275,6 +289,19 @@ _BY_STATUS: dict[int, tuple[type[ApiError], str]] = {
     422: (ValidationError, "validation_error"),
     429: (Throttled, "throttled"),
 }
+
+
+def unreachable_api(exc: ApiConnectionError, api_url: str) -> ApiConnectionError:
+    """One line that says how to fix it, instead of a chain of urllib3 tracebacks."""
+    error = ApiConnectionError(
+        exc.status,
+        exc.type,
+        f"cannot reach the Stratoflow API at {api_url} ({exc.message}): start it with "
+        "`stratoflow dev` or `stratoflow api serve`, or fix STRATOFLOW_API_URL",
+        exc.details,
+    )
+    error.original = exc  # type: ignore[attr-defined]
+    return error
 
 
 def error_from_response(status: int, body: bytes) -> ApiError:
@@ -538,10 +565,19 @@ class ApiTransport:
         query: Mapping[str, Any] | None = None,
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
     ) -> ApiResponse:
-        """Send one request (retrying what is retryable); the response, or a typed ApiError."""
+        """Send one request (retrying what is retryable); the response, or a typed ApiError.
+
+        ``idempotent`` says whether repeating the request is harmless (see the module
+        docstring); None decides by the method and an ``Idempotency-Key`` header.
+        """
         url = self.url(path, query)
         data = None if json_body is None else json.dumps(_jsonable(json_body)).encode()
+        if idempotent is None:
+            idempotent = method.upper() in IDEMPOTENT_METHODS or any(
+                k.lower() == "idempotency-key" for k in headers or {}
+            )
         attempt = 0
         while True:
             sent = self._headers(method, url, data, headers)
@@ -552,12 +588,23 @@ class ApiTransport:
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 if isinstance(exc, urllib3.exceptions.LocationValueError):
                     raise
-                if attempt >= self.retries:
+                # A connection never made sent nothing; anything later (a read timeout,
+                # a dropped connection) may come after the server applied the request.
+                unsafe = not idempotent and not isinstance(
+                    exc, urllib3.exceptions.ConnectTimeoutError
+                )
+                if attempt >= self.retries or unsafe:
+                    note = (
+                        "; not retried: the server may have applied it, and repeating "
+                        "this request is not safe"
+                        if unsafe
+                        else ""
+                    )
                     raise ApiConnectionError(
                         0,
                         "connection_error",
                         f"{method} {self.api_url}{path}: no response after "
-                        f"{attempt + 1} attempt(s): {exc}",
+                        f"{attempt + 1} attempt(s): {exc}{note}",
                     ) from exc
                 wait = self.delay(attempt, None)
             else:
@@ -569,6 +616,8 @@ class ApiTransport:
                 retry = response.status >= 500 or (
                     response.status == 429 and not isinstance(error, LimitExceeded)
                 )
+                if not idempotent and response.status not in NOT_APPLIED_STATUSES:
+                    retry = False
                 if not retry or attempt >= self.retries:
                     raise error
                 wait = self.delay(attempt, _retry_after(response.headers))
@@ -643,7 +692,12 @@ class HttpApi:
         return self.transport.api_url
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self.transport.request(method, path, **kwargs).body
+        """The body of ``transport.request(...)``; pass ``idempotent=True`` for a POST
+        that carries a client-chosen id (it may then be retried after a lost response)."""
+        try:
+            return self.transport.request(method, path, **kwargs).body
+        except ApiConnectionError as exc:
+            raise unreachable_api(exc, self.api_url) from None
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -771,7 +825,9 @@ class HttpApi:
         written = 0
         for start in range(0, len(docs), MAX_TASK_RUN_RECORDS):
             chunk = docs[start : start + MAX_TASK_RUN_RECORDS]
-            body = self._call("POST", "/task_runs/records", json_body={"records": chunk})
+            body = self._call(
+                "POST", "/task_runs/records", json_body={"records": chunk}, idempotent=True
+            )
             written += int(body.get("written", len(chunk)))
         return written
 
@@ -834,11 +890,18 @@ class HttpApi:
         return _page(LogRecord, body)
 
     def write_logs(self, records: Sequence[LogRecord]) -> int:
-        """``POST /logs`` in batches of 1000; returns how many lines were written."""
+        """``POST /logs`` in batches of 1000; returns how many lines were written.
+
+        A record without an ``id`` gets one here, so a retry after a lost response
+        overwrites the same lines instead of storing them twice.
+        """
         written = 0
         for start in range(0, len(records), MAX_LOG_RECORDS):
-            chunk = list(records[start : start + MAX_LOG_RECORDS])
-            body = self._call("POST", "/logs", json_body=chunk)
+            chunk = [
+                r if r.id else r.model_copy(update={"id": new_log_id()})
+                for r in records[start : start + MAX_LOG_RECORDS]
+            ]
+            body = self._call("POST", "/logs", json_body=chunk, idempotent=True)
             written += int(body.get("written", len(chunk)))
         return written
 
@@ -873,7 +936,10 @@ class HttpApi:
     def update_concurrency_limit(self, name: str, limit: int) -> ConcurrencyLimit:
         """``PATCH /concurrency_limits/{name}``: a new size."""
         body = self._call(
-            "PATCH", f"/concurrency_limits/{segment(name)}", json_body={"limit": limit}
+            "PATCH",
+            f"/concurrency_limits/{segment(name)}",
+            json_body={"limit": limit},
+            idempotent=True,
         )
         return ConcurrencyLimit.model_validate(body)
 
@@ -888,9 +954,12 @@ class HttpApi:
         *,
         lease_seconds: float = 60.0,
         holder: str | None = None,
+        lease_id: str | None = None,
     ) -> Lease | None:
         """``POST /concurrency_limits/leases``: the lease, or None when no slot is free now.
 
+        The lease id is chosen here (or ``lease_id``, a UUID), so a retry after a lost
+        response gets the lease the first attempt took instead of a second slot.
         Raises NotFound for an unknown limit and LimitExceeded when the request can
         never fit (a limit of 0).
         """
@@ -902,7 +971,9 @@ class HttpApi:
                 "slots": slots,
                 "lease_seconds": lease_seconds,
                 "holder": holder,
+                "id": lease_id or new_id(),
             },
+            idempotent=True,
         )
         lease = body.get("lease") if isinstance(body, dict) else None
         return None if lease is None else Lease.model_validate(lease)
@@ -913,6 +984,7 @@ class HttpApi:
             "POST",
             f"/concurrency_limits/leases/{segment(lease_id)}/renew",
             json_body={"lease_seconds": lease_seconds},
+            idempotent=True,
         )
         return Lease.model_validate(body)
 
@@ -926,7 +998,11 @@ class HttpApi:
     def upload_result(
         self, payload: bytes, *, serializer: str, storage_key: str | None = None
     ) -> ResultRef:
-        """``POST /results``: store serialized bytes; inline when small, else in S3."""
+        """``POST /results``: store serialized bytes; inline when small, else in S3.
+
+        The result's id is chosen here: a retry after a lost response writes the same
+        S3 object, never a second (orphaned) one.
+        """
         body = self._call(
             "POST",
             "/results",
@@ -934,13 +1010,17 @@ class HttpApi:
                 "serializer": serializer,
                 "payload": base64.b64encode(payload).decode(),
                 "storage_key": storage_key,
+                "id": new_id(),
             },
+            idempotent=True,
         )
         return ResultRef.model_validate(body)
 
     def download_result(self, ref: ResultRef) -> bytes:
         """``POST /results/load``: the stored bytes of a reference (ResultNotFound if gone)."""
-        body = self._call("POST", "/results/load", json_body=ref.model_dump(mode="json"))
+        body = self._call(
+            "POST", "/results/load", json_body=ref.model_dump(mode="json"), idempotent=True
+        )
         return base64.b64decode(body["payload"])
 
     def persist_result(
@@ -984,6 +1064,7 @@ class HttpApi:
             "POST",
             f"/cache/{segment(key)}/lock",
             json_body={"owner": owner, "lock_seconds": lock_seconds, "refresh": refresh},
+            idempotent=True,  # the owner's id: a repeat by the same owner keeps its lock
         )
         return bool(body.get("locked"))
 
@@ -1015,8 +1096,8 @@ class HttpApi:
         if chosen_id is not None:
             body["id"] = chosen_id
         headers = {"Idempotency-Key": key} if key is not None else None
-        try:
-            return self._call("POST", path, json_body=body, headers=headers)
+        try:  # a key or an id: a repeat returns the first run
+            return self._call("POST", path, json_body=body, headers=headers, idempotent=True)
         except AlreadyExists:
             if chosen_id is None:
                 raise
@@ -1029,7 +1110,9 @@ class HttpApi:
         doc, tid = _state_body(state)
         path = f"/{kind}s/{segment(run_id)}/set_state"
         try:
-            body = self._call("POST", path, json_body={"state": doc, "force": force})
+            body = self._call(
+                "POST", path, json_body={"state": doc, "force": force}, idempotent=True
+            )
         except TransitionRejected as exc:
             current = exc.state
             if current is not None and current.details.transition_id == tid:

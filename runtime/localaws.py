@@ -32,6 +32,10 @@ shares one state, and one lock is what guards it. :func:`serialize_inprocess_dyn
 applies the same lock to in-process ``mock_aws`` requests, which race in the
 same way when a test uses threads.
 
+:class:`MotoStateFile` saves moto's state (the backends of the services the
+stack uses) to a file when the local stack stops and restores it when the
+stack starts again: ``stratoflow dev --state-dir DIR``.
+
 Run standalone (used by subprocess tests)::
 
     python -m runtime.localaws --port 0
@@ -43,13 +47,17 @@ the socket is listening, and serves until SIGTERM or SIGINT.
 from __future__ import annotations
 
 import argparse
+import copyreg
 import io
+import os
+import pickle
 import signal
 import sys
 import threading
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -63,7 +71,10 @@ from werkzeug.serving import BaseWSGIServer, make_server
 __all__ = [
     "DYNAMODB_LOCK",
     "DYNAMODB_TARGET_PREFIX",
+    "PERSISTED_SERVICES",
     "LockedMotoServer",
+    "MotoStateError",
+    "MotoStateFile",
     "SerializeDynamoDB",
     "is_dynamodb_target",
     "run_server_main",
@@ -287,6 +298,142 @@ def serialize_inprocess_dynamodb(lock: threading.Lock = DYNAMODB_LOCK) -> Iterat
         yield
     finally:
         BotocoreStubber.process_request = original  # type: ignore[method-assign]
+
+
+#: The moto services whose state :class:`MotoStateFile` keeps: every service the stack
+#: provisions or will (tables, bucket, queues, bus, schedules, secrets).
+PERSISTED_SERVICES = ("dynamodb", "s3", "sqs", "events", "scheduler", "secretsmanager")
+
+#: Version of the state file's layout (bumped when it changes).
+STATE_FORMAT = 1
+
+
+class MotoStateError(Exception):
+    """A state file that cannot be read or written; the message says which and why."""
+
+
+def _fresh_lock(kind: Callable[[], Any]) -> Callable[[Any], tuple[Any, tuple[()]]]:
+    return lambda lock: (kind, ())
+
+
+def _dump_backends(services: Iterable[str]) -> bytes:
+    """moto's backends of ``services`` pickled (locks become fresh, unlocked locks).
+
+    Called with the DynamoDB lock held and no server running, so nothing changes
+    while it is copied.
+    """
+    from moto import __version__ as moto_version
+    from moto.backends import get_backend
+
+    state = {name: _backend_state(get_backend(name)) for name in services}  # type: ignore[call-overload]
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    table = copyreg.dispatch_table.copy()
+    table[type(threading.Lock())] = _fresh_lock(threading.Lock)
+    table[type(threading.RLock())] = _fresh_lock(threading.RLock)
+    pickler.dispatch_table = table  # type: ignore[misc]
+    pickler.dump({"format": STATE_FORMAT, "moto": moto_version, "services": state})
+    return buffer.getvalue()
+
+
+def _restore_backends(blob: bytes) -> list[str]:
+    """Replace moto's backends by those in ``blob``; returns the services restored."""
+    from moto.backends import get_backend
+
+    document = pickle.loads(blob)
+    if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
+        raise MotoStateError("not a Stratoflow moto state file (unknown format)")
+    restored: list[str] = []
+    for name, saved in document["services"].items():
+        backends = get_backend(name)
+        backends.clear()
+        backends.update(saved["accounts"])
+        vars(backends).update(saved["attributes"])
+        restored.append(name)
+    return restored
+
+
+#: Attributes of a ``BackendDict`` fixed at import (the rest is state, e.g. S3's
+#: ``bucket_accounts``, the index from a bucket name to its account).
+_BACKEND_DICT_FIXED = frozenset(
+    {"backend", "service_name", "_use_boto3_regions", "_additional_regions", "_id"}
+)
+
+
+def _backend_state(backends: Any) -> dict[str, Any]:
+    """A ``BackendDict``'s state: its per-account backends and its own extra attributes."""
+    return {
+        "accounts": dict(backends),
+        "attributes": {k: v for k, v in vars(backends).items() if k not in _BACKEND_DICT_FIXED},
+    }
+
+
+class MotoStateFile:
+    """moto's state kept in ``DIR/moto-state.pickle`` across restarts of the local stack.
+
+    ``start()`` restores the file when it exists (before the moto server serves any
+    request); ``stop()`` writes it (after the server stopped), atomically (a
+    temporary file renamed over the old one) and readable only by its owner. The file
+    is a pickle of moto's in-memory backends, the same objects moto serves from: it
+    is trusted like any file in the user's own directory, never read from elsewhere.
+    A process killed with SIGKILL saves nothing (the previous file stays).
+    """
+
+    FILE_NAME = "moto-state.pickle"
+
+    def __init__(
+        self, directory: str | os.PathLike[str], services: Iterable[str] = PERSISTED_SERVICES
+    ) -> None:
+        self.directory = Path(directory)
+        self.services = tuple(services)
+        self.restored: list[str] = []
+
+    @property
+    def path(self) -> Path:
+        """The state file."""
+        return self.directory / self.FILE_NAME
+
+    def start(self) -> MotoStateFile:
+        """Restore the saved state, if any (MotoStateError when it cannot be read)."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise MotoStateError(f"cannot create state directory {self.directory}: {exc}") from exc
+        if not self.path.exists():
+            return self
+        try:
+            blob = self.path.read_bytes()
+            with DYNAMODB_LOCK:
+                self.restored = _restore_backends(blob)
+        except MotoStateError as exc:
+            raise MotoStateError(f"{self.path}: {exc}") from exc
+        except Exception as exc:
+            raise MotoStateError(
+                f"cannot restore {self.path} ({type(exc).__name__}: {exc}); "
+                "move it away to start from an empty stack"
+            ) from exc
+        return self
+
+    def save(self) -> Path:
+        """Write the current state to the file (atomically); returns its path."""
+        with DYNAMODB_LOCK:
+            blob = _dump_backends(self.services)
+        temporary = self.path.with_name(f".{self.FILE_NAME}.{os.getpid()}.tmp")
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(blob)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise MotoStateError(f"cannot write {self.path}: {exc}") from exc
+        return self.path
+
+    def stop(self) -> None:
+        """Save the state (the server has stopped: nothing changes meanwhile)."""
+        self.save()
 
 
 def run_server_main(argv: list[str] | None = None) -> int:

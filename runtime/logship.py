@@ -7,7 +7,8 @@ batches to a :class:`~runtime.stores.logs.LogStore`, or to any :class:`LogSink`
 ``interval`` seconds old, or when someone calls :meth:`LogShipper.flush`.
 Only that thread writes, so lines reach the store in the order they were
 emitted. A failed write is retried with exponential backoff (the same items,
-so a retry never duplicates a line); when the attempts run out, the lines are
+or for a sink the same records with the ids chosen before the first attempt, so
+a retry never duplicates a line); when the attempts run out, the lines are
 dropped and the loss is reported on stderr. Nothing here ever raises into the
 code that logs.
 
@@ -31,7 +32,7 @@ from typing import Protocol, TextIO, runtime_checkable
 
 from runtime.models import LogRecord
 from runtime.stores.dynamo import Item
-from runtime.stores.logs import LogStore
+from runtime.stores.logs import LogStore, new_log_id
 
 _Entry = tuple[int, float, LogRecord]  # (emit number, monotonic arrival time, record)
 
@@ -262,6 +263,8 @@ class LogShipper:
         to_item = getattr(store, "to_item", None)
         write_items = getattr(store, "write_items", None)
         if to_item is None or write_items is None:  # a LogSink: hand it the batch
+            # Ids chosen once, here: a retry after a lost response rewrites the same lines.
+            records = [r if r.id else r.model_copy(update={"id": new_log_id()}) for r in records]
             runs = {record.flow_run_id for record in records}
             return self._write_with_retries(lambda: store.write(records), len(records), runs)
         items: list[Item] = []

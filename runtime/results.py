@@ -25,6 +25,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from runtime.errors import NotFound
+from runtime.limits import INLINE_RESULT_MAX_BYTES
 from runtime.serializers import SerializationError, get_serializer
 from runtime.states import ResultRef
 
@@ -60,8 +61,8 @@ class ResultStore:
     """
 
     def __init__(self, s3_client: Any, bucket: str, inline_max_bytes: int = 16384) -> None:
-        if inline_max_bytes < 0:
-            raise ValueError("inline_max_bytes must be >= 0")
+        if not 0 <= inline_max_bytes <= INLINE_RESULT_MAX_BYTES:
+            raise ValueError(f"inline_max_bytes must be between 0 and {INLINE_RESULT_MAX_BYTES}")
         self.s3 = s3_client
         self.bucket = bucket
         self.inline_max_bytes = inline_max_bytes
@@ -98,14 +99,21 @@ class ResultStore:
         return self.persist_bytes(ser.dumps(value), serializer=ser.name, storage_key=storage_key)
 
     def persist_bytes(
-        self, data: bytes, *, serializer: str, storage_key: str | None = None
+        self,
+        data: bytes,
+        *,
+        serializer: str,
+        storage_key: str | None = None,
+        result_id: str | None = None,
     ) -> ResultRef:
         """Keep already serialized ``data`` inline (small) or in S3; return its reference.
 
         The bytes are stored as given, never deserialized here (the API stores
         pickles it must not load). Inline, a ``json`` payload is kept as its UTF-8
         text and anything else as base64; a ``json`` payload that is not UTF-8 goes
-        to S3. ValueError for an unknown serializer.
+        to S3. A payload too large for inline goes to ``results/<result_id>`` (the
+        caller's id, so a repeat writes the same object) or to a fresh UUID.
+        ValueError for an unknown serializer.
         """
         ser = get_serializer(serializer)
         if storage_key is None:
@@ -119,7 +127,7 @@ class ResultStore:
                 text = base64.b64encode(data).decode()
             if text is not None and len(text.encode("utf-8")) <= self.inline_max_bytes:
                 return ResultRef(serializer=ser.name, inline=text, size=len(data))
-            storage_key = str(uuid.uuid4())
+            storage_key = result_id or str(uuid.uuid4())
         bucket, key = self._locate(storage_key)
         self.s3.put_object(
             Bucket=bucket,

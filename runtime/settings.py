@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runtime.limits import INLINE_RESULT_DEFAULT_BYTES, INLINE_RESULT_MAX_BYTES
+
 
 class Settings(BaseSettings):
     """Stratoflow's configuration; every field maps to ``STRATOFLOW_<NAME>``."""
@@ -23,7 +25,10 @@ class Settings(BaseSettings):
     api_url: str | None = Field(default=None, description="Talk to this API instead of AWS")
     region: str | None = Field(default=None, description="AWS region (else boto3's default)")
     inline_result_max_bytes: int = Field(
-        default=16_384, ge=0, le=300_000, description="Larger results go to S3"
+        default=INLINE_RESULT_DEFAULT_BYTES,
+        ge=0,
+        le=INLINE_RESULT_MAX_BYTES,
+        description="Larger results go to S3 (at most 65536: a run item holds 400 KB)",
     )
     lease_seconds: float = Field(default=60.0, gt=0, description="Concurrency lease duration")
     task_runner_max_workers: int = Field(

@@ -20,9 +20,11 @@ from pydantic import (
     Field,
     PrivateAttr,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
+from runtime.limits import STATE_MESSAGE_MAX_BYTES, truncate_text
 from runtime.names import check_printable
 
 
@@ -116,6 +118,12 @@ class State(BaseModel):
     timestamp: UtcDateTime = Field(default_factory=utcnow)
     message: str | None = None
     details: StateDetails = Field(default_factory=StateDetails)
+
+    @field_validator("message")
+    @classmethod
+    def _bounded_message(cls, value: str | None) -> str | None:
+        """A message over STATE_MESSAGE_MAX_BYTES is cut, ending ``... [truncated N bytes]``."""
+        return None if value is None else truncate_text(value, STATE_MESSAGE_MAX_BYTES)
 
     # The in-memory value or exception this state carries in the process that made it.
     _data: Any = PrivateAttr(default=None)

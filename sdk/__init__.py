@@ -10,6 +10,9 @@ def etl(count: int = 3) -> list[int]:
     return [f.result() for f in extract.map(range(count))]
 """
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _distribution_version
+
 from runtime.engine.flows import Flow, flow
 from runtime.engine.futures import PrefectFuture, PrefectFutureList
 from runtime.engine.inputs import allow_failure, unmapped
@@ -18,12 +21,18 @@ from runtime.engine.tasks import Task, task
 from runtime.states import State
 from sdk.client import get_client
 
+try:
+    __version__: str = _distribution_version("stratoflow")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
 __all__ = [
     "Flow",
     "PrefectFuture",
     "PrefectFutureList",
     "State",
     "Task",
+    "__version__",
     "allow_failure",
     "flow",
     "get_client",

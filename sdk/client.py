@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runtime.engine.client import tag_limit_name
-from runtime.errors import NotFound
+from runtime.errors import AlreadyExists, NotFound
 from runtime.models import (
     ConcurrencyLimit,
     ConcurrencyLimitCreate,
@@ -32,6 +32,34 @@ class ObjectNotFound(NotFound):
     """The object asked for does not exist (Prefect's ``ObjectNotFound``)."""
 
 
+#: Rounds of create-then-update before an upsert gives up (a limit deleted and
+#: re-created by someone else between our two calls, again and again).
+UPSERT_ATTEMPTS = 5
+
+
+def upsert_limit(
+    create: Callable[[ConcurrencyLimitCreate], ConcurrencyLimit],
+    update: Callable[[str, int], ConcurrencyLimit],
+    request: ConcurrencyLimitCreate,
+) -> ConcurrencyLimit:
+    """Create the limit, or resize it when it exists (Prefect's upsert semantics).
+
+    Each step is one conditional write in the store: a concurrent create makes ours
+    fail with AlreadyExists (then we resize), a concurrent delete makes the resize
+    fail with NotFound (then we create again).
+    """
+    for _ in range(UPSERT_ATTEMPTS):
+        try:
+            return create(request)
+        except AlreadyExists:
+            pass
+        try:
+            return update(request.name, request.limit)
+        except NotFound:
+            continue
+    raise AlreadyExists(f"concurrency limit {request.name!r} changed during the upsert; try again")
+
+
 class SyncClient:
     """The synchronous client (``get_client(sync_client=True)``)."""
 
@@ -47,9 +75,15 @@ class SyncClient:
 
     # -- concurrency limits (task tags) -----------------------------------------------
     def create_concurrency_limit(self, tag: str, concurrency_limit: int) -> ConcurrencyLimit:
-        """Limit how many task runs tagged ``tag`` run at once (0 blocks them all)."""
-        limit = self.stores.concurrency.create_limit(
-            ConcurrencyLimitCreate(name=tag_limit_name(tag), limit=concurrency_limit)
+        """Limit how many task runs tagged ``tag`` run at once (0 blocks them all).
+
+        An existing limit for the tag is resized (an upsert, as in Prefect).
+        """
+        concurrency = self.stores.concurrency
+        limit = upsert_limit(
+            concurrency.create_limit,
+            concurrency.update_limit,
+            ConcurrencyLimitCreate(name=tag_limit_name(tag), limit=concurrency_limit),
         )
         self._limits_changed()
         return limit  # type: ignore[no-any-return]
@@ -188,9 +222,14 @@ class ApiSyncClient:
 
     # -- concurrency limits (task tags) -----------------------------------------------
     def create_concurrency_limit(self, tag: str, concurrency_limit: int) -> ConcurrencyLimit:
-        """Limit how many task runs tagged ``tag`` run at once (0 blocks them all)."""
-        limit = self.api.create_concurrency_limit(
-            ConcurrencyLimitCreate(name=tag_limit_name(tag), limit=concurrency_limit)
+        """Limit how many task runs tagged ``tag`` run at once (0 blocks them all).
+
+        An existing limit for the tag is resized (an upsert, as in Prefect).
+        """
+        limit = upsert_limit(
+            self.api.create_concurrency_limit,
+            self.api.update_concurrency_limit,
+            ConcurrencyLimitCreate(name=tag_limit_name(tag), limit=concurrency_limit),
         )
         self._limits_changed()
         return limit  # type: ignore[no-any-return]

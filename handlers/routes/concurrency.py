@@ -41,9 +41,16 @@ def _json(status: int, body: Any) -> Response[Any]:
 
 @router.post("/concurrency_limits/leases", summary="Acquire slots", tags=TAGS)
 def acquire_lease(body: Annotated[LeaseRequest, Body()]) -> LeaseResponse:
-    """Take ``slots`` on every named limit at once, or none: ``{"lease": null}`` when full."""
+    """Take ``slots`` on every named limit at once, or none: ``{"lease": null}`` when full.
+
+    With a client-chosen ``id``, a repeat returns the lease the first request took.
+    """
     lease = get_stores().concurrency.acquire(
-        body.names, body.slots, lease_seconds=body.lease_seconds, holder=body.holder
+        body.names,
+        body.slots,
+        lease_seconds=body.lease_seconds,
+        holder=body.holder,
+        lease_id=body.id,
     )
     return LeaseResponse(lease=lease)
 

@@ -69,7 +69,11 @@ def _check_bucket(storage_key: str | None, field: str) -> None:
 
 @router.post("/results", summary="Store a result", tags=["results"])
 def persist_result(body: Annotated[ResultUpload, Body()]) -> Response[ResultRef]:
-    """201 ``ResultRef``: inline when small, else in S3 (always S3 with a ``storage_key``)."""
+    """201 ``ResultRef``: inline when small, else in S3 (always S3 with a ``storage_key``).
+
+    Without a ``storage_key``, a large payload goes to ``results/<id>`` (the client's id:
+    a repeat writes the same object) or to a fresh UUID.
+    """
     try:
         data = base64.b64decode(body.payload.encode("ascii"), validate=True)
     except (binascii.Error, ValueError):
@@ -86,7 +90,7 @@ def persist_result(body: Annotated[ResultUpload, Body()]) -> Response[ResultRef]
         if not body.storage_key.strip("/"):
             raise InvalidInput("body.storage_key: must not be empty", field="storage_key")
     ref = get_stores().results.persist_bytes(
-        data, serializer=body.serializer, storage_key=body.storage_key
+        data, serializer=body.serializer, storage_key=body.storage_key, result_id=body.id
     )
     return Response(status_code=201, content_type="application/json", body=ref)
 

@@ -14,8 +14,16 @@ Thin routes: the schemas validate, :func:`handlers.deps.get_stores` does the wor
   ``deployment_id``, ``work_pool_name``; a task run's ``flow_run_id``) must
   exist: otherwise 422 naming the field, and nothing is created.
 * Inputs the schemas let through but DynamoDB would refuse (empty index keys,
-  oversized items) are refused here with a 422 naming the field, and naive
-  datetimes are read as UTC, so bad input never reaches the store as a 500.
+  oversized requests and states, see ``runtime.limits``) are refused here with a
+  422 naming the field, and naive datetimes are read as UTC, so bad input never
+  reaches the store as a 500. A run that still cannot fit its item is 413
+  ``item_too_large`` (the store sizes every item; state messages are cut at the
+  model with a ``... [truncated N bytes]`` marker).
+* ``POST /task_runs/records`` is guarded: a record creates a task run or replaces
+  the same run of the same flow run with a strictly newer ``state_version``; a
+  finished (or missing) flow run takes no records. Refusals are 409 ``conflict``
+  naming each record and why; a transaction DynamoDB cancelled for concurrent
+  writes is 409 ``transaction_conflict`` (retry).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 from handlers.deps import get_stores
 from runtime.api_schemas import SetStateRequest, TaskRunRecords, Written
 from runtime.errors import BadRequest, InvalidInput, NotFound, TransitionRejected
+from runtime.limits import RUN_FIELDS_MAX_BYTES, STATE_MAX_BYTES
 from runtime.models import (
     FlowRun,
     FlowRunCreate,
@@ -50,12 +59,11 @@ router = Router()
 
 M = TypeVar("M", bound=BaseModel)
 
-MAX_RUN_JSON_BYTES = 300_000
-"""Largest run (as JSON) a create or a snapshot may write: a DynamoDB item holds 400 KB,
-and the item also keeps the state history."""
+MAX_RUN_JSON_BYTES = RUN_FIELDS_MAX_BYTES
+"""Largest run creation request (as JSON): the run item also holds its state and history."""
 
-MAX_STATE_JSON_BYTES = 64 * 1024
-"""Largest proposed state (as JSON): it is stored twice (current state and history)."""
+MAX_STATE_JSON_BYTES = STATE_MAX_BYTES
+"""Largest proposed state (as JSON); its message is already cut at the model."""
 
 MAX_LOG_RECORDS = 1000
 """Most log lines one ``POST /logs`` may carry."""
@@ -338,7 +346,8 @@ def create_task_run(
     "/task_runs/records", summary="Write task-run snapshots (the engine)", tags=["task runs"]
 )
 def write_task_run_records(body: Annotated[TaskRunRecords, Body()]) -> Response[Written]:
-    """Store the engine's batched task-run snapshots (run and full history), unconditionally."""
+    """Store the engine's batched task-run snapshots (run and history): 202, or 409 naming
+    every stale, foreign or late record (nothing of the batch is written then)."""
     request = _aware(body)
     seen: dict[str, int] = {}
     for i, record in enumerate(request.records):
@@ -354,7 +363,10 @@ def write_task_run_records(body: Annotated[TaskRunRecords, Body()]) -> Response[
                 field="id",
             )
         seen[run.id] = i
-        _check_size(record, where, MAX_RUN_JSON_BYTES)
+        _check_size(run.state, f"{where}.run.state", MAX_STATE_JSON_BYTES)
+        _check_size(run, f"{where}.run", MAX_RUN_JSON_BYTES + MAX_STATE_JSON_BYTES)
+        for j, entry in enumerate(record.history):  # the store keeps what fits of it
+            _check_size(entry, f"{where}.history.{j}", MAX_STATE_JSON_BYTES)
     written = get_stores().runs.write_task_run_records(
         [(r.run, r.history) for r in request.records], guard=True
     )
@@ -418,7 +430,11 @@ def set_task_run_state(id: RunId, body: Annotated[SetStateRequest, Body()]) -> O
 def write_logs(
     body: Annotated[list[LogRecordIn], Body(max_length=MAX_LOG_RECORDS)],
 ) -> Response[Written]:
-    """Store up to 1000 log lines of flow and task runs (202)."""
+    """Store up to 1000 log lines of flow and task runs (202).
+
+    A line with an ``id`` is stored once however often it is sent (a repeat overwrites
+    the same item); two lines of one request with the same timestamp and id are a 422.
+    """
     records: list[LogRecord] = [_aware(r) for r in body]
     get_stores().logs.write(records)
     return Response(

@@ -7,7 +7,8 @@ Every :class:`~runtime.engine.client.EngineClient` operation goes through
   (a 409 ``transition_rejected`` comes back as the REJECT/ABORT result with the
   run's current state, which is what the flow engine reasons about);
 * task runs: snapshots buffered by the same background ``_Recorder`` as the
-  direct path and written with ``POST /task_runs/records`` (100 per request);
+  direct path and written with ``POST /task_runs/records`` (at most 100 records
+  and 1 MiB per request, :func:`record_chunks`);
 * logs: a :class:`~runtime.logship.LogShipper` whose sink is ``POST /logs``;
 * tag limits: ``GET /concurrency_limits`` (cached for a second) and the lease
   routes, waiting as :meth:`DirectEngineClient.acquire_slots` does: one waiter per
@@ -24,12 +25,14 @@ lost stores those lines twice; every other write is safe to retry.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from runtime.engine.client import BufferedEngineClient
 from runtime.errors import NotFound
 from runtime.http_api import HttpApi
+from runtime.limits import ITEM_BUDGET_BYTES, RECORD_BATCH_MAX_BYTES, RECORD_BATCH_MAX_RECORDS
 from runtime.models import (
     CacheRecord,
     FlowRun,
@@ -40,7 +43,49 @@ from runtime.models import (
 )
 from runtime.states import ResultRef, State
 
-__all__ = ["ApiCache", "ApiEngineClient"]
+__all__ = ["ApiCache", "ApiEngineClient", "record_chunks"]
+
+
+def _bounded_history(history: list[State]) -> tuple[list[State], int]:
+    """The first state and as many of the latest as a run item could ever keep; their size."""
+    sizes = [len(s.model_dump_json().encode()) for s in history]
+    if not history:
+        return [], 0
+    keep, used = [len(history) - 1], sizes[-1]
+    if len(history) > 1 and used + sizes[0] <= ITEM_BUDGET_BYTES:
+        keep.append(0)
+        used += sizes[0]
+    for i in range(len(history) - 2, 0, -1):
+        if used + sizes[i] > ITEM_BUDGET_BYTES:
+            break
+        keep.append(i)
+        used += sizes[i]
+    return [history[i] for i in sorted(keep)], used
+
+
+def record_chunks(
+    batch: list[tuple[TaskRun, list[State]]],
+) -> Iterator[list[tuple[TaskRun, list[State]]]]:
+    """``batch`` in requests of at most RECORD_BATCH_MAX_RECORDS and RECORD_BATCH_MAX_BYTES.
+
+    Each record's history is first cut to what a run item could keep (its first
+    state and the latest), so one record never outgrows a request; a record larger
+    than the byte budget on its own still goes alone.
+    """
+    chunk: list[tuple[TaskRun, list[State]]] = []
+    size = 0
+    for run, history in batch:
+        kept, history_bytes = _bounded_history(history)
+        weight = len(run.model_dump_json().encode()) + history_bytes
+        if chunk and (
+            len(chunk) >= RECORD_BATCH_MAX_RECORDS or size + weight > RECORD_BATCH_MAX_BYTES
+        ):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append((run, kept))
+        size += weight
+    if chunk:
+        yield chunk
 
 
 class ApiCache:
@@ -173,7 +218,8 @@ class ApiEngineClient(BufferedEngineClient):
 
     # -- task runs and limits ----------------------------------------------------------
     def _write_task_runs(self, batch: list[tuple[TaskRun, list[State]]]) -> None:
-        self.api.write_task_run_records(batch)
+        for chunk in record_chunks(batch):
+            self.api.write_task_run_records(chunk)
 
     def _limit_names(self) -> set[str]:
         return {limit.name for limit in self.api.read_all_concurrency_limits()}

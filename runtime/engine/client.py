@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from runtime.engine.slots import SlotWaiter
+from runtime.errors import StratoflowError
 from runtime.models import (
     FlowRun,
     FlowRunCreate,
@@ -25,7 +26,7 @@ from runtime.models import (
     OrchestrationResult,
     TaskRun,
 )
-from runtime.states import ResultRef, State
+from runtime.states import ResultRef, State, StateType
 
 TAG_LIMIT_PREFIX = "tag:"
 """Task-tag concurrency limits are the global limits named ``tag:<tag>`` (as in Prefect 3.4.19+)."""
@@ -57,6 +58,10 @@ class EngineClient(ABC):
         self, run_id: str, state: State, *, force: bool = False
     ) -> OrchestrationResult:
         """Propose a flow-run state (one conditional write when accepted)."""
+
+    def read_flow_run_state(self, run_id: str) -> State:
+        """The flow run's current state (read often while it runs: keep it cheap)."""
+        return self.read_flow_run(run_id).state
 
     # -- task runs (recorded in batches) ----------------------------------------------
     @abstractmethod
@@ -115,20 +120,50 @@ class EngineClient(ABC):
         self.flush()
 
 
+def is_permanent(error: BaseException) -> bool:
+    """True when writing the same records again can never succeed (a 4xx, not a 409 race).
+
+    Throttling (429) and transaction conflicts are worth retrying; refused or
+    oversized records are not: the recorder isolates them instead.
+    """
+    if isinstance(error, StratoflowError):
+        status = error.status_code
+        return 400 <= status < 500 and status != 429 and error.error_type != "transaction_conflict"
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        return bool(response.get("Error", {}).get("Code") == "ValidationException")
+    return False
+
+
+Record = tuple[TaskRun, list[State]]
+
+
 class _Recorder:
-    """Buffers task-run snapshots and writes them in batches from a background thread."""
+    """Buffers task-run snapshots and writes them in batches from a background thread.
+
+    A batch refused for good (:func:`is_permanent`) is split in halves until the
+    records that cannot be written are alone; those are dropped and handed to
+    ``on_dropped`` (with the error), the others written. Anything else (network,
+    throttling) puts the batch back for the next flush.
+    """
 
     def __init__(
-        self, write: Callable[[list[tuple[TaskRun, list[State]]]], None], interval: float = 0.5
+        self,
+        write: Callable[[list[Record]], None],
+        interval: float = 0.5,
+        on_dropped: Callable[[TaskRun, BaseException], None] | None = None,
     ) -> None:
         self._write = write
         self._interval = interval
-        self._pending: dict[str, tuple[TaskRun, list[State]]] = {}
+        self._on_dropped = on_dropped
+        self._pending: dict[str, Record] = {}
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self.dropped: list[tuple[str, str]] = []
+        """(task run id, error) of every record that could not be written."""
 
     def add(self, run: TaskRun, history: list[State]) -> None:
         with self._lock:
@@ -153,15 +188,34 @@ class _Recorder:
             with self._lock:
                 batch = list(self._pending.values())
                 self._pending.clear()
-            if not batch:
-                return
+            parts = [batch] if batch else []
+            while parts:
+                part = parts.pop(0)
+                try:
+                    self._write(part)
+                except Exception as exc:
+                    if not is_permanent(exc):
+                        with self._lock:  # put back what was not written, unless a newer one came
+                            for run, history in [r for p in [part, *parts] for r in p]:
+                                self._pending.setdefault(run.id, (run, history))
+                        raise
+                    if len(part) == 1:
+                        self._drop(part[0][0], exc)
+                    else:
+                        middle = len(part) // 2
+                        parts[:0] = [part[:middle], part[middle:]]
+
+    def _drop(self, run: TaskRun, error: BaseException) -> None:
+        self.dropped.append((run.id, str(error)))
+        print(
+            f"stratoflow: task run {run.id} ({run.name}) could not be recorded: {error}",
+            file=sys.stderr,
+        )
+        if self._on_dropped is not None:
             try:
-                self._write(batch)
-            except Exception:
-                with self._lock:  # put back what was not written, unless a newer one came
-                    for run, history in batch:
-                        self._pending.setdefault(run.id, (run, history))
-                raise
+                self._on_dropped(run, error)
+            except Exception as exc:  # reporting must not lose the other records
+                print(f"stratoflow: reporting it failed too: {exc}", file=sys.stderr)
 
     def close(self) -> None:
         self._closed = True
@@ -191,7 +245,9 @@ class BufferedEngineClient(EngineClient):
         from runtime.logship import LogShipper
 
         self.lease_seconds = lease_seconds
-        self._recorder = _Recorder(self._write_task_runs, interval=record_interval)
+        self._recorder = _Recorder(
+            self._write_task_runs, interval=record_interval, on_dropped=self._report_dropped
+        )
         self._logs = LogShipper(log_sink, interval=log_interval)
         self._limits_cache: tuple[float, set[str]] | None = None
         self._limits_lock = threading.Lock()
@@ -213,6 +269,23 @@ class BufferedEngineClient(EngineClient):
 
     def record_task_run(self, run: TaskRun, history: list[State]) -> None:
         self._recorder.add(run, history)
+
+    def _report_dropped(self, run: TaskRun, error: BaseException) -> None:
+        """A task-run record the backend refused for good: say so in its flow run's logs."""
+        if run.flow_run_id is None:
+            return
+        self.emit_log(
+            LogRecord(
+                flow_run_id=run.flow_run_id,
+                task_run_id=run.id,
+                name="stratoflow.recorder",
+                level=40,
+                message=(
+                    f"task run {run.id} ({run.name}, {run.state.name}) could not be recorded "
+                    f"and was dropped: {error}"
+                ),
+            )
+        )
 
     def flush(self) -> None:
         self._recorder.flush()
@@ -281,6 +354,19 @@ class DirectEngineClient(BufferedEngineClient):
 
     def read_flow_run(self, run_id: str) -> FlowRun:
         return self.stores.runs.read_flow_run(run_id)  # type: ignore[no-any-return]
+
+    def read_flow_run_state(self, run_id: str) -> State:
+        # only the state's type and name: not the run's document nor its history
+        runs = self.stores.runs
+        item = runs.db.get(
+            runs.table.name,
+            {"id": run_id},
+            projection="#t, #n",
+            names={"#t": "state_type", "#n": "state_name"},
+        )
+        if item is None:
+            return self.read_flow_run(run_id).state  # raises NotFound
+        return State(type=StateType(item["state_type"]), name=item["state_name"])
 
     def set_flow_run_state(
         self, run_id: str, state: State, *, force: bool = False

@@ -33,6 +33,7 @@ class FlowRunContext:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _active: set[Any] = field(default_factory=set)
     _closed: str | None = None
+    _crashed: bool = False
 
     def track(self, engine: Any) -> None:
         """Note a task run in flight in this flow run (ended at once if the flow run ended)."""
@@ -41,21 +42,25 @@ class FlowRunContext:
             if closed is None:
                 self._active.add(engine)
         if closed is not None:
-            engine.abandon(closed)
+            engine.abandon(closed, crashed=self._crashed)
 
     def untrack(self, engine: Any) -> None:
         """Note a task run that finished."""
         with self._lock:
             self._active.discard(engine)
 
-    def abandon_active(self, reason: str) -> None:
-        """End every task run still in flight (the flow run ended without them)."""
+    def abandon_active(self, reason: str, *, crashed: bool = False) -> None:
+        """End every task run still in flight (the flow run ended without them).
+
+        They end Cancelled, or Crashed with ``crashed``; their slots are released.
+        """
         with self._lock:
             self._closed = reason
+            self._crashed = crashed
             active = list(self._active)
             self._active.clear()
         for engine in active:
-            engine.abandon(reason)
+            engine.abandon(reason, crashed=crashed)
 
     def next_dynamic_key(self, task_key: str) -> str:
         """0, 1, 2... per task in this flow run: how task runs of one task are told apart."""

@@ -36,7 +36,8 @@ class Call:
 class Blocking:
     """Blocking work that may wait long (a concurrency slot, a cache lock).
 
-    The driver sends back what ``fn`` returns, or raises what it raised at the ``yield``.
+    The driver sends back what ``fn`` returns, or raises what it raised at the ``yield``
+    (an interrupt during a :class:`Sleep` too, so the lifecycle can record it).
     """
 
     fn: Callable[[], Any]
@@ -62,11 +63,12 @@ def drive_sync(lifecycle: Lifecycle, fn: Callable[[], Any]) -> State:
         while True:
             step = lifecycle.send(reply) if error is None else lifecycle.throw(error)
             reply, error = None, None
-            if isinstance(step, Sleep):
-                time.sleep(step.seconds)
-            elif isinstance(step, Blocking):
+            if isinstance(step, Sleep | Blocking):
                 try:
-                    reply = step.fn()
+                    if isinstance(step, Blocking):
+                        reply = step.fn()
+                    else:
+                        time.sleep(step.seconds)
                 except BaseException as exc:  # raised in the lifecycle, where it was asked for
                     error = exc
             else:
@@ -87,12 +89,13 @@ async def drive_async(lifecycle: Lifecycle, fn: Callable[[], Awaitable[Any]]) ->
         while True:
             step = lifecycle.send(reply) if error is None else lifecycle.throw(error)
             reply, error = None, None
-            if isinstance(step, Sleep):
-                await asyncio.sleep(step.seconds)
-            elif isinstance(step, Blocking):
+            if isinstance(step, Sleep | Blocking):
                 try:
-                    reply = await asyncio.to_thread(step.fn)
-                except BaseException as exc:
+                    if isinstance(step, Blocking):
+                        reply = await asyncio.to_thread(step.fn)
+                    else:
+                        await asyncio.sleep(step.seconds)
+                except BaseException as exc:  # an interrupt too: the lifecycle records it
                     error = exc
             else:
                 try:

@@ -14,14 +14,21 @@ from typing import Any
 from pydantic_core import to_jsonable_python
 
 from runtime.engine.calls import user_exc_info
+from runtime.engine.cancellation import CancellationWatcher
 from runtime.engine.client import EngineClient
 from runtime.engine.context import FlowRunContext, current_flow_run, flow_run_scope
 from runtime.engine.driver import Call, Lifecycle, Sleep, drive_async, drive_sync
 from runtime.engine.flows import Flow
 from runtime.engine.inputs import resolve
 from runtime.engine.runlogs import setup_logging
+from runtime.engine.signals import (
+    INTERRUPTS,
+    terminate_on_sigterm,
+    terminate_on_sigterm_async,
+)
 from runtime.models import FlowRun, FlowRunCreate, RetryPolicy, TaskRun, new_id
 from runtime.states import (
+    Cancelled,
     Completed,
     Crashed,
     Failed,
@@ -63,6 +70,11 @@ class FlowRunEngine:
         self.ctx: FlowRunContext | None = None
         self.parent_task_run: TaskRun | None = None
         self._parent_history: list[State] = []
+        self._refusal: str | None = None
+        self._ended = False
+        """True once a final state was proposed: nothing is proposed after it."""
+        self._cancel_requested: State | None = None
+        self._watcher: CancellationWatcher | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -77,6 +89,7 @@ class FlowRunEngine:
     def _propose(self, state: State, *, force: bool = False) -> tuple[bool, State, float]:
         assert self.flow_run is not None
         result = self.client.set_flow_run_state(self.flow_run.id, state, force=force)
+        self._refusal = None if result.accepted else result.reason
         if result.accepted:
             self.flow_run = self.flow_run.model_copy(
                 update={
@@ -109,7 +122,9 @@ class FlowRunEngine:
                 task_inputs={"__subflow_run_id": [self.flow_run.id]},
             )
             self._parent_history = []
-        self.parent_task_run = self.parent_task_run.model_copy(update={"state": mirror})
+        self.parent_task_run = self.parent_task_run.model_copy(  # each snapshot newer (records)
+            update={"state": mirror, "state_version": len(self._parent_history)}
+        )
         self._parent_history.append(mirror)
         self.parent.client.record_task_run(self.parent_task_run, self._parent_history)
 
@@ -134,9 +149,23 @@ class FlowRunEngine:
         )
 
     def lifecycle(self) -> Lifecycle:
-        """The flow run's steps; driven by ``drive_sync`` or ``drive_async``."""
-        flow = self.flow
+        """The flow run's steps; driven by ``drive_sync`` or ``drive_async``.
+
+        Whatever escapes the steps (an interrupt or SIGTERM, a store failing for
+        good, a bug in the engine) ends the flow run, and the task runs still in
+        flight, Crashed with the error's message; then it is re-raised.
+        """
         self._create()
+        try:
+            return (yield from self._attempts())
+        except BaseException as exc:
+            self._crash(exc)
+            raise
+        finally:
+            self._stop_watching()
+
+    def _attempts(self) -> Lifecycle:
+        flow = self.flow
         assert self.flow_run is not None
         if self.parent is not None:
             self._mirror_in_parent(self.flow_run.state)
@@ -151,6 +180,12 @@ class FlowRunEngine:
                 if delay > 0:
                     yield Sleep(delay)
                     continue
+                logger.warning(
+                    "The flow run could not start (%s); it stays %s",
+                    self._refusal,
+                    state.name,
+                    extra=self._extra(),
+                )
                 return state
             executor = flow.task_runner.executor()
             self.ctx = FlowRunContext(
@@ -161,24 +196,26 @@ class FlowRunEngine:
                 executor=executor,
                 log_prints=flow.log_prints,
             )
+            self._watch_for_cancellation()
             try:
                 outcome = yield Call(flow.timeout_seconds)
             except BaseException:
                 executor.shutdown(wait=False, cancel_futures=True)
                 raise
+            error = outcome.error
+            if isinstance(error, INTERRUPTS):
+                executor.shutdown(wait=False, cancel_futures=True)
+                raise error  # lifecycle() crashes the run and its task runs
             # submitted tasks finish before the flow's state is decided (not after a timeout)
             timed_out = flow.timeout_seconds is not None and isinstance(outcome.error, TimeoutError)
             executor.shutdown(wait=not timed_out)
+            self._stop_watching()
             if timed_out:
                 self.ctx.abandon_active(
                     f"the flow run timed out after {flow.timeout_seconds:g}s before this "
                     "task run finished"
                 )
-            error = outcome.error
-            if isinstance(error, KeyboardInterrupt | SystemExit):
-                self._end(Crashed(message=f"execution was interrupted: {type(error).__name__}"))
-                raise error
-            if error is None:
+            if error is None and self._cancel_requested is None:
                 try:
                     value = resolve(outcome.value)
                     result = (
@@ -188,13 +225,20 @@ class FlowRunEngine:
                     )
                 except Exception as exc:  # an upstream failed, or the result cannot be stored
                     error = exc
-            if error is not None:
+            if self._cancel_requested is not None:
+                proposed = Cancelled(
+                    message="The flow run was cancelled while it ran "
+                    f"({self._cancel_requested.name}): task runs not started were cancelled."
+                )
+                if error is not None:
+                    proposed.with_data(error)
+            elif error is not None:
                 proposed = self._failure_state(error)
             else:
                 proposed = Completed()
                 proposed.details.result = result
                 proposed.with_data(value)
-            self.client.flush()
+            self.client.flush()  # a store failing here crashes the run (see lifecycle())
             accepted, state, _ = self._propose(proposed)
             if accepted and state.type is StateType.SCHEDULED:
                 logger.info(
@@ -206,12 +250,93 @@ class FlowRunEngine:
                     extra=self._extra(),
                 )
                 continue
+            self._ended = True
+            if not accepted:
+                self._log_refusal(proposed, state)
             if proposed.has_data and not state.has_data:
                 state.with_data(proposed.data)
             logger.info("Finished in state %r", state, extra=self._extra())
             self._hooks(state)
-            self.client.flush()
+            self._flush_quietly()
             return state
+
+    # ------------------------------------------------------------------ cancellation
+
+    def _watch_for_cancellation(self) -> None:
+        assert self.flow_run is not None
+        self._stop_watching()
+        parent = self.parent
+        self._watcher = CancellationWatcher(
+            self.client,
+            self.flow_run.id,
+            self._on_cancel_requested,
+            parent_state=(lambda: parent.flow_run.state) if parent is not None else None,
+        ).start()
+
+    def _stop_watching(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+
+    def _on_cancel_requested(self, state: State) -> None:
+        """The run was asked to cancel: no task run starts from now on (they end Cancelled).
+
+        Task runs already running finish; the flow run ends Cancelled once its
+        function returns (or raises, typically when it reads a cancelled task's result).
+        """
+        if self.flow_run is None:
+            return
+        self._cancel_requested = state
+        self.flow_run = self.flow_run.model_copy(update={"state": state})
+        if self.ctx is not None:
+            self.ctx.flow_run = self.flow_run  # what task runs check before they start
+        logger.warning(
+            "Flow run %r is %s: no new task runs start, running ones finish; "
+            "the flow run ends Cancelled",
+            self.flow_run.name,
+            state.name,
+            extra=self._extra(),
+        )
+
+    # ------------------------------------------------------------------ ending
+
+    def _log_refusal(self, proposed: State, current: State) -> None:
+        logger.warning(
+            "The final state %s was refused (%s); the flow run stays %s",
+            proposed.name,
+            self._refusal,
+            current.name,
+            extra=self._extra(),
+        )
+
+    def _flush_quietly(self) -> None:
+        try:
+            self.client.flush()
+        except Exception as exc:
+            logger.error("writing task runs and logs failed: %r", exc, extra=self._extra())
+
+    def _crash(self, error: BaseException) -> None:
+        """End the run (and its task runs in flight) Crashed after ``error`` escaped."""
+        if self._ended or self.flow_run is None or self.flow_run.state.is_final():
+            return
+        if isinstance(error, INTERRUPTS):
+            message = f"execution was interrupted: {type(error).__name__}"
+        else:
+            message = f"Flow run crashed: {type(error).__name__}: {error}"
+            logger.error(
+                "The engine failed running this flow run", exc_info=error, extra=self._extra()
+            )
+        if self.ctx is not None:
+            self.ctx.abandon_active(f"the flow run crashed ({message})", crashed=True)
+        state = Crashed(message=message)
+        if isinstance(error, Exception):
+            state.with_data(error)
+        try:
+            final = self._end(state)
+        except Exception as exc:  # the run's heartbeat expires and the sweep crashes it
+            logger.error("recording the crash failed: %r", exc, extra=self._extra())
+            return
+        self._hooks(final)
 
     def _failure_state(self, error: BaseException) -> State:
         if isinstance(error, TimeoutError) and self.flow.timeout_seconds is not None:
@@ -229,13 +354,15 @@ class FlowRunEngine:
         return state.with_data(error)
 
     def _end(self, state: State) -> State:
-        self.client.flush()
+        """Propose a final state (the rules may refuse it: then say why, and keep theirs)."""
+        self._flush_quietly()
         accepted, current, _ = self._propose(state)
+        self._ended = True
         if not accepted:
-            accepted, current, _ = self._propose(state, force=True)
+            self._log_refusal(state, current)
         if state.has_data and not current.has_data:
             current.with_data(state.data)
-        self.client.flush()
+        self._flush_quietly()
         return current
 
     def _hooks(self, state: State) -> None:
@@ -289,7 +416,8 @@ def run_flow(
 ) -> Any:
     """Run a sync flow to its final state; return its value, raise its error, or the state."""
     engine = _engine(flow, parameters, wait_for)
-    state = drive_sync(engine.lifecycle(), engine.call_user_function)
+    with terminate_on_sigterm():
+        state = drive_sync(engine.lifecycle(), engine.call_user_function)
     return state if return_state else state.result()
 
 
@@ -302,5 +430,6 @@ async def run_flow_async(
 ) -> Any:
     """Run an async flow to its final state (see :func:`run_flow`)."""
     engine = _engine(flow, parameters, wait_for)
-    state = await drive_async(engine.lifecycle(), engine.call_user_function_async)
+    async with terminate_on_sigterm_async():
+        state = await drive_async(engine.lifecycle(), engine.call_user_function_async)
     return state if return_state else state.result()

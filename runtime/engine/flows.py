@@ -9,6 +9,7 @@ from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from pydantic import ConfigDict, ValidationError, create_model
 
+from runtime.engine import options
 from runtime.engine.calls import bind_parameters
 from runtime.engine.exceptions import ParameterTypeError
 from runtime.engine.task_runners import ThreadPoolTaskRunner
@@ -18,6 +19,20 @@ from runtime.states import State
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def _task_runner(value: Any) -> ThreadPoolTaskRunner:
+    """The flow's task runner: an instance, a class to instantiate, or the default."""
+    if value is None:
+        return ThreadPoolTaskRunner()
+    if isinstance(value, type) and issubclass(value, ThreadPoolTaskRunner):
+        return value()
+    if isinstance(value, ThreadPoolTaskRunner):
+        return value
+    raise TypeError(
+        "Expected a task runner for 'task_runner' (for example "
+        f"ThreadPoolTaskRunner(max_workers=4)); got {type(value).__name__} {value!r}"
+    )
 
 
 class Flow(Generic[P, R]):
@@ -51,31 +66,31 @@ class Flow(Generic[P, R]):
         self.isasync = inspect.iscoroutinefunction(fn)
         self.name = name or fn.__name__.replace("_", "-")
         self.version = version
+        options.check_name_template("flow_run_name", flow_run_name)
         self.flow_run_name = flow_run_name
-        self.retries = int(retries or 0)
-        if self.retries < 0:
-            raise ValueError("retries must be >= 0")
-        if retry_delay_seconds is not None and retry_delay_seconds < 0:
-            raise ValueError("retry_delay_seconds must be >= 0")
-        self.retry_delay_seconds = float(retry_delay_seconds or 0)
-        self.task_runner = task_runner or ThreadPoolTaskRunner()
+        self.retries = options.check_count("retries", retries)
+        delay = options.check_number("retry_delay_seconds", retry_delay_seconds)
+        self.retry_delay_seconds: float = delay or 0.0
+        self.task_runner = _task_runner(task_runner)
         self.description = description or inspect.getdoc(fn)
-        if timeout_seconds is not None and timeout_seconds <= 0:
-            raise ValueError("timeout_seconds must be > 0")
+        options.check_number("timeout_seconds", timeout_seconds, positive=True)
         self.timeout_seconds = timeout_seconds
+        options.check_bool("validate_parameters", validate_parameters)
         self.should_validate_parameters = validate_parameters
+        options.check_bool("persist_result", persist_result)
         self.persist_result = bool(persist_result)
         if result_serializer is not None and result_serializer not in SERIALIZERS:
             raise ValueError(
                 f"result_serializer must be one of {SERIALIZERS}, not {result_serializer!r}"
             )
         self.result_serializer = result_serializer or "pickle"
+        options.check_bool("log_prints", log_prints)
         self.log_prints = bool(log_prints)
         self.tags = sorted(set(tags or []))
-        self.on_completion = list(on_completion or [])
-        self.on_failure = list(on_failure or [])
-        self.on_cancellation = list(on_cancellation or [])
-        self.on_crashed = list(on_crashed or [])
+        self.on_completion = options.check_hooks("on_completion", on_completion)
+        self.on_failure = options.check_hooks("on_failure", on_failure)
+        self.on_cancellation = options.check_hooks("on_cancellation", on_cancellation)
+        self.on_crashed = options.check_hooks("on_crashed", on_crashed)
         self._options: dict[str, Any] = {
             "name": name,
             "version": version,

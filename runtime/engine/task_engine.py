@@ -27,6 +27,7 @@ from runtime.engine.exceptions import (
 from runtime.engine.futures import PrefectFuture
 from runtime.engine.inputs import resolve, upstream_futures
 from runtime.engine.runlogs import setup_logging
+from runtime.engine.signals import INTERRUPTS
 from runtime.errors import LimitExceeded
 from runtime.models import Lease, RetryPolicy, TaskRun, new_id
 from runtime.orchestration.transition import apply_transition
@@ -111,6 +112,8 @@ class TaskRunEngine:
         self.lease: Lease | None = None
         self._cache_owner = False
         self.abandoned = False
+        self.refusal: str | None = None
+        """Why the rules refused the last proposal (None once one is accepted)."""
         self._propose_lock = threading.RLock()
         if flow_ctx is not None:
             flow_ctx.track(self)
@@ -128,7 +131,9 @@ class TaskRunEngine:
             flow_state = self.flow_ctx.flow_run.state if self.flow_ctx else None
             result, new = apply_transition(self.run, state, force=force, flow_run_state=flow_state)
             if new is None:
+                self.refusal = result.reason
                 return False, self.run.state, result.delay_seconds
+            self.refusal = None
             self.run = new
             self.history.append(new.state)
             self.client.record_task_run(new, self.history)
@@ -136,31 +141,69 @@ class TaskRunEngine:
                 self.future._set_live_state(new.state)
             return True, new.state, 0.0
 
-    def abandon(self, reason: str) -> None:
-        """The flow run ended while this task run was in flight: end it Cancelled, for good.
+    def abandon(self, reason: str, *, crashed: bool = False) -> None:
+        """The flow run ended while this task run was in flight: end it for good.
 
-        Its thread cannot be stopped from outside; whatever it does later is not
-        recorded (no state, no retries, no hooks).
+        Cancelled (the flow run timed out), or Crashed with ``crashed`` (the flow
+        run crashed: interrupted, terminated, or its engine failed); its slots are
+        released at once. Its thread cannot be stopped from outside; whatever it
+        does later is not recorded (no state, no retries, no hooks).
         """
         if not self.run.state.is_final():
-            self.propose(Cancelled(message=reason), force=True)
+            final = Crashed(message=reason) if crashed else Cancelled(message=reason)
+            self.propose(final, force=True)  # the flow run is over: nothing may refuse it
         with self._propose_lock:
             self.abandoned = True
+            lease, self.lease = self.lease, None
+        if lease is not None:
+            self._release(lease)
 
     def _finish(self, state: State) -> State:
         accepted, current, _ = self.propose(state)
-        if not accepted:  # e.g. Cancelling flow: record what happened anyway
-            _, current, _ = self.propose(state, force=True)
+        if not accepted:
+            logger.warning(
+                "The final state %s was refused (%s); the task run stays %s",
+                state.name,
+                self.refusal,
+                current.name,
+                extra=self._log_extra(),
+            )
         if state.has_data and not current.has_data:
             current.with_data(state.data)
         return current
 
+    def _crash(self, error: BaseException) -> None:
+        """End the run Crashed after ``error`` escaped the engine (then the caller re-raises)."""
+        if self.abandoned or self.run.state.is_final():
+            return
+        if isinstance(error, INTERRUPTS):
+            message = f"execution was interrupted: {type(error).__name__}"
+        else:
+            message = f"Task run crashed: {type(error).__name__}: {error}"
+            logger.error(
+                "The engine failed running this task run", exc_info=error, extra=self._log_extra()
+            )
+        state = Crashed(message=message)
+        if isinstance(error, Exception):
+            state.with_data(error)
+        try:
+            self._finish(state)
+        except Exception as exc:  # nothing more can be done: the lease expires on its own
+            logger.error("recording the crash failed: %r", exc, extra=self._log_extra())
+
     # ------------------------------------------------------------------ lifecycle
 
     def lifecycle(self) -> Lifecycle:
-        """The task run's steps; driven by ``drive_sync`` or ``drive_async``."""
+        """The task run's steps; driven by ``drive_sync`` or ``drive_async``.
+
+        Whatever escapes the steps (an interrupt, a store failing for good, a bug)
+        ends the run Crashed with the error's message, then is re-raised.
+        """
         try:
             state = yield from self._lifecycle()
+        except BaseException as exc:
+            self._crash(exc)
+            raise
         finally:
             if self.flow_ctx is not None:
                 self.flow_ctx.untrack(self)
@@ -262,8 +305,11 @@ class TaskRunEngine:
                     yield Sleep(delay)
                     continue
                 return self._finish(
-                    Failed(message=f"task run could not start: {state.name} ({state.message})")
+                    Failed(message=f"task run could not start: {state.name} ({self.refusal})")
                 )
+            if state.is_final():  # the flow run is being cancelled: the task never starts
+                logger.info("Not started: %s", state.message, extra=self._log_extra())
+                return state
             outcome: Outcome = yield Call(task.timeout_seconds)
             if self.abandoned:
                 return self.run.state
@@ -275,9 +321,8 @@ class TaskRunEngine:
                     error = exc
                 else:
                     return self._complete(outcome.value, result)
-            if isinstance(error, KeyboardInterrupt | SystemExit):
-                self._finish(Crashed(message=f"execution was interrupted: {type(error).__name__}"))
-                raise error
+            if isinstance(error, INTERRUPTS):
+                raise error  # lifecycle() ends the run Crashed
             new_state = self._failure_state(error)
             accepted, state, _ = self.propose(new_state)
             if state.type is StateType.SCHEDULED:  # AwaitingRetry: the next Running waits
@@ -371,14 +416,38 @@ class TaskRunEngine:
                 )
 
     def _cleanup(self) -> None:
-        if self.lease is not None:
-            try:
-                self.client.release_slots(self.lease)
-            finally:
-                self.lease = None
+        """Give back slots and the cache lock; a failure is logged, never raised.
+
+        Raising here would replace the task's own outcome; a lease that could not
+        be released expires on its own.
+        """
+        with self._propose_lock:
+            lease, self.lease = self.lease, None
+        if lease is not None:
+            self._release(lease)
         if self._cache_owner and self.cache_key is not None:
             self._cache_owner = False
-            self.client.cache.unlock(self.cache_key, self.run.id)
+            try:
+                self.client.cache.unlock(self.cache_key, self.run.id)
+            except Exception as exc:
+                logger.error(
+                    "releasing the cache lock on %s failed (it expires on its own): %r",
+                    self.cache_key,
+                    exc,
+                    extra=self._log_extra(),
+                )
+
+    def _release(self, lease: Lease) -> None:
+        try:
+            self.client.release_slots(lease)
+        except Exception as exc:
+            logger.error(
+                "releasing concurrency slots on %s failed (lease %s expires on its own): %r",
+                ", ".join(lease.limit_names),
+                lease.id,
+                exc,
+                extra=self._log_extra(),
+            )
 
     # ------------------------------------------------------------------ helpers
 

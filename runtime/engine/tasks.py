@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from functools import update_wrapper
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
+from runtime.engine import options
 from runtime.engine.calls import bind_parameters
 from runtime.engine.futures import PrefectFuture, PrefectFutureList
 from runtime.engine.inputs import unmapped
@@ -111,24 +113,28 @@ class Task(Generic[P, R]):
         self.description = description or inspect.getdoc(fn)
         self.tags = sorted(set(tags or []))
         self.version = version
-        self.retries = int(retries or 0)
-        if self.retries < 0:
-            raise ValueError("retries must be >= 0")
+        self.retries = options.check_count("retries", retries)
         self._retry_delay_input = retry_delay_seconds
+        options.check_delays(retry_delay_seconds)
         self.retry_delay_seconds = _resolve_delays(self.retries, retry_delay_seconds)
-        if retry_jitter_factor is not None and retry_jitter_factor < 0:
-            raise ValueError("retry_jitter_factor must be >= 0")
+        options.check_number("retry_jitter_factor", retry_jitter_factor, what="a number")
         self.retry_jitter_factor = retry_jitter_factor
+        options.check_callable("retry_condition_fn", retry_condition_fn)
         self.retry_condition_fn = retry_condition_fn
-        if timeout_seconds is not None and timeout_seconds <= 0:
-            raise ValueError("timeout_seconds must be > 0")
+        options.check_number("timeout_seconds", timeout_seconds, positive=True)
         self.timeout_seconds = timeout_seconds
+        options.check_name_template("task_run_name", task_run_name)
         self.task_run_name = task_run_name
+        options.check_bool("log_prints", log_prints)
         self.log_prints = log_prints
+        options.check_bool("refresh_cache", refresh_cache)
         self.refresh_cache = refresh_cache
+        options.check_timedelta("cache_expiration", cache_expiration)
         self.cache_expiration = cache_expiration
-        self.on_completion = list(on_completion or [])
-        self.on_failure = list(on_failure or [])
+        self.on_completion = options.check_hooks("on_completion", on_completion)
+        self.on_failure = options.check_hooks("on_failure", on_failure)
+        options.check_bool("persist_result", persist_result)
+        options.check_cache_policy(cache_policy, NotSet)
         if result_serializer is not None and result_serializer not in SERIALIZERS:
             raise ValueError(
                 f"result_serializer must be one of {SERIALIZERS}, not {result_serializer!r}"
@@ -292,8 +298,20 @@ class Task(Generic[P, R]):
 
     @staticmethod
     def _flush_if_standalone(engine: Any) -> None:
-        if engine.flow_ctx is None:  # no flow will flush it: the record is durable on return
-            engine.client.flush()
+        """No flow will flush a standalone run's record: make it durable before returning.
+
+        A failure is logged, not raised: it must not replace the task's own outcome
+        (the record stays queued and is written again by the recorder).
+        """
+        if engine.flow_ctx is None:
+            try:
+                engine.client.flush()
+            except Exception as exc:
+                logging.getLogger("stratoflow.task_runs").error(
+                    "recording task run %r failed (it is retried in the background): %s",
+                    engine.run.name,
+                    exc,
+                )
 
     def submit(self, *args: Any, **kwargs: Any) -> PrefectFuture[R]:
         """Run the task concurrently on the flow's task runner; returns a future."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +37,20 @@ def client_config() -> Any:
         connect_timeout=5,
         read_timeout=30,
     )
+
+
+@contextmanager
+def _explained() -> Iterator[None]:
+    """Configuration errors (no region, unreachable endpoint) as one clear AwsUnavailable."""
+    from runtime.stores.connection import explain_aws_error
+
+    try:
+        yield
+    except Exception as exc:
+        unavailable = explain_aws_error(exc)
+        if unavailable is None:
+            raise
+        raise unavailable from None
 
 
 @dataclass
@@ -72,14 +88,14 @@ class Stores:
         """
         session = session or aws_session()
         resource_specs = specs(prefix, results_bucket)
-        if provision_resources:
-            provision(resource_specs, session, endpoint_url=endpoint_url)
         config = client_config()
-        db = Dynamo(
-            session.client("dynamodb", config=config, endpoint_url=endpoint_url),
-            serialize_requests=serialize_requests,
-        )
-        s3 = session.client("s3", config=config, endpoint_url=endpoint_url)
+        with _explained():
+            if provision_resources:
+                provision(resource_specs, session, endpoint_url=endpoint_url)
+            ddb = session.client("dynamodb", config=config, endpoint_url=endpoint_url)
+        db = Dynamo(ddb, serialize_requests=serialize_requests)
+        with _explained():
+            s3 = session.client("s3", config=config, endpoint_url=endpoint_url)
         return cls(
             specs=resource_specs,
             db=db,

@@ -69,6 +69,17 @@ def _as_lease(item: Item) -> Lease:
     )
 
 
+def _same_lease(item: Item, lease_id: str, names: list[str], slots: int) -> Lease:
+    """The stored lease ``item`` if it is the one a repeated acquire asks for, else Conflict."""
+    if sorted(item["limits"]) != names or item["slots"] != slots:
+        raise Conflict(
+            f"lease id {lease_id} already holds {item['slots']} slot(s) on "
+            f"{sorted(item['limits'])}: choose a new id for another request",
+            lease_id=lease_id,
+        )
+    return _as_lease(item)
+
+
 class ConcurrencyStore:
     """Create, read, list and delete limits; acquire, renew and release leases; sweep."""
 
@@ -163,6 +174,7 @@ class ConcurrencyStore:
         *,
         lease_seconds: float = 60.0,
         holder: str | None = None,
+        lease_id: str | None = None,
         now: datetime | None = None,
     ) -> Lease | None:
         """Take ``slots`` on every named limit at once, or none: one transaction.
@@ -171,6 +183,12 @@ class ConcurrencyStore:
         (expired leases are reclaimed first, so a dead holder never blocks).
         Raises NotFound for an unknown limit and LimitExceeded when the request
         can never fit (e.g. a limit of 0).
+
+        ``lease_id`` is the caller's id for the lease (default: a fresh UUID). The
+        lease is put only if no lease has that id, so a repeat of the request (a
+        retry after a lost response) returns the lease the first one took, with
+        its expiry, and takes no second slot; a lease id already used for other
+        limits or another slot count is a Conflict.
         """
         wanted = sorted(set(names))
         if not wanted:
@@ -179,6 +197,8 @@ class ConcurrencyStore:
             raise InvalidInput("slots must be >= 1", field="slots")
         if lease_seconds <= 0:
             raise InvalidInput("lease_seconds must be > 0", field="lease_seconds")
+        chosen = lease_id is not None
+        lease_id = lease_id if lease_id is not None else str(uuid.uuid4())
         swept = False
         for _ in range(MAX_ATTEMPTS):
             moment = now or utcnow()
@@ -187,13 +207,15 @@ class ConcurrencyStore:
                 if slots > item["limit"] and name in self._known:
                     item = limits[name] = self._limit_item(name)  # never refuse on a stale size
                 if slots > item["limit"]:
+                    held = self.db.get(self.table.name, _lease_key(lease_id)) if chosen else None
+                    if held is not None:  # a repeat of a request that got its slots
+                        return _same_lease(held, lease_id, wanted, slots)
                     raise LimitExceeded(
                         f"concurrency limit {name!r} is {item['limit']}: {slots} slot(s) "
                         "can never be acquired",
                         name=name,
                         limit=item["limit"],
                     )
-            lease_id = str(uuid.uuid4())
             decays = [n for n in wanted if limits[n].get("slot_decay_per_second", 0) > 0]
             expires = moment + timedelta(seconds=lease_seconds)
             if decays:
@@ -248,6 +270,9 @@ class ConcurrencyStore:
                     decays=bool(decays),
                 )
             except TransactionFailed as failed:
+                existing = failed.items[len(wanted)] if len(failed.items) > len(wanted) else None
+                if existing is not None:  # the lease id is taken: our own earlier attempt?
+                    return _same_lease(existing, lease_id, wanted, slots)
                 for name, code, old in zip(wanted, failed.reasons, failed.items, strict=False):
                     if code == "ConditionalCheckFailed":  # learn the limit as it is now
                         if old is None:

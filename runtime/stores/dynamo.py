@@ -22,6 +22,8 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from runtime.errors import ItemTooLarge
+
 _ser = TypeSerializer()
 _deser = TypeDeserializer()
 
@@ -48,6 +50,23 @@ class TransactionFailed(Exception):
     def condition_failed(self) -> bool:
         """True when at least one item's condition failed (as opposed to a conflict)."""
         return "ConditionalCheckFailed" in self.reasons
+
+
+def item_size_error(exc: ClientError) -> ItemTooLarge | None:
+    """ItemTooLarge for DynamoDB's "item size has exceeded" ValidationException, else None.
+
+    DynamoDB refuses an item over 400 KB (and a transaction over 4 MB) with a
+    ValidationException; the stores size items below that, so reaching it means a
+    value that can never be stored: a 413 for the caller, never a 500.
+    """
+    error = exc.response.get("Error", {})
+    message = str(error.get("Message", ""))
+    if error.get("Code") == "ValidationException" and "size" in message.lower():
+        return ItemTooLarge(
+            f"DynamoDB refused the write: {message} (an item holds at most 400 KB)",
+            dynamodb_message=message,
+        )
+    return None
 
 
 def to_attr(value: Any) -> dict[str, Any]:
@@ -104,6 +123,15 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
     return value
 
 
+def _raise_unavailable(exc: Exception, client: Any, table: str | None) -> None:
+    """Raise one clear AwsUnavailable for an unreachable endpoint or a missing table."""
+    from runtime.stores.connection import explain_aws_error
+
+    unavailable = explain_aws_error(exc, client=client, table=table)
+    if unavailable is not None:
+        raise unavailable from None
+
+
 class Dynamo:
     """The DynamoDB client every store uses, with optional request serialization."""
 
@@ -115,7 +143,11 @@ class Dynamo:
 
     def _call(self, op: str, **kwargs: Any) -> dict[str, Any]:
         with self._lock:
-            return getattr(self.client, op)(**kwargs)  # type: ignore[no-any-return]
+            try:
+                return getattr(self.client, op)(**kwargs)  # type: ignore[no-any-return]
+            except Exception as exc:
+                _raise_unavailable(exc, self.client, kwargs.get("TableName"))
+                raise
 
     def get(
         self,
@@ -209,7 +241,7 @@ class Dynamo:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 old: Any = exc.response.get("Item")
                 raise ConditionFailed(deserialize(old) if old else None) from None
-            raise
+            raise item_size_error(exc) or exc from None
 
     def transact(self, items: list[dict[str, Any]]) -> None:
         """``TransactWriteItems`` over items written as Python values.
@@ -232,7 +264,7 @@ class Dynamo:
             self._call("transact_write_items", TransactItems=wire)
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "TransactionCanceledException":
-                raise
+                raise item_size_error(exc) or exc from None
             reasons = exc.response.get("CancellationReasons") or []
             codes = [r.get("Code", "None") for r in reasons]
             olds = [deserialize(r["Item"]) if r.get("Item") else None for r in reasons]  # type: ignore[arg-type]
@@ -313,5 +345,8 @@ class Dynamo:
             ]
             pending: dict[str, Any] = {table: requests}
             while pending:
-                out = self._call("batch_write_item", RequestItems=pending)
+                try:
+                    out = self._call("batch_write_item", RequestItems=pending)
+                except ClientError as exc:
+                    raise item_size_error(exc) or exc from None
                 pending = out.get("UnprocessedItems") or {}

@@ -3,13 +3,16 @@
 One item per log line in the logs table: partition key ``flow_run_id``, sort key
 ``seq`` = ``<iso timestamp>#<8 hex digits>``. The timestamp (``iso()``: fixed
 width, UTC) makes a query return lines in time order; the suffix makes keys
-unique. It is a random per-process start plus a counter, so two lines with the
-same microsecond keep the order in which they were written (a log line's order
-within one thread survives) and lines written by different processes do not
-collide. Each item also carries ``task_run_id``, ``level``, ``name``,
-``message``, ``timestamp`` and ``expires_at`` (epoch seconds, the table's TTL
-attribute). DynamoDB deletes expired items only eventually (days), and moto
-never does, so reads also skip items already past ``expires_at``.
+unique. It is the record's client-chosen ``id`` when it has one (so a retried
+write overwrites the same items and never stores a line twice), else
+:func:`new_log_id`: a random per-process start (drawn again in a forked child)
+plus a counter, so two lines with the same microsecond keep the order in which
+they were written (a log line's order within one thread survives) and lines
+written by different processes do not collide. Each item also carries
+``task_run_id``, ``level``, ``name``, ``message``, ``timestamp`` and
+``expires_at`` (epoch seconds, the table's TTL attribute). DynamoDB deletes
+expired items only eventually (days), and moto never does, so reads also skip
+items already past ``expires_at``.
 
 Messages longer than :data:`MAX_MESSAGE_BYTES` (UTF-8) are cut and end with a
 marker saying how long they were: a DynamoDB item holds at most 400 KB.
@@ -18,6 +21,7 @@ marker saying how long they were: a DynamoDB item holds at most 400 KB.
 from __future__ import annotations
 
 import itertools
+import os
 import secrets
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -50,7 +54,24 @@ _SUFFIX_LOCK = threading.Lock()
 _SUFFIX_COUNTER = itertools.count(secrets.randbelow(2**31))
 
 
-def _next_suffix() -> str:
+def _restart_suffixes_after_fork() -> None:
+    # A forked child inherits the parent's counter (and maybe a held lock): without a
+    # new random start its lines would get the parent's keys and overwrite them.
+    global _SUFFIX_LOCK, _SUFFIX_COUNTER
+    _SUFFIX_LOCK = threading.Lock()
+    _SUFFIX_COUNTER = itertools.count(secrets.randbelow(2**31))
+
+
+os.register_at_fork(after_in_child=_restart_suffixes_after_fork)
+
+
+def new_log_id() -> str:
+    """A fresh log line id: 8 hex digits, a random per-process start plus a counter.
+
+    Lines of one process written in the same microsecond keep their order; a forked
+    child starts from a new random value. Clients send it as ``LogRecord.id`` so
+    that a retried write stores each line once.
+    """
     # Below 2**31 at start, so the 8 hex digits only wrap after 2**31 records in one process.
     with _SUFFIX_LOCK:
         value = next(_SUFFIX_COUNTER)
@@ -108,7 +129,7 @@ class LogStore:
         expires = (now or utcnow()) + timedelta(days=self.retention_days)
         return {
             "flow_run_id": record.flow_run_id,
-            "seq": f"{stamp}#{_next_suffix()}",
+            "seq": f"{stamp}#{record.id or new_log_id()}",
             "task_run_id": record.task_run_id,
             "level": record.level,
             "name": record.name[:MAX_NAME_CHARS],
@@ -118,9 +139,24 @@ class LogStore:
         }
 
     def to_items(self, records: Iterable[LogRecord], *, now: datetime | None = None) -> list[Item]:
-        """The items for ``records``, in order (every record is checked before any is made)."""
+        """The items for ``records``, in order (every record is checked before any is made).
+
+        Raises InvalidInput naming ``records[i].id`` when two records of the batch
+        have the same run, timestamp and id (they would be one item).
+        """
         now = now or utcnow()
-        return [self.to_item(r, now=now) for r in records]
+        items = [self.to_item(r, now=now) for r in records]
+        seen: dict[tuple[str, str], int] = {}
+        for index, item in enumerate(items):
+            key = (item["flow_run_id"], item["seq"])
+            if key in seen:
+                raise InvalidInput(
+                    f"records[{index}].id: {item['seq'].partition('#')[2]!r} is also the id of "
+                    f"records[{seen[key]}] with the same timestamp: ids must be unique",
+                    field=f"records[{index}].id",
+                )
+            seen[key] = index
+        return items
 
     @staticmethod
     def from_item(item: Item) -> LogRecord:
@@ -132,6 +168,7 @@ class LogStore:
             level=item.get("level", 20),
             message=item.get("message", ""),
             timestamp=datetime.fromisoformat(item["timestamp"]),
+            id=item["seq"].partition("#")[2] or None,
         )
 
     # ------------------------------------------------------------------ write
@@ -140,9 +177,10 @@ class LogStore:
         """Store log lines (``BatchWriteItem``, 25 per request).
 
         Every record is validated before anything is written. Not atomic: if a
-        request fails, earlier requests stay written. To retry without duplicating
-        lines, make the items once with :meth:`to_items` and retry
-        :meth:`write_items` (a put of the same key overwrites the same line).
+        request fails, earlier requests stay written. Records with an ``id`` can be
+        written again without duplicating a line (the same key overwrites the same
+        item); for records without one, make the items once with :meth:`to_items`
+        and retry :meth:`write_items`.
         """
         self.write_items(self.to_items(records))
 
@@ -238,5 +276,6 @@ __all__ = [
     "MAX_PAGE_MESSAGE_BYTES",
     "TRUNCATION_MARKER",
     "LogStore",
+    "new_log_id",
     "truncate_message",
 ]

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from runtime.api_schemas import FlowSummary
 from runtime.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from runtime.limits import DOC_MAX_BYTES, RUN_FIELDS_MAX_BYTES
 from runtime.models import (
     Deployment,
     DeploymentCreate,
@@ -53,6 +54,7 @@ from runtime.stores.dynamo import (
     encode_cursor,
     iso,
 )
+from runtime.stores.runs import request_fingerprint
 
 if TYPE_CHECKING:
     from runtime.stores.runs import RunStore
@@ -62,8 +64,8 @@ DEPLOYMENT_NAMESPACE = uuid.UUID("3d0c2f7e-8b7a-4f0e-b3c1-5e2a9d4c6f18")
 
 MAX_ATTEMPTS = 8
 
-MAX_DOC_BYTES = 300_000
-"""Largest document (JSON) written: a DynamoDB item holds 400 KB, keys and copies included."""
+MAX_DOC_BYTES = DOC_MAX_BYTES
+"""Largest document (JSON) written: a DynamoDB item holds 400 KB (see runtime.limits)."""
 
 D = TypeVar("D", Deployment, WorkPool)
 
@@ -364,13 +366,14 @@ class RegistryStore:
             job_variables={**deployment.job_variables, **request.job_variables},
         )
         size = len(create.model_dump_json().encode())
-        if size > MAX_DOC_BYTES:
+        if size > RUN_FIELDS_MAX_BYTES:
             raise _invalid(
                 "parameters",
-                f"the run would be {size} bytes of JSON, more than the {MAX_DOC_BYTES} "
+                f"the run would be {size} bytes of JSON, more than the {RUN_FIELDS_MAX_BYTES} "
                 "a run item can hold",
             )
-        return runs.create_flow_run_once(create)
+        # the key is scoped to the deployment; "the same request" is the caller's request
+        return runs.create_flow_run_once(create, fingerprint=request_fingerprint(request))
 
     # ------------------------------------------------------------------ work pools
 

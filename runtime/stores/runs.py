@@ -9,13 +9,29 @@ the version and appends to the history. See docs/data-model.md.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
-from runtime.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from runtime.errors import (
+    AlreadyExists,
+    Conflict,
+    InvalidInput,
+    ItemTooLarge,
+    NotFound,
+    TransactionConflict,
+)
+from runtime.limits import (
+    BATCH_WRITE_MAX_ITEMS,
+    ITEM_BUDGET_BYTES,
+    TRANSACTION_MAX_BYTES,
+    TRANSACTION_MAX_ITEMS,
+    item_size,
+)
 from runtime.models import (
     FlowRun,
     FlowRunCreate,
@@ -33,7 +49,15 @@ from runtime.names import generate_name
 from runtime.orchestration import run_field_updates
 from runtime.orchestration.transition import apply_transition
 from runtime.resources import TableSpec
-from runtime.states import Cancelled, Cancelling, Pending, State, StateType, utcnow
+from runtime.states import (
+    TERMINAL_TYPES,
+    Cancelled,
+    Cancelling,
+    Pending,
+    State,
+    StateType,
+    utcnow,
+)
 from runtime.stores.dynamo import (
     ConditionFailed,
     Dynamo,
@@ -52,16 +76,106 @@ IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1b5a8e-4c1d-4d7e-9a55-2a1f8f0c3b7d")
 
 MAX_TRANSITION_ATTEMPTS = 8
 MAX_HISTORY = 100
-"""States kept per run item: the first one and the latest (the item must stay < 400 KB)."""
+"""Most states kept per run item: the first one and the latest (see :func:`fit_history`)."""
+
+MAX_CONFLICT_ATTEMPTS = 5
+"""Tries of a record transaction that DynamoDB cancelled for a concurrent write."""
 
 
-def run_id_for_key(kind: RunKind, idempotency_key: str) -> str:
-    """The deterministic run id for an idempotency key: the same key, the same run."""
-    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{kind}:{idempotency_key}"))
+def idempotency_scope(request: RunCreateBase) -> str:
+    """What an idempotency key is scoped to (ids never collide across scopes).
+
+    Flow runs: their deployment when they have one, else their flow. Task runs: their
+    flow run (none for a standalone task) and task key.
+    """
+    if isinstance(request, FlowRunCreate):
+        if request.deployment_id:
+            return f"deployment:{request.deployment_id}"
+        return f"flow:{request.flow_name}"
+    assert isinstance(request, TaskRunCreate)
+    return f"flow_run:{request.flow_run_id or ''}/task:{request.task_key}"
+
+
+def run_id_for_key(kind: RunKind, scope: str, idempotency_key: str) -> str:
+    """The deterministic run id for a key in a scope: the same key, the same run."""
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{kind}:{scope}:{idempotency_key}"))
+
+
+def request_fingerprint(request: RunCreateBase | Any) -> str:
+    """A stable hash of a creation request: what "the same request" means for a key.
+
+    The request as the caller sent it, defaults filled, as canonical JSON: every
+    field except ``id`` and ``idempotency_key``, and except the initial state's
+    ``timestamp`` (a default the client library fills with the time of the call).
+    """
+    data = request.model_dump(mode="json", exclude={"id", "idempotency_key"})
+    if isinstance(data.get("state"), dict):
+        data["state"].pop("timestamp", None)
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _state_json(state: State) -> str:
     return state.model_dump_json(exclude_defaults=True)
+
+
+def history_entry(state: State) -> str:
+    """A state as its history keeps it: JSON, without an inline result value.
+
+    Only the run's current state (in ``doc``) holds an inline result; the history
+    keeps its reference's serializer and size, so a result is never stored twice.
+    """
+    ref = state.details.result
+    if ref is not None and ref.inline is not None:
+        details = state.details.model_copy(
+            update={"result": ref.model_copy(update={"inline": None})}
+        )
+        state = state.model_copy(update={"details": details})
+    return _state_json(state)
+
+
+def fit_history(entries: list[str], budget: int) -> tuple[list[str], int] | None:
+    """The entries a run item can keep in ``budget`` bytes, oldest first, and how many not.
+
+    The latest (the current state) always; then the first; then as many of the most
+    recent as fit, at most MAX_HISTORY in all. None when not even the latest fits.
+    """
+    if not entries:
+        return [], 0
+    costs = [1 + len(e.encode()) for e in entries]
+    used = 3  # a list's own overhead
+    last = len(entries) - 1
+    if used + costs[last] > budget:
+        return None
+    used += costs[last]
+    keep = {last}
+    if last > 0 and used + costs[0] <= budget:
+        used += costs[0]
+        keep.add(0)
+    for i in range(last - 1, 0, -1):
+        if len(keep) >= MAX_HISTORY or used + costs[i] > budget:
+            break
+        used += costs[i]
+        keep.add(i)
+    kept = [entries[i] for i in sorted(keep)]
+    return kept, len(entries) - len(kept)
+
+
+def _doc_state(item: Item) -> Any:
+    """The current state stored in an item's document (what makes two snapshots the same)."""
+    return json.loads(item.get("doc") or "{}").get("state")
+
+
+def _too_large(run: RunBase, size: int) -> ItemTooLarge:
+    label = "flow run" if isinstance(run, FlowRun) else "task run"
+    return ItemTooLarge(
+        f"{label} {run.id} would be {size} bytes with its current state alone, more than "
+        f"the {ITEM_BUDGET_BYTES} a run item may hold (DynamoDB's limit is 400 KB): "
+        "shrink its parameters, state details or inline result",
+        id=run.id,
+        size=size,
+        limit=ITEM_BUDGET_BYTES,
+    )
 
 
 class RunStore:
@@ -74,8 +188,20 @@ class RunStore:
     # ------------------------------------------------------------------ items
 
     @staticmethod
-    def to_item(run: FlowRun | TaskRun, history: list[State] | None = None) -> Item:
-        """The DynamoDB item for a run (``history`` defaults to its current state)."""
+    def to_item(
+        run: FlowRun | TaskRun,
+        history: list[State] | None = None,
+        *,
+        entries: list[str] | None = None,
+        dropped: int = 0,
+    ) -> Item:
+        """The DynamoDB item for a run, sized to fit (``history`` defaults to its state).
+
+        The history (``entries`` when already JSON) is fitted in what the item budget
+        leaves after the document (:func:`fit_history`); ``history_dropped`` counts the
+        states left out, ``dropped`` earlier ones included. ItemTooLarge when even the
+        run with its current state cannot fit.
+        """
         item: Item = {
             "id": run.id,
             "kind": run.kind,
@@ -87,7 +213,6 @@ class RunStore:
             "kind_state": f"{run.kind}#{run.state.type.value}",
             "state_timestamp": iso(run.state.timestamp),
             "tags": list(run.tags),
-            "history": [_state_json(s) for s in (history or [run.state])],
         }
         if isinstance(run, FlowRun):
             item.update(
@@ -98,6 +223,19 @@ class RunStore:
             )
         else:
             item.update(task_key=run.task_key, parent_id=run.flow_run_id)
+        if entries is None:
+            entries = [history_entry(s) for s in (history or [run.state])]
+        # room for the two history attributes' names and the dropped count
+        base = item_size(item) + len("history") + len("history_dropped") + 16
+        # Half of what is left: an UpdateItem that replaces the history holds the old
+        # and the new one at once in moto's size check (real DynamoDB counts only the
+        # result), so a transition must fit with both.
+        fitted = fit_history(entries, (ITEM_BUDGET_BYTES - base) // 2)
+        if fitted is None:
+            raise _too_large(run, base + len(entries[-1].encode()))
+        item["history"], newly_dropped = fitted
+        if dropped + newly_dropped:
+            item["history_dropped"] = dropped + newly_dropped
         return item
 
     def write_task_run_records(
@@ -105,42 +243,171 @@ class RunStore:
     ) -> int:
         """Store task-run snapshots written by an engine (each the run's latest state).
 
-        The engine's own process writes them with ``BatchWriteItem`` (no conditions,
+        Each item is sized first (ItemTooLarge before anything is written). The
+        engine's own process writes them with ``BatchWriteItem`` (no conditions,
         cheapest). With ``guard`` (records that came over the API) each put is
-        conditioned on the id being new or already a task run, in transactions of 100,
-        so a record can never overwrite a flow run; Conflict names the offending id.
+        conditioned, in transactions cut by count and bytes, so that a record only
+        creates a task run or replaces the same task run of the same flow run with a
+        strictly newer ``state_version``; its flow run must exist and not be final.
+        Conflict names every refused record and why; an exact replay of what is
+        stored counts as written. A transaction DynamoDB keeps cancelling for
+        concurrent writes is TransactionConflict.
         """
         items = [self.to_item(run, history) for run, history in records]
         if not guard:
-            self.db.batch_write(self.table.name, items)
+            for start in range(0, len(items), BATCH_WRITE_MAX_ITEMS):
+                self.db.batch_write(self.table.name, items[start : start + BATCH_WRITE_MAX_ITEMS])
             return len(items)
-        for start in range(0, len(items), 100):
-            chunk = items[start : start + 100]
-            try:
-                self.db.transact(
-                    [
-                        {
-                            "Put": {
-                                "TableName": self.table.name,
-                                "Item": item,
-                                "ConditionExpression": "attribute_not_exists(id) OR kind = :k",
-                                "ExpressionAttributeValues": {":k": "task_run"},
-                            }
-                        }
-                        for item in chunk
-                    ]
-                )
-            except TransactionFailed as failed:
-                bad = [
-                    item["id"]
-                    for item, code in zip(chunk, failed.reasons, strict=False)
-                    if code == "ConditionalCheckFailed"
-                ]
-                raise Conflict(
-                    f"record id(s) {', '.join(bad)} belong to flow runs, not task runs",
-                    ids=bad,
-                ) from None
+        for chunk in self._transaction_chunks(items):
+            self._write_guarded(chunk)
         return len(items)
+
+    @staticmethod
+    def _transaction_chunks(items: list[Item]) -> Iterator[list[Item]]:
+        """Items in groups one transaction takes: their puts plus one check per flow run."""
+        chunk: list[Item] = []
+        parents: set[str] = set()
+        size = 0
+        for item in items:
+            parent = item.get("parent_id")
+            extra_ops = 1 + (1 if parent and parent not in parents else 0)
+            weight = item_size(item)
+            ops = len(chunk) + len(parents)
+            if chunk and (
+                ops + extra_ops > TRANSACTION_MAX_ITEMS or size + weight > TRANSACTION_MAX_BYTES
+            ):
+                yield chunk
+                chunk, parents, size = [], set(), 0
+            chunk.append(item)
+            size += weight
+            if parent:
+                parents.add(parent)
+        if chunk:
+            yield chunk
+
+    def _write_guarded(self, chunk: list[Item]) -> None:
+        """One guarded transaction (see :meth:`write_task_run_records`), retried on conflicts."""
+        pending = list(chunk)
+        parent_ids = {p for i in pending if (p := i.get("parent_id"))}
+        flow_run_ids = [i["id"] for i in pending if i["id"] in parent_ids]
+        if flow_run_ids:
+            raise Conflict(
+                f"record id(s) {', '.join(flow_run_ids)} are flow runs, not task runs",
+                ids=flow_run_ids,
+            )
+        conflicts = 0
+        while pending:
+            parents = sorted({p for i in pending if (p := i.get("parent_id"))})
+            ops: list[dict[str, Any]] = [self._guarded_put(i) for i in pending]
+            ops += [self._open_flow_run_check(p) for p in parents]
+            try:
+                self.db.transact(ops)
+                return
+            except TransactionFailed as failed:
+                reasons = failed.reasons + ["None"] * (len(ops) - len(failed.reasons))
+                olds = failed.items + [None] * (len(ops) - len(failed.items))
+            if "ConditionalCheckFailed" not in reasons:
+                if "TransactionConflict" in reasons and conflicts + 1 < MAX_CONFLICT_ATTEMPTS:
+                    conflicts += 1
+                    time.sleep(0.01 * 2**conflicts)
+                    continue
+                ids = [i["id"] for i in pending]
+                raise TransactionConflict(
+                    "the task-run records conflicted with concurrent writes to the same runs "
+                    f"({', '.join(reasons)}), {conflicts + 1} time(s); nothing of this batch "
+                    "was written: send it again",
+                    ids=ids,
+                    reasons=reasons,
+                ) from None
+            problems: list[str] = []
+            replays: set[str] = set()
+            for item, code, old in zip(pending, reasons, olds, strict=False):
+                if code == "ConditionalCheckFailed":
+                    why = self._refusal(item, old)
+                    if why is None:
+                        replays.add(item["id"])
+                    else:
+                        problems.append(why)
+            for parent, code, old in zip(
+                parents, reasons[len(pending) :], olds[len(pending) :], strict=False
+            ):
+                if code == "ConditionalCheckFailed":
+                    problems.append(self._closed_parent(parent, old))
+            if problems:
+                bad = [i["id"] for i in pending if i["id"] not in replays]
+                raise Conflict(
+                    "task-run records refused, nothing of this batch was written: "
+                    + "; ".join(problems),
+                    ids=bad,
+                    problems=problems,
+                ) from None
+            pending = [i for i in pending if i["id"] not in replays]
+
+    def _guarded_put(self, item: Item) -> dict[str, Any]:
+        values: dict[str, Any] = {":k": "task_run", ":v": item["state_version"]}
+        if item.get("parent_id"):
+            same_parent = "parent_id = :p"
+            values[":p"] = item["parent_id"]
+        else:
+            same_parent = "attribute_not_exists(parent_id)"
+        return {
+            "Put": {
+                "TableName": self.table.name,
+                "Item": item,
+                "ConditionExpression": (
+                    f"attribute_not_exists(id) OR (kind = :k AND {same_parent} "
+                    "AND state_version < :v)"
+                ),
+                "ExpressionAttributeValues": values,
+            }
+        }
+
+    def _open_flow_run_check(self, flow_run_id: str) -> dict[str, Any]:
+        values: dict[str, Any] = {":fr": "flow_run"}
+        names = []
+        for i, st in enumerate(sorted(TERMINAL_TYPES)):
+            values[f":t{i}"] = st.value
+            names.append(f":t{i}")
+        return {
+            "ConditionCheck": {
+                "TableName": self.table.name,
+                "Key": {"id": flow_run_id},
+                "ConditionExpression": f"kind = :fr AND NOT (state_type IN ({', '.join(names)}))",
+                "ExpressionAttributeValues": values,
+            }
+        }
+
+    @staticmethod
+    def _refusal(item: Item, old: Item | None) -> str | None:
+        """Why a record's put was refused (None: it is exactly what is stored, a replay)."""
+        run_id = item["id"]
+        if old is None:
+            return f"task run {run_id} changed meanwhile"
+        if old.get("kind") != "task_run":
+            return f"{run_id} is a flow run, not a task run"
+        if old.get("parent_id") != item.get("parent_id"):
+            owner = old.get("parent_id") or "no flow run"
+            return (
+                f"task run {run_id} belongs to flow run {owner}, "
+                f"not {item.get('parent_id') or 'none'}"
+            )
+        if old.get("state_version") == item["state_version"] and _doc_state(old) == _doc_state(
+            item
+        ):
+            return None
+        return (
+            f"task run {run_id} is stored at state_version {old.get('state_version')}; "
+            f"a record must be newer (it has {item['state_version']})"
+        )
+
+    @staticmethod
+    def _closed_parent(flow_run_id: str, old: Item | None) -> str:
+        if old is None or old.get("kind") != "flow_run":
+            return f"flow run {flow_run_id} does not exist"
+        return (
+            f"flow run {flow_run_id} is {old.get('state_name')} ({old.get('state_type')}): "
+            "a finished flow run takes no more task-run records"
+        )
 
     @staticmethod
     def from_item(item: Item) -> FlowRun | TaskRun:
@@ -155,8 +422,15 @@ class RunStore:
         """Create a flow run; with an idempotency key, a repeat returns the first run."""
         return self.create_flow_run_once(request)[0]
 
-    def create_flow_run_once(self, request: FlowRunCreate) -> tuple[FlowRun, bool]:
-        """:meth:`create_flow_run`, and whether this call created it (False: key repeat)."""
+    def create_flow_run_once(
+        self, request: FlowRunCreate, *, fingerprint: str | None = None
+    ) -> tuple[FlowRun, bool]:
+        """:meth:`create_flow_run`, and whether this call created it (False: key repeat).
+
+        A repeated key returns the first run when the request is the same
+        (:func:`request_fingerprint`; ``fingerprint`` when given, e.g. that of a
+        deployment-run request) and is a Conflict naming that run otherwise.
+        """
         fields = request.model_dump(exclude={"id", "name", "state", "idempotency_key"})
         run_id, state = self._identity("flow_run", request)
         run = FlowRun(
@@ -165,14 +439,17 @@ class RunStore:
             idempotency_key=request.idempotency_key,
             **fields,
         )
-        return self._insert(run, state)
+        return self._insert(run, state, fingerprint or request_fingerprint(request))
 
     def create_task_run(self, request: TaskRunCreate) -> TaskRun:
         """Create a task run; with an idempotency key, a repeat returns the first run."""
         return self.create_task_run_once(request)[0]
 
     def create_task_run_once(self, request: TaskRunCreate) -> tuple[TaskRun, bool]:
-        """:meth:`create_task_run`, and whether this call created it (False: key repeat)."""
+        """:meth:`create_task_run`, and whether this call created it (False: key repeat).
+
+        A repeated key with a different request is a Conflict naming the first run.
+        """
         fields = request.model_dump(exclude={"id", "name", "state", "idempotency_key"})
         run_id, state = self._identity("task_run", request)
         run = TaskRun(
@@ -181,12 +458,12 @@ class RunStore:
             idempotency_key=request.idempotency_key,
             **fields,
         )
-        return self._insert(run, state)
+        return self._insert(run, state, request_fingerprint(request))
 
     @staticmethod
     def _identity(kind: RunKind, request: RunCreateBase) -> tuple[str, State]:
         if request.idempotency_key is not None:
-            derived = run_id_for_key(kind, request.idempotency_key)
+            derived = run_id_for_key(kind, idempotency_scope(request), request.idempotency_key)
             if request.id is not None and request.id != derived:
                 raise InvalidInput(
                     "give either id or idempotency_key, not both", field="idempotency_key"
@@ -196,7 +473,7 @@ class RunStore:
             run_id = request.id or new_id()
         return run_id, (request.state or Pending()).model_copy(deep=True)
 
-    def _insert(self, run: R, state: State) -> tuple[R, bool]:
+    def _insert(self, run: R, state: State, fingerprint: str) -> tuple[R, bool]:
         now = utcnow()
         updates = run_field_updates(None, state, now, None)
         run.state = state
@@ -209,20 +486,32 @@ class RunStore:
             run.next_scheduled_start_time = state.details.scheduled_time
             if getattr(run, "expected_start_time", None) is None:
                 run.expected_start_time = state.details.scheduled_time
+        item = self.to_item(run)
+        if run.idempotency_key is not None:
+            item["request_hash"] = fingerprint
         try:
-            self.db.put(
-                self.table.name,
-                self.to_item(run),
-                condition="attribute_not_exists(id)",
-            )
+            self.db.put(self.table.name, item, condition="attribute_not_exists(id)")
         except ConditionFailed as lost:
             if run.idempotency_key is None:
                 raise AlreadyExists(f"a run with id {run.id} already exists", id=run.id) from None
-            existing = (
-                self.from_item(lost.current) if lost.current else self._read_any(run.id, run.kind)
-            )
+            current = lost.current or self.db.get(self.table.name, {"id": run.id})
+            if current is None:
+                raise Conflict(
+                    f"run {run.id} was deleted meanwhile; try again", id=run.id
+                ) from None
+            existing = self.from_item(current)
             if not isinstance(existing, type(run)):
                 raise Conflict(f"idempotency key is used by a {existing.kind}") from None
+            stored_hash = current.get("request_hash")
+            if stored_hash is not None and stored_hash != fingerprint:
+                label = "flow run" if run.kind == "flow_run" else "task run"
+                raise Conflict(
+                    f"idempotency key {run.idempotency_key!r} already created {label} "
+                    f"{existing.id} from a different request; send the same request to get "
+                    "that run, or use another key",
+                    id=existing.id,
+                    idempotency_key=run.idempotency_key,
+                ) from None
             return existing, False
         return run, True
 
@@ -248,7 +537,11 @@ class RunStore:
         return run
 
     def read_state_history(self, run_id: str, kind: RunKind | None = None) -> list[State]:
-        """Every state the run has had, oldest first (NotFound unless a run of ``kind``)."""
+        """The run's states, oldest first (NotFound unless a run of ``kind``).
+
+        Every state it has had, unless the item's byte budget dropped some between the
+        first and the latest ones (the item's ``history_dropped`` counts them).
+        """
         item = self.db.get(self.table.name, {"id": run_id}, projection="history, kind", names=None)
         if item is None or (kind is not None and item.get("kind") != kind):
             label = {"flow_run": "flow run", "task_run": "task run"}.get(kind or "", "run")
@@ -460,7 +753,13 @@ class RunStore:
             if written is None:
                 return result
             try:
-                self._write_transition(run, written, item.get("history"), parent_check)
+                self._write_transition(
+                    run,
+                    written,
+                    item.get("history"),
+                    parent_check,
+                    int(item.get("history_dropped", 0)),
+                )
                 return result
             except ConditionFailed as lost:
                 item = lost.current or self.db.get(self.table.name, {"id": run_id})
@@ -491,7 +790,9 @@ class RunStore:
             if written is None:
                 return result
             try:
-                self._write_transition(run, written, item.get("history"))
+                self._write_transition(
+                    run, written, item.get("history"), None, int(item.get("history_dropped", 0))
+                )
                 return result
             except ConditionFailed as lost:
                 item = lost.current or self.db.get(self.table.name, {"id": run_id})
@@ -533,11 +834,13 @@ class RunStore:
         new: FlowRun | TaskRun,
         history: list[str] | None = None,
         parent_check: tuple[str, int] | None = None,
+        history_dropped: int = 0,
     ) -> None:
         """Persist an accepted transition: one UpdateItem conditioned on ``state_version``.
 
-        The history is appended, keeping the first state and the latest ones once it
-        reaches MAX_HISTORY (an item must stay under DynamoDB's 400 KB). With
+        The new state is appended to the history, which is then fitted to the item's
+        budget (the first state and as many recent ones as fit, at most MAX_HISTORY;
+        ``history_dropped`` counts the others): an item stays under 400 KB. With
         ``parent_check`` the update is a transaction that also checks the parent flow
         run's version, so a task never starts on a flow-run state that just changed.
         """
@@ -550,13 +853,11 @@ class RunStore:
             ":ks": f"{new.kind}#{new.state.type.value}",
             ":ts": iso(new.state.timestamp),
         }
-        entry = _state_json(new.state)
-        if history is not None and len(history) >= MAX_HISTORY:
-            values[":h"] = [history[0], *history[-(MAX_HISTORY - 2) :], entry]
-            set_history = "history = :h"
-        else:
-            values[":h"] = [entry]
-            set_history = "history = list_append(history, :h)"
+        entries = [*(history if history is not None else []), history_entry(new.state)]
+        item = self.to_item(new, entries=entries, dropped=history_dropped)
+        values[":h"] = item["history"]
+        values[":hd"] = item.get("history_dropped", 0)
+        set_history = "history = :h, history_dropped = :hd"
         update = (
             "SET #doc = :doc, state_version = :nv, state_type = :st, state_name = :sn, "
             f"kind_state = :ks, state_timestamp = :ts, {set_history}"

@@ -6,9 +6,11 @@ the Typer application, also run by ``python -m sdk.cli``.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from sdk.cli import api, concurrency_limit, deployment, dev, flow_run, work_pool
+from sdk.cli import api, concurrency_limit, deployment, dev, flow, flow_run, task_run, work_pool
 
 app = typer.Typer(
     name="stratoflow",
@@ -17,7 +19,34 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from sdk import __version__
+
+        typer.echo(f"stratoflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Stratoflow: a Prefect-style orchestrator built from AWS primitives."""
+
+
+app.add_typer(flow.app, name="flow")
 app.add_typer(flow_run.app, name="flow-run")
+app.add_typer(task_run.app, name="task-run")
 app.add_typer(deployment.app, name="deployment")
 app.add_typer(work_pool.app, name="work-pool")
 app.add_typer(concurrency_limit.app, name="concurrency-limit")

@@ -61,7 +61,8 @@ def describe(exc: Exception) -> str:
     from sdk.api_errors import ApiConnectionError, TransitionRejected, ValidationError
 
     if isinstance(exc, ApiConnectionError):
-        return f"cannot reach the API: {exc.message}"
+        message = exc.message
+        return message if message.startswith("cannot reach") else f"cannot reach the API: {message}"
     if isinstance(exc, TransitionRejected):
         state = exc.state
         current = f" (current state: {state.name})" if state is not None else ""

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from sdk.cli import _stack
-from sdk.cli._output import fail, say
+from sdk.cli._output import fail, say, usage_error, warn
 from sdk.cli.dev import check_prefix, connect_stores, start_gateway
 
 app = typer.Typer(help="The Stratoflow HTTP API, served locally.", no_args_is_help=True)
@@ -33,6 +33,18 @@ def check_tables(stores: object, endpoint: str) -> None:
         fail(f"cannot reach {endpoint}: {exc}")
 
 
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``: only this machine can connect."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -51,14 +63,31 @@ def serve(
     provision: Annotated[
         bool, typer.Option("--provision", help="Create missing tables and bucket first.")
     ] = False,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Serve a non-loopback --host without a token (anyone who can connect "
+            "may run flows and read results).",
+        ),
+    ] = False,
 ) -> None:
     """Serve the API (handlers/api.py) over HTTP against AWS_ENDPOINT_URL / STRATOFLOW_PREFIX.
 
-    Provisions nothing unless --provision. Ctrl-C or SIGTERM stops it.
+    Provisions nothing unless --provision. On an address other than loopback a
+    token is required (or --insecure). Ctrl-C or SIGTERM stops it.
     """
     from handlers.deps import set_stores
 
     check_prefix(prefix)
+    if not token and not insecure and not is_loopback(host):
+        usage_error(
+            f"--host {host} accepts connections from other machines: set a token "
+            "(--token or STRATOFLOW_API_TOKEN) so that only its holders can use the API, "
+            "or pass --insecure to serve it without one"
+        )
+    if not token and not is_loopback(host):
+        warn(f"serving the API on {host} without a token (--insecure): anyone can use it")
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or "AWS (boto3 default endpoint)"
     with _stack.stop_on_signals() as stopping, _stack.ServiceGroup() as group:
         try:

@@ -53,16 +53,20 @@ def create(
     json_output: Json = False,
     api_url: ApiUrl = None,
 ) -> None:
-    """Limit how many task runs tagged TAG run at once."""
+    """Limit how many task runs tagged TAG run at once (resizes an existing one, as Prefect)."""
     from runtime.models import ConcurrencyLimitCreate
+    from sdk.client import upsert_limit
 
-    created = connect(api_url).create_concurrency_limit(
-        ConcurrencyLimitCreate(name=limit_name(tag), limit=limit)
+    client = connect(api_url)
+    created = upsert_limit(
+        client.create_concurrency_limit,
+        client.update_concurrency_limit,
+        ConcurrencyLimitCreate(name=limit_name(tag), limit=limit),
     )
     if json_output:
         print_json(created)
         return
-    say(f"Created concurrency limit {created.limit} for tag {tag!r} ({created.name}).")
+    say(f"Set concurrency limit {created.limit} for tag {tag!r} ({created.name}).")
 
 
 @app.command("ls")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from sdk.cli._client import ApiUrl, Json, api_command, connect, paginate
-from sdk.cli._output import fail, print_fields, print_json, print_table, say, usage_error
+from sdk.cli._output import fail, print_fields, print_json, print_table, say, usage_error, warn
 from sdk.cli.flow_run import run_fields, state_label
 
 if TYPE_CHECKING:
@@ -67,12 +68,66 @@ def deployment_fields(deployment: Deployment) -> list[tuple[str, Any]]:
     ]
 
 
+#: A ``--param`` value starting with one of these is JSON, and must parse as JSON.
+JSON_STARTS = ("[", "{", '"')
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a finite number")
+
+
+def _check_finite(value: Any) -> None:
+    """Raise ValueError for a float that is not finite (``1e999`` parses as infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number")
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_finite(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_finite(item)
+
+
+def load_json(text: str) -> Any:
+    """Strict JSON: no NaN/Infinity, no overflowing numbers, bounded nesting (ValueError)."""
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    _check_finite(value)
+    return value
+
+
+def parse_value(key: str, raw: str) -> Any:
+    """One ``--param`` value.
+
+    A value starting with ``[``, ``{`` or ``"`` is JSON and must parse (else a usage
+    error naming the parameter); any other value is JSON when it parses (``5``,
+    ``true``, ``null``, ``1.5``), else the string itself (``hello``).
+    """
+    text = raw.strip()
+    if text.startswith(JSON_STARTS):
+        try:
+            return load_json(text)
+        except ValueError as exc:
+            usage_error(
+                f"--param {key}: a value starting with {text[0]} must be valid JSON ({exc}); "
+                f"quote a plain string for the shell: --param '{key}=\"...\"'"
+            )
+    try:
+        return load_json(text)
+    except ValueError as exc:
+        if "finite" in str(exc):
+            usage_error(f"--param {key}: {exc} (give a finite number or a quoted JSON string)")
+        return raw
+
+
 def parse_params(pairs: list[str], params_json: str | None) -> dict[str, Any]:
-    """``--params '{...}'`` then every ``--param k=v`` over it (v is JSON, else a string)."""
+    """``--params '{...}'`` then every ``--param k=v`` over it (see :func:`parse_value`)."""
     params: dict[str, Any] = {}
     if params_json is not None:
         try:
-            loaded = json.loads(params_json)
+            loaded = load_json(params_json)
         except ValueError as exc:
             usage_error(f"--params is not valid JSON: {exc}")
         if not isinstance(loaded, dict):
@@ -82,11 +137,51 @@ def parse_params(pairs: list[str], params_json: str | None) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             usage_error(f"--param expects KEY=VALUE, got {pair!r}")
-        try:
-            params[key] = json.loads(raw)
-        except ValueError:
-            params[key] = raw
+        params[key] = parse_value(key, raw)
     return params
+
+
+#: A worker that polled its pool within this many seconds counts as present.
+WORKER_SEEN_SECONDS = 60.0
+
+
+def worker_warning(client: StratoflowClient, deployment: Deployment) -> str | None:
+    """Why nothing may pick up a run of ``deployment`` right now (None when a worker polls).
+
+    A worker is present when its pool records a poll within the last
+    :data:`WORKER_SEEN_SECONDS` (``last_polled``, once workers record it); a pool that
+    records none has never been polled by a worker.
+    """
+    from datetime import UTC, datetime
+
+    from sdk.api_errors import NotFound
+
+    pool_name = deployment.work_pool_name
+    if not pool_name:
+        return (
+            f"deployment {deployment.flow_name}/{deployment.name} has no work pool: "
+            "no worker will pick its runs up"
+        )
+    try:
+        pool = client.read_work_pool(pool_name)
+    except NotFound:
+        return f"work pool {pool_name!r} does not exist: no worker can pick this run up"
+    if pool.paused:
+        return f"work pool {pool_name!r} is paused: its workers take no new runs"
+    last_polled = getattr(pool, "last_polled", None)
+    if not isinstance(last_polled, datetime):
+        return (
+            f"no worker has been seen polling work pool {pool_name!r}: the run stays "
+            "Scheduled until a worker of the pool picks it up"
+        )
+    age = (datetime.now(UTC) - last_polled).total_seconds()
+    if age > WORKER_SEEN_SECONDS:
+        return (
+            f"no worker has polled work pool {pool_name!r} in the last "
+            f"{WORKER_SEEN_SECONDS:g} s (last poll {age:.0f} s ago): the run stays "
+            "Scheduled until one does"
+        )
+    return None
 
 
 @app.command("ls")
@@ -147,7 +242,10 @@ def run(
             "--param",
             "-p",
             metavar="KEY=VALUE",
-            help='A parameter; VALUE is JSON (5, true, [1,2], "x") or else a string. Repeatable.',
+            help=(
+                'A parameter; VALUE is JSON (5, true, [1,2], "x") or else a string; '
+                'a VALUE starting with [ { or " must be valid JSON. Repeatable.'
+            ),
         ),
     ] = None,
     params: Annotated[
@@ -170,6 +268,9 @@ def run(
     client = connect(api_url)
     deployment = read_deployment(client, ref)
     flow_run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+    problem = worker_warning(client, deployment)
+    if problem is not None:
+        warn(problem + (" (watching anyway; Ctrl-C stops watching)" if watch else ""))
     if not json_output:
         say(
             f"Created flow run {flow_run.name!r} ({flow_run.id}) of "

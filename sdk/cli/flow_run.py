@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from sdk.cli._client import ApiUrl, Json, api_command, connect, paginate
-from sdk.cli._output import fail, print_fields, print_json, print_table, say, usage_error
+from sdk.cli._output import echo, fail, print_fields, print_json, print_table, say, usage_error
 
 if TYPE_CHECKING:
-    from runtime.models import FlowRun, OrchestrationResult
+    from runtime.models import FlowRun, LogRecord, OrchestrationResult
     from runtime.states import State
 
 app = typer.Typer(help="Flow runs: list, inspect, logs, cancel, set state.", no_args_is_help=True)
@@ -132,11 +132,19 @@ def inspect(
     api_url: ApiUrl = None,
 ) -> None:
     """Show one flow run."""
-    run = connect(api_url).read_flow_run(flow_run_id)
+    client = connect(api_url)
+    run = client.read_flow_run(flow_run_id)
     if json_output:
         print_json(run)
         return
     print_fields(f"Flow run {run.id}", run_fields(run))
+    from sdk.cli.task_run import TASK_RUN_COLUMNS, task_run_row
+
+    task_runs = paginate(
+        lambda cursor: client.list_task_runs(flow_run_id=run.id, limit=1000, cursor=cursor)
+    )
+    task_runs.sort(key=lambda t: (t.start_time or t.created, t.created))
+    print_table("Task runs", TASK_RUN_COLUMNS, map(task_run_row, task_runs))
 
 
 def parse_level(value: str | None) -> int | None:
@@ -185,12 +193,27 @@ def logs(
     if not records:
         say(f"No logs for flow run {flow_run_id}.")
         return
+    names = task_run_names(client, flow_run_id) if any(r.task_run_id for r in records) else {}
     for record in records:
-        line = (
-            f"{log_time(record.timestamp)} | {logging.getLevelName(record.level):<8} | "
-            f"{record.name} | {record.message}"
-        )
-        typer.echo(line)
+        source = names.get(record.task_run_id, record.task_run_id) if record.task_run_id else None
+        echo(log_line(record, source))
+
+
+def task_run_names(client: Any, flow_run_id: str) -> dict[str, str]:
+    """``{task_run_id: "name (id)"}`` for every task run of a flow run."""
+    runs = paginate(
+        lambda cursor: client.list_task_runs(flow_run_id=flow_run_id, limit=1000, cursor=cursor)
+    )
+    return {run.id: run.name for run in runs}
+
+
+def log_line(record: LogRecord, task_run: str | None) -> str:
+    """``time | LEVEL | source | logger | message``; source is the task run, or ``flow run``."""
+    source = f"task run {task_run}" if task_run else "flow run"
+    return (
+        f"{log_time(record.timestamp)} | {logging.getLevelName(record.level):<8} | "
+        f"{source} | {record.name} | {record.message}"
+    )
 
 
 def log_time(when: datetime) -> str:

@@ -6,12 +6,13 @@ Time is moved with the ``now=`` parameters, never by sleeping: a lease taken at
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
 
-from runtime.errors import AlreadyExists, InvalidInput, LimitExceeded, NotFound
+from runtime.errors import AlreadyExists, Conflict, InvalidInput, LimitExceeded, NotFound
 from runtime.models import ConcurrencyLimitCreate, Lease
 from runtime.states import utcnow
 from runtime.stores import Stores
@@ -399,3 +400,68 @@ def test_a_known_rate_limited_lease_is_still_not_freed_early(stores: Stores) -> 
     assert lease is not None and lease.decays
     assert stores.concurrency.release(lease.id, known=lease) is False
     assert stores.concurrency.read_limit("rate").active_slots == 1
+
+
+# ============================================================================ client-chosen ids
+
+
+LEASE_ID = "6f1c2b9e-4a57-4d0e-9a51-0c7e3d2b8f10"
+
+
+def test_a_repeated_acquire_with_the_same_lease_id_holds_one_slot(stores: Stores) -> None:
+    """A retry after a lost response gets the first lease back, not a second slot."""
+    make(stores, "tag:db", 3)
+    first = stores.concurrency.acquire(
+        ["tag:db"], lease_seconds=10, holder="h", lease_id=LEASE_ID, now=T0
+    )
+    assert first is not None and first.id == LEASE_ID
+    again = stores.concurrency.acquire(
+        ["tag:db"], lease_seconds=10, holder="h", lease_id=LEASE_ID, now=T0 + timedelta(seconds=1)
+    )
+    assert again == first
+    assert active(stores, "tag:db") == 1
+    assert stores.concurrency.release(LEASE_ID) is True
+    assert active(stores, "tag:db") == 0
+
+
+def test_a_repeat_on_a_limit_its_own_lease_filled_returns_that_lease(stores: Stores) -> None:
+    make(stores, "tag:one", 1)
+    first = stores.concurrency.acquire(["tag:one"], lease_id=LEASE_ID, now=T0)
+    assert first is not None
+    assert stores.concurrency.acquire(["tag:one"], now=T0) is None  # full for anyone else
+    assert stores.concurrency.acquire(["tag:one"], lease_id=LEASE_ID, now=T0) == first
+    stores.concurrency.update_limit("tag:one", 0)  # can never fit now, but it is held already
+    assert stores.concurrency.acquire(["tag:one"], lease_id=LEASE_ID, now=T0) == first
+    assert active(stores, "tag:one") == 1
+
+
+def test_a_lease_id_reused_for_another_request_is_a_conflict(stores: Stores) -> None:
+    make(stores, "tag:a", 3)
+    make(stores, "tag:b", 3)
+    first = stores.concurrency.acquire(["tag:a"], lease_id=LEASE_ID, now=T0)
+    assert first is not None
+    for names, slots in ((["tag:b"], 1), (["tag:a"], 2), (["tag:a", "tag:b"], 1)):
+        with pytest.raises(Conflict, match=LEASE_ID):
+            stores.concurrency.acquire(names, slots, lease_id=LEASE_ID, now=T0)
+    assert (active(stores, "tag:a"), active(stores, "tag:b")) == (1, 0)
+    assert stores.concurrency.read_lease(LEASE_ID) == first
+
+
+def test_racing_repeats_of_one_lease_id_hold_one_slot(stores: Stores) -> None:
+    """16 threads send the same acquire at once: one slot is taken, all get that lease."""
+    make(stores, "tag:race", 5)
+    barrier = threading.Barrier(16)
+    got: list[Lease | None] = []
+
+    def attempt() -> None:
+        barrier.wait()
+        got.append(stores.concurrency.acquire(["tag:race"], lease_id=LEASE_ID))
+
+    threads = [threading.Thread(target=attempt) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 16 and all(lease is not None and lease.id == LEASE_ID for lease in got)
+    assert len({lease.expires_at for lease in got if lease}) == 1
+    assert active(stores, "tag:race") == 1

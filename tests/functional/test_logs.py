@@ -96,7 +96,7 @@ class TestWriteRead:
         store.write(list(reversed(records[:15])))
         got = store.read(fr).items
         assert [r.message for r in got] == [f"line {i}" for i in range(30)]
-        assert got[0] == records[0]
+        assert got[0] == records[0].model_copy(update={"id": got[0].id})
         assert store.read(fr).next_cursor is None
 
     def test_fields_round_trip_and_ttl_is_set(self, store: LogStore, db: Dynamo) -> None:
@@ -107,8 +107,8 @@ class TestWriteRead:
         before = datetime.now(UTC)
         store.write([record])
         (got,) = store.read(fr).items
-        assert got == record
         (item,) = raw_items(db, store, fr)
+        assert got == record.model_copy(update={"id": item["seq"].rsplit("#", 1)[1]})
         assert set(item) == {
             "flow_run_id",
             "seq",
@@ -130,6 +130,42 @@ class TestWriteRead:
         store.write([line(fr, i, timestamp=T0) for i in range(60, 70)])
         got = store.read(fr).items
         assert [r.message for r in got] == [f"line {i}" for i in range(70)]
+
+    def test_a_repeated_write_with_client_ids_stores_each_line_once(self, store: LogStore) -> None:
+        fr = run_id()
+        records = [line(fr, i, id=f"client-{i}") for i in range(30)]
+        store.write(records)
+        store.write(records)  # a retry after a lost response
+        store.write(records[5:7])
+        got = read_all(store, fr)
+        assert [r.message for r in got] == [f"line {i}" for i in range(30)]
+        assert got == records  # the ids come back as sent
+
+    def test_a_line_without_an_id_is_read_back_with_the_id_it_got(self, store: LogStore) -> None:
+        fr = run_id()
+        store.write([line(fr, 1)])
+        (got,) = store.read(fr).items
+        assert got.id is not None
+        store.write([got])  # writing what was read back overwrites that same line
+        assert store.read(fr).items == [got]
+
+    def test_duplicate_ids_in_one_batch_are_refused_before_anything_is_written(
+        self, store: LogStore
+    ) -> None:
+        fr = run_id()
+        batch = [line(fr, 0, id="a"), line(fr, 1, id="b"), line(fr, 2, id="a", timestamp=T0)]
+        with pytest.raises(InvalidInput) as info:
+            store.write(batch)
+        assert info.value.details["field"] == "records[2].id"
+        assert "'a'" in str(info.value) and "records[0]" in str(info.value)
+        assert store.read(fr).items == []
+        store.write([line(fr, 0, id="a"), line(fr, 1, id="a")])  # other timestamps: two lines
+        assert [r.id for r in store.read(fr).items] == ["a", "a"]
+
+    @pytest.mark.parametrize("bad", ["", "a#b", "x" * 65, "naïve", "a b"])
+    def test_a_malformed_id_is_refused_by_the_model(self, bad: str) -> None:
+        with pytest.raises(ValueError, match="id"):
+            LogRecord(flow_run_id=run_id(), message="x", id=bad)
 
     def test_runs_do_not_see_each_others_lines(self, store: LogStore) -> None:
         a, b = run_id(), run_id()
@@ -374,6 +410,35 @@ class TestShipper:
             shipper.close()
         assert calls["n"] == 3
         assert len(store.read(fr).items) == 10  # the retries wrote no duplicates
+        assert stream.getvalue() == ""
+
+    def test_a_sink_retried_after_a_lost_response_stores_each_line_once(
+        self, store: LogStore
+    ) -> None:
+        """A sink (e.g. ``POST /logs``) that stored the batch but lost its answer is retried."""
+
+        class LostResponse:
+            def __init__(self) -> None:
+                self.calls = 0
+
+            def write(self, records: list[LogRecord]) -> None:
+                self.calls += 1
+                store.write(records)
+                if self.calls == 1:
+                    raise ConnectionResetError("the response was lost")
+
+        sink = LostResponse()
+        stream = io.StringIO()
+        shipper = LogShipper(sink, interval=3600, backoff=0.01, stream=stream)
+        fr = run_id()
+        try:
+            for i in range(10):
+                shipper.emit(line(fr, i, timestamp=T0))
+            assert shipper.flush(timeout=30) is True
+        finally:
+            shipper.close()
+        assert sink.calls == 2
+        assert [r.message for r in read_all(store, fr)] == [f"line {i}" for i in range(10)]
         assert stream.getvalue() == ""
 
     def test_a_write_that_keeps_failing_is_reported_not_raised(self, store: LogStore) -> None:

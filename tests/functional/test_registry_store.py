@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runtime.errors import AlreadyExists, InvalidInput, NotFound
+from runtime.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from runtime.models import (
     DeploymentCreate,
     DeploymentFlowRunCreate,
@@ -284,9 +284,13 @@ def test_flow_run_from_deployment_idempotency(stores: Stores) -> None:
         d, DeploymentFlowRunCreate(idempotency_key="k"), stores.runs
     )
     again = stores.registry.create_flow_run_from_deployment(
-        d, DeploymentFlowRunCreate(idempotency_key="k", parameters={"p": 1}), stores.runs
+        d, DeploymentFlowRunCreate(idempotency_key="k"), stores.runs
     )
     assert again == first
+    with pytest.raises(Conflict, match=first.id):  # the same key, another request
+        stores.registry.create_flow_run_from_deployment(
+            d, DeploymentFlowRunCreate(idempotency_key="k", parameters={"p": 1}), stores.runs
+        )
     by_arg = stores.registry.create_flow_run_from_deployment(
         d, DeploymentFlowRunCreate(), stores.runs, idempotency_key="k"
     )

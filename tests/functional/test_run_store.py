@@ -184,11 +184,11 @@ def test_create_in_running_state_counts_the_run(stores: Stores) -> None:
 def test_flow_run_idempotency_key_returns_the_first_run(stores: Stores) -> None:
     first = flow(stores, idempotency_key="deploy-1@2026-03-01T12:00", parameters={"n": 1})
     before = raw(stores, first.id)
-    again = flow(stores, idempotency_key="deploy-1@2026-03-01T12:00", parameters={"n": 2})
+    again = flow(stores, idempotency_key="deploy-1@2026-03-01T12:00", parameters={"n": 1})
 
     assert again == first
     assert again.parameters == {"n": 1}
-    assert first.id == run_id_for_key("flow_run", "deploy-1@2026-03-01T12:00")
+    assert first.id == run_id_for_key("flow_run", "flow:etl", "deploy-1@2026-03-01T12:00")
     assert ids(all_flow_runs(stores)) == [first.id], "a repeat must create nothing more"
     assert_unchanged(stores, first.id, before)
 
@@ -197,10 +197,12 @@ def test_task_run_idempotency_key_returns_the_first_run(stores: Stores) -> None:
     parent = flow(stores)
     key = f"{parent.id}:extract:0"
     first = task(stores, flow_run_id=parent.id, idempotency_key=key)
-    again = task(stores, flow_run_id=parent.id, idempotency_key=key, tags=["other"])
+    again = task(stores, flow_run_id=parent.id, idempotency_key=key)
+    with pytest.raises(Conflict):
+        task(stores, flow_run_id=parent.id, idempotency_key=key, tags=["other"])
 
     assert again == first and again.tags == []
-    assert first.id == run_id_for_key("task_run", key)
+    assert first.id == run_id_for_key("task_run", f"flow_run:{parent.id}/task:extract", key)
     assert ids(all_task_runs(stores)) == [first.id]
     assert ids(all_task_runs(stores, TaskRunFilter(flow_run_id=parent.id))) == [first.id]
 
@@ -223,12 +225,12 @@ def test_idempotency_key_with_a_different_id_is_refused(stores: Stores) -> None:
     assert all_flow_runs(stores) == [] and all_task_runs(stores) == []
 
     # The id the key derives to is not a conflict.
-    derived = run_id_for_key("flow_run", "k")
+    derived = run_id_for_key("flow_run", "flow:etl", "k")
     assert flow(stores, id=derived, idempotency_key="k").id == derived
 
 
 def test_idempotency_key_owned_by_the_other_kind_is_a_conflict(stores: Stores) -> None:
-    squatter = task(stores, id=run_id_for_key("flow_run", "k"))
+    squatter = task(stores, id=run_id_for_key("flow_run", "flow:etl", "k"))
     before = raw(stores, squatter.id)
     with pytest.raises(Conflict):
         flow(stores, idempotency_key="k")

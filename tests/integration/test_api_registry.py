@@ -358,14 +358,33 @@ def test_create_flow_run_is_idempotent(api: str, stores: Stores) -> None:
     path = f"/deployments/{dep['id']}/create_flow_run"
     status, first = call(api, "POST", path, {"idempotency_key": "k-1", "parameters": {"a": 1}})
     assert status == 201
-    status, again = call(api, "POST", path, {"idempotency_key": "k-1", "parameters": {"a": 2}})
+    status, again = call(api, "POST", path, {"idempotency_key": "k-1", "parameters": {"a": 1}})
     assert status == 200 and again == first
+    status, other = call(api, "POST", path, {"idempotency_key": "k-1", "parameters": {"a": 2}})
+    assert status == 409 and first["id"] in other["error"]["message"]
     status, by_header = call(api, "POST", path, {}, headers={"Idempotency-Key": "k-2"})
     assert status == 201
     status, repeat = call(api, "POST", path, {}, headers={"Idempotency-Key": "k-2"})
     assert status == 200 and repeat["id"] == by_header["id"]
     runs = stores.runs.list_flow_runs(FlowRunFilter(deployment_id=dep["id"]))
     assert len(runs.items) == 2
+
+
+def test_two_deployments_with_the_same_key_each_get_their_own_run(api: str, stores: Stores) -> None:
+    _, one = call(api, "POST", "/deployments", deployment() | {"name": "one"})
+    _, two = call(api, "POST", "/deployments", deployment() | {"name": "two"})
+    headers = {"Idempotency-Key": "nightly-2026-03-01"}
+    runs = []
+    for dep in (one, two):
+        path = f"/deployments/{dep['id']}/create_flow_run"
+        status, run = call(api, "POST", path, {}, headers=headers)
+        assert status == 201, run
+        runs.append(run)
+    assert runs[0]["id"] != runs[1]["id"]
+    assert [r["deployment_id"] for r in runs] == [one["id"], two["id"]]
+    for dep in (one, two):
+        listed = stores.runs.list_flow_runs(FlowRunFilter(deployment_id=dep["id"]))
+        assert len(listed.items) == 1
 
 
 def test_create_flow_run_bad_input(api: str) -> None:

@@ -20,6 +20,7 @@ from runtime.stores import Stores
 
 ERROR_TYPES = {
     400: "bad_request",
+    413: "item_too_large",
     404: "not_found",
     409: "transition_rejected",
     422: "validation_error",
@@ -197,14 +198,34 @@ class TestIdempotentCreate:
         first = call(api, "POST", "/flow_runs", {"flow_name": flow_name}, headers=headers)
         assert first.status == 201
         assert first.body["idempotency_key"] == headers["Idempotency-Key"]
-        second = call(
-            api, "POST", "/flow_runs", {"flow_name": flow_name, "tags": ["x"]}, headers=headers
-        )
+        second = call(api, "POST", "/flow_runs", {"flow_name": flow_name}, headers=headers)
         assert second.status == 200
         assert second.body == first.body
         listed = call(api, "GET", "/flow_runs", query=[("flow_name", flow_name)])
         assert [r["id"] for r in listed.body["items"]] == [first.body["id"]]
         assert len(stores.runs.list_flow_runs().items) == 1
+
+    def test_the_same_key_with_another_body_is_409_naming_the_run(
+        self, api: str, stores: Stores, flow_name: str
+    ) -> None:
+        headers = {"Idempotency-Key": f"key-{flow_name}"}
+        first = call(api, "POST", "/flow_runs", {"flow_name": flow_name}, headers=headers)
+        assert first.status == 201
+        other = {"flow_name": flow_name, "tags": ["x"]}
+        err = call(api, "POST", "/flow_runs", other, headers=headers).error(409, "conflict")
+        assert first.body["id"] in err["message"]
+        assert err["details"]["id"] == first.body["id"]
+        assert len(stores.runs.list_flow_runs().items) == 1
+
+    def test_the_same_key_in_two_flows_makes_two_runs(
+        self, api: str, stores: Stores, flow_name: str
+    ) -> None:
+        headers = {"Idempotency-Key": "shared-key"}
+        a = call(api, "POST", "/flow_runs", {"flow_name": f"{flow_name}-a"}, headers=headers)
+        b = call(api, "POST", "/flow_runs", {"flow_name": f"{flow_name}-b"}, headers=headers)
+        assert (a.status, b.status) == (201, 201)
+        assert a.body["id"] != b.body["id"]
+        assert len(stores.runs.list_flow_runs().items) == 2
 
     def test_same_key_in_body_and_header(self, api: str, flow_name: str) -> None:
         body = {"flow_name": flow_name, "idempotency_key": "k1"}
@@ -396,7 +417,7 @@ class TestSetFlowRunState:
         err = set_flow_state(api, "zzz", state("RUNNING", "Running")).error(422)
         assert "path.id" in err["message"]
         call(api, "POST", f"/flow_runs/{run['id']}/set_state", raw=b"{not json").error(422)
-        huge = state("FAILED", "Failed") | {"message": "x" * 100_000}
+        huge = state("FAILED", "Failed") | {"details": {"extra": {"x": "x" * 200_000}}}
         err = set_flow_state(api, run["id"], huge).error(422)
         assert "body.state" in err["message"]
         assert call(api, "GET", f"/flow_runs/{run['id']}").body["state_version"] == 0
@@ -502,6 +523,10 @@ class TestTaskRuns:
         assert (first.status, second.status) == (201, 200)
         assert first.body["id"] == second.body["id"]
         assert len(stores.runs.list_task_runs().items) == 1
+        other = call(api, "POST", "/task_runs", {"task_key": "t", "tags": ["x"]}, headers=headers)
+        assert first.body["id"] in other.error(409, "conflict")["message"]
+        own = call(api, "POST", "/task_runs", {"task_key": "u"}, headers=headers)
+        assert own.status == 201 and own.body["id"] != first.body["id"]
         err = call(
             api,
             "POST",
@@ -575,7 +600,7 @@ def snapshot(flow_run_id: str, key: str, final: str = "COMPLETED") -> dict[str, 
 
 class TestTaskRunRecords:
     def test_a_record_cannot_overwrite_a_flow_run(self, api: str, flow_name: str) -> None:
-        flow_run = new_flow_run(api, flow_name)
+        flow_run = running_flow_run(api, flow_name)
         good = snapshot(flow_run["id"], "ok")
         hostile = snapshot(flow_run["id"], "evil")
         hostile["run"]["id"] = flow_run["id"]
@@ -586,7 +611,7 @@ class TestTaskRunRecords:
         assert call(api, "GET", f"/task_runs/{good['run']['id']}").status == 404  # all or none
 
     def test_batch_then_read(self, api: str, flow_name: str) -> None:
-        flow_run = new_flow_run(api, flow_name)
+        flow_run = running_flow_run(api, flow_name)
         records = [snapshot(flow_run["id"], f"t{i}") for i in range(30)]
         reply = call(api, "POST", "/task_runs/records", {"records": records})
         assert reply.status == 202
@@ -608,8 +633,63 @@ class TestTaskRunRecords:
         # a newer snapshot of the same run overwrites it
         newer = snapshot(flow_run["id"], "t0", final="FAILED")
         newer["run"]["id"] = first["id"]
+        newer["run"]["state_version"] = 3
         assert call(api, "POST", "/task_runs/records", {"records": [newer]}).status == 202
         assert call(api, "GET", f"/task_runs/{first['id']}").body["state"]["type"] == "FAILED"
+
+    def test_a_replayed_older_snapshot_is_409_and_changes_nothing(
+        self, api: str, flow_name: str
+    ) -> None:
+        flow_run = running_flow_run(api, flow_name)
+        done = snapshot(flow_run["id"], "t")
+        assert call(api, "POST", "/task_runs/records", {"records": [done]}).status == 202
+        stale = snapshot(flow_run["id"], "t", final="RUNNING")
+        stale["run"]["id"] = done["run"]["id"]
+        stale["run"]["state_version"] = 1
+        err = call(api, "POST", "/task_runs/records", {"records": [stale]}).error(409, "conflict")
+        assert done["run"]["id"] in err["message"] and "state_version" in err["message"]
+        got = call(api, "GET", f"/task_runs/{done['run']['id']}").body
+        assert got["state"]["type"] == "COMPLETED"
+        # the same request again (its response was lost) is accepted and changes nothing
+        assert call(api, "POST", "/task_runs/records", {"records": [done]}).status == 202
+
+    def test_a_record_cannot_move_a_task_run_to_another_flow_run(
+        self, api: str, flow_name: str
+    ) -> None:
+        mine, other = running_flow_run(api, flow_name), running_flow_run(api, flow_name)
+        record = snapshot(mine["id"], "t", final="RUNNING")
+        record["run"]["state_version"] = 1
+        assert call(api, "POST", "/task_runs/records", {"records": [record]}).status == 202
+        moved = snapshot(other["id"], "t")
+        moved["run"]["id"] = record["run"]["id"]
+        moved["run"]["state_version"] = 5
+        err = call(api, "POST", "/task_runs/records", {"records": [moved]}).error(409, "conflict")
+        assert mine["id"] in err["message"]
+        got = call(api, "GET", f"/task_runs/{record['run']['id']}").body
+        assert got["flow_run_id"] == mine["id"] and got["state"]["type"] == "RUNNING"
+
+    def test_a_finished_flow_run_takes_no_more_task_runs(
+        self, api: str, stores: Stores, flow_name: str
+    ) -> None:
+        flow_run = running_flow_run(api, flow_name)
+        assert set_flow_state(api, flow_run["id"], state("COMPLETED", "Completed")).status == 200
+        late = snapshot(flow_run["id"], "t")
+        err = call(api, "POST", "/task_runs/records", {"records": [late]}).error(409, "conflict")
+        assert flow_run["id"] in err["message"] and "Completed" in err["message"]
+        assert "belong to flow runs" not in err["message"]
+        assert stores.runs.list_task_runs().items == []
+
+    def test_a_long_history_is_fitted_not_refused(self, api: str, flow_name: str) -> None:
+        flow_run = running_flow_run(api, flow_name)
+        record = snapshot(flow_run["id"], "t", final="FAILED")
+        retries = [
+            state("SCHEDULED", "AwaitingRetry") | {"message": "x" * 16_000} for _ in range(30)
+        ]
+        record["history"] = record["history"][:2] + retries + record["history"][2:]
+        record["run"]["state_version"] = len(record["history"]) - 1
+        assert call(api, "POST", "/task_runs/records", {"records": [record]}).status == 202
+        states = call(api, "GET", f"/task_runs/{record['run']['id']}/states").body
+        assert states[0]["type"] == "PENDING" and states[-1]["type"] == "FAILED"
 
     def test_bad_batches_write_nothing(self, api: str, stores: Stores, flow_name: str) -> None:
         flow_run = new_flow_run(api, flow_name)
@@ -635,6 +715,35 @@ class TestTaskRunRecords:
             err = call(api, "POST", "/task_runs/records", body).error(422)
             assert field in err["message"], (field, err)
         assert stores.runs.list_task_runs().items == []
+
+
+class TestItemBudgets:
+    def test_a_60kb_failure_message_per_retry_is_never_a_500(
+        self, api: str, flow_name: str
+    ) -> None:
+        flow_run = running_flow_run(api, flow_name)
+        task = call(api, "POST", "/task_runs", {"task_key": "t", "flow_run_id": flow_run["id"]})
+        path = f"/task_runs/{task.body['id']}/set_state"
+        message = "boom " * 12_000
+        for _ in range(8):
+            assert call(api, "POST", path, {"state": state("RUNNING", "Running")}).status == 200
+            retry = state("SCHEDULED", "AwaitingRetry") | {"message": message}
+            assert call(api, "POST", path, {"state": retry}).status == 200
+        call(api, "POST", path, {"state": state("RUNNING", "Running")})
+        failed = state("FAILED", "Failed") | {"message": message}
+        reply = call(api, "POST", path, {"state": failed})
+        assert reply.status == 200, reply.body
+        got = call(api, "GET", f"/task_runs/{task.body['id']}").body
+        assert got["state"]["type"] == "FAILED" and "[truncated" in got["state"]["message"]
+
+    def test_a_state_the_item_cannot_hold_is_413_and_changes_nothing(
+        self, api: str, flow_name: str
+    ) -> None:
+        run = new_flow_run(api, flow_name, parameters={"blob": "p" * 190_000})
+        big = state("RUNNING", "Running") | {"details": {"extra": {"blob": "s" * 120_000}}}
+        err = set_flow_state(api, run["id"], big).error(413, "item_too_large")
+        assert run["id"] in err["message"] and "400 KB" in err["message"]
+        assert call(api, "GET", f"/flow_runs/{run['id']}").body["state"]["type"] == "PENDING"
 
 
 # ----------------------------------------------------------------------------- logs

@@ -35,7 +35,7 @@ from runtime.models import (
     FlowRunCreate,
     LogRecord,
 )
-from runtime.states import Running, Scheduled
+from runtime.states import Completed, Running, Scheduled
 from sdk.api_client import StratoflowClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -238,7 +238,9 @@ def test_without_an_api_url_is_a_usage_error() -> None:
 
 def test_unreachable_api_is_an_error_not_a_traceback() -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    run_cli("work-pool", "ls", "--api-url", dead, api_url=None).failed(1, "cannot reach the API")
+    result = run_cli("work-pool", "ls", "--api-url", dead, api_url=None)
+    result.failed(1, "cannot reach the Stratoflow API", dead, "stratoflow dev")
+    assert len(result.err.strip().splitlines()) == 1, result.err
 
 
 def test_unknown_option_is_a_usage_error(cli: Any) -> None:
@@ -493,7 +495,8 @@ def test_concurrency_limit_lifecycle(cli: Any, client: StratoflowClient) -> None
     assert created["name"] == f"tag:{tag}"
     assert created["limit"] == 3
     assert client.read_concurrency_limit(f"tag:{tag}").limit == 3
-    cli("concurrency-limit", "create", tag, "5").failed(1, "exists")
+    # an existing tag's limit is resized, as `prefect concurrency-limit create` does
+    assert cli("concurrency-limit", "create", tag, "3", "--json").json()["limit"] == 3
 
     client.create_concurrency_limit(ConcurrencyLimitCreate(name=f"global-{tag}", limit=1))
     tags = cli("concurrency-limit", "ls", "--json").json()
@@ -533,11 +536,14 @@ def test_dev_starts_the_stack_and_stops_cleanly_on_sigint(prefix: str) -> None:
         assert exports["STRATOFLOW_API_URL"] == api_url
         assert exports["STRATOFLOW_PREFIX"] == prefix
         assert exports["AWS_DEFAULT_REGION"]
-        assert exports["AWS_ACCESS_KEY_ID"] and exports["AWS_SECRET_ACCESS_KEY"]
         if external is None:
             assert exports["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{moto_port}"
+            # moto's fake credentials are no secret: printed so other shells can copy them
+            assert exports["AWS_ACCESS_KEY_ID"] == exports["AWS_SECRET_ACCESS_KEY"] == "testing"
         else:
             assert exports["AWS_ENDPOINT_URL"] == external
+            # credentials from this shell are named, never printed
+            assert "AWS_SECRET_ACCESS_KEY" not in exports
 
         assert get_json(f"{api_url}/health")["status"] == "ok"
 
@@ -576,7 +582,10 @@ def test_dev_port_in_use_is_a_clear_error(prefix: str) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        server = Server(["dev", "--port", str(port), "--prefix", prefix], base_env())
+        server = Server(
+            ["dev", "--port", str(port), "--moto-port", str(free_port()), "--prefix", prefix],
+            base_env(),
+        )
         try:
             code = server.finish(timeout=STARTUP_TIMEOUT)
         finally:
@@ -623,3 +632,478 @@ def test_api_serve_refuses_an_unprovisioned_installation(aws_backend: Any) -> No
     assert code == 1
     assert "--provision" in server.stderr
     assert "Traceback" not in server.stderr
+
+
+# ----------------------------------------------------------------------------- issue 7
+
+
+def read_until(server: Server, prefix: str) -> list[str]:
+    """Every stdout line up to and including the first starting with ``prefix``."""
+    start = len(server.seen)
+    server.wait_line(prefix)
+    return server.seen[start:]
+
+
+def test_dev_never_prints_secrets_from_the_environment(aws_backend: Any, prefix: str) -> None:
+    """Item 2: credentials and the API token in this shell are named, not printed."""
+    secret = f"secret-{uuid.uuid4().hex}"
+    token = f"token-{uuid.uuid4().hex}"
+    assert aws_backend.endpoint_url  # dev reuses the given endpoint, as with LocalStack
+    env = base_env(
+        AWS_ENDPOINT_URL=aws_backend.endpoint_url,
+        AWS_ACCESS_KEY_ID="AKIAEXAMPLEKEYID",
+        AWS_SECRET_ACCESS_KEY=secret,
+        STRATOFLOW_API_TOKEN=token,
+    )
+    api_port = free_port()
+    server = Server(["dev", "--port", str(api_port), "--prefix", prefix], env)
+    try:
+        lines = read_until(server, "Press Ctrl-C")
+        exports = parse_exports(next(line for line in lines if line.startswith("export ")))
+        assert exports["AWS_ENDPOINT_URL"] == aws_backend.endpoint_url
+        assert exports["STRATOFLOW_API_URL"] == f"http://127.0.0.1:{api_port}"
+        assert not {"AWS_SECRET_ACCESS_KEY", "STRATOFLOW_API_TOKEN"} & exports.keys()
+        text = "\n".join(lines)
+        assert "AWS_SECRET_ACCESS_KEY" in text and "STRATOFLOW_API_TOKEN" in text
+
+        # the stack works for a shell that has the same credentials and token
+        shell = {**env, **exports}
+        listed = subprocess.run(
+            [sys.executable, "-m", "sdk.cli", "work-pool", "ls", "--json"],
+            env=shell,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+            check=False,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert server.stop(signal.SIGTERM) == 0, server.stderr
+    finally:
+        server.kill()
+    everything = "\n".join(server.seen) + server.stderr
+    assert secret not in everything
+    assert token not in everything
+
+
+def test_dev_with_its_own_moto_never_prints_the_token(prefix: str) -> None:
+    token = f"token-{uuid.uuid4().hex}"
+    env = base_env(STRATOFLOW_API_TOKEN=token)
+    env.pop("AWS_ENDPOINT_URL", None)
+    args = ["dev", "--port", str(free_port()), "--moto-port", str(free_port()), "--prefix", prefix]
+    server = Server(args, env)
+    try:
+        lines = read_until(server, "Press Ctrl-C")
+        assert server.stop(signal.SIGTERM) == 0, server.stderr
+    finally:
+        server.kill()
+    assert token not in "\n".join(server.seen) + server.stderr
+    assert any("STRATOFLOW_API_TOKEN" in line for line in lines)
+
+
+def test_cli_output_escapes_control_characters_and_markup(
+    cli: Any, client: StratoflowClient
+) -> None:
+    """Item 3: stored text reaches the terminal escaped, never interpreted."""
+    markup = "[bold red]boom[/bold red]"
+    run = client.create_flow_run(FlowRunCreate(flow_name="escape-me", name=markup))
+    nasty = "title\x1b]0;pwned\x07 \x1b[31mred\x1b[0m \u202eevil\x00end\rover"
+    client.write_logs([LogRecord(flow_run_id=run.id, level=20, message=nasty)])
+
+    for args in (
+        ("flow-run", "inspect", run.id),
+        ("flow-run", "ls", "--flow-name", "escape-me"),
+        ("flow-run", "logs", run.id),
+        ("flow-run", "logs", run.id, "--json"),
+    ):
+        out = cli(*args).ok().out
+        for raw in ("\x1b", "\x07", "\x00", "\u202e", "\r"):
+            assert raw not in out, (args, raw, out)
+    human_logs = cli("flow-run", "logs", run.id).ok().out
+    assert "\\x1b[31mred" in human_logs and "\\u202eevil" in human_logs
+    assert "\\x00end\\x0dover" in human_logs
+    # rich markup in a stored name is shown literally, not applied
+    assert markup in cli("flow-run", "ls", "--flow-name", "escape-me").ok().out
+    assert markup in cli("flow-run", "inspect", run.id).ok().out
+
+
+def test_cli_errors_and_warnings_are_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    """Item 3: an error message that echoes stored or given text cannot drive the terminal."""
+    from sdk.cli._output import error, warn
+
+    error("flow run '\x1b[2J\u202egone' not found")
+    warn("pool \x07[bold]x[/bold]")
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\u202e" not in err and "\x07" not in err
+    assert "\\x1b[2J\\u202egone" in err and "\\x07[bold]x[/bold]" in err
+
+
+def test_api_serve_on_a_public_address_requires_a_token(aws_backend: Any) -> None:
+    """Item 4: `api serve --host 0.0.0.0` without a token refuses, before binding anything."""
+    env = base_env(STRATOFLOW_PREFIX=f"sf-{uuid.uuid4().hex[:8]}")
+    env.pop("STRATOFLOW_API_TOKEN", None)
+    server = Server(["api", "serve", "--host", "0.0.0.0", "--port", str(free_port())], env)
+    try:
+        code = server.finish(timeout=STARTUP_TIMEOUT)
+    finally:
+        server.kill()
+    assert code == 2, (server.seen, server.stderr)
+    assert "token" in server.stderr and "--insecure" in server.stderr
+    assert "Traceback" not in server.stderr
+
+    # --insecure passes the check (then stops at the unprovisioned installation, unbound)
+    server = Server(
+        ["api", "serve", "--host", "0.0.0.0", "--port", str(free_port()), "--insecure"], env
+    )
+    try:
+        code = server.finish(timeout=STARTUP_TIMEOUT)
+    finally:
+        server.kill()
+    assert code == 1
+    assert "without a token" in server.stderr and "--provision" in server.stderr
+
+
+def test_is_loopback() -> None:
+    from sdk.cli.api import is_loopback
+
+    assert all(map(is_loopback, ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "::", "10.0.0.1", "example.com"]))
+
+
+def test_deployment_run_rejects_broken_json_params(cli: Any, client: StratoflowClient) -> None:
+    """Item 14: a VALUE starting with [ { or " must be JSON; NaN/Infinity are refused."""
+    flow = f"dep-{uuid.uuid4().hex[:6]}"
+    deployment = make_deployment(client, flow, enforce_parameter_schema=False)
+    for bad in ("x=[1,", "x={", 'x="open', "x=NaN", "x=1e999999", "x=[Infinity]"):
+        cli("deployment", "run", deployment.id, "--param", bad).failed(2, "--param x")
+    cli("deployment", "run", deployment.id, "--params", '{"x": NaN}').failed(2, "--params")
+    deep = "[" * 20_000 + "]" * 20_000
+    cli("deployment", "run", deployment.id, "--param", f"x={deep}").failed(2, "--param x")
+    assert client.list_flow_runs(deployment_id=deployment.id).items == []  # nothing sent
+
+    doc = cli(
+        "deployment",
+        "run",
+        deployment.id,
+        "--param",
+        'q="[1,"',
+        "--param",
+        "s=plain text",
+        "--param",
+        "n=1.5",
+        "--json",
+    ).json()
+    assert doc["parameters"] == {"n": 1.5, "q": "[1,", "s": "plain text"}
+
+
+def test_dev_default_ports_are_fixed() -> None:
+    """Item 16: the API on 4200 and moto on 4201 unless told otherwise (exports stay valid)."""
+    import typer.main
+
+    from sdk.cli import app
+
+    command = typer.main.get_command(app).commands["dev"]  # type: ignore[attr-defined]
+    defaults = {param.name: param.default for param in command.params}
+    assert (defaults["port"], defaults["moto_port"]) == (4200, 4201)
+    assert defaults["state_dir"] is None  # ephemeral by default
+
+
+def test_dev_busy_moto_port_is_a_clear_error(prefix: str) -> None:
+    env = base_env()
+    env.pop("AWS_ENDPOINT_URL", None)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        server = Server(
+            ["dev", "--port", str(free_port()), "--moto-port", str(port), "--prefix", prefix], env
+        )
+        try:
+            code = server.finish(timeout=STARTUP_TIMEOUT)
+        finally:
+            server.kill()
+    assert code == 1
+    assert f"cannot listen on 127.0.0.1:{port} for the moto server" in server.stderr
+    assert "Traceback" not in server.stderr
+
+
+def start_dev(state_dir: Path, prefix: str, api_port: int, moto_port: int) -> Server:
+    env = base_env()
+    env.pop("AWS_ENDPOINT_URL", None)
+    args = ["dev", "--port", str(api_port), "--moto-port", str(moto_port), "--prefix", prefix]
+    return Server([*args, "--state-dir", str(state_dir)], env)
+
+
+def test_dev_state_dir_keeps_the_stack_across_restarts(tmp_path: Path, prefix: str) -> None:
+    """Item 16: runs, logs, limits and results written before SIGTERM are there after restart."""
+    state_dir = tmp_path / "state"
+    api_port, moto_port = free_port(), free_port()
+    api_url = f"http://127.0.0.1:{api_port}"
+    server = start_dev(state_dir, prefix, api_port, moto_port)
+    try:
+        read_until(server, "Press Ctrl-C")
+        with StratoflowClient(api_url) as client:
+            run = client.create_flow_run(FlowRunCreate(flow_name="persisted", parameters={"n": 7}))
+            client.set_flow_run_state(run.id, Running())
+            client.write_logs([LogRecord(flow_run_id=run.id, message="before restart")])
+            client.create_concurrency_limit(ConcurrencyLimitCreate(name="tag:kept", limit=4))
+            big = {"rows": "x" * 40_000}  # past the inline limit: an S3 object
+            ref = client.persist_result(big, serializer="json")
+            assert ref.inline is None
+        assert server.stop(signal.SIGTERM) == 0, server.stderr
+    finally:
+        server.kill()
+    assert (state_dir / "moto-state.pickle").is_file()
+    assert any("Saved the local stack's state" in line for line in server.seen), server.seen
+
+    server = start_dev(state_dir, prefix, api_port, moto_port)
+    try:
+        lines = read_until(server, "Press Ctrl-C")
+        assert any("restored" in line for line in lines), lines
+        with StratoflowClient(api_url) as client:
+            again = client.read_flow_run(run.id)
+            assert (again.state.name, again.parameters) == ("Running", {"n": 7})
+            logs = client.read_logs(run.id).items
+            assert [r.message for r in logs] == ["before restart"]
+            assert client.read_concurrency_limit("tag:kept").limit == 4
+            assert client.load_result(ref) == big
+            # and the restored stack takes new writes
+            client.set_flow_run_state(run.id, Completed())
+        assert server.stop(signal.SIGINT) == 0, server.stderr
+    finally:
+        server.kill()
+    assert "Traceback" not in server.stderr
+
+
+def test_dev_state_dir_with_a_broken_file_is_a_clear_error(tmp_path: Path, prefix: str) -> None:
+    (tmp_path / "moto-state.pickle").write_bytes(b"not a pickle")
+    server = start_dev(tmp_path, prefix, free_port(), free_port())
+    try:
+        code = server.finish(timeout=STARTUP_TIMEOUT)
+    finally:
+        server.kill()
+    assert code == 1
+    assert "moto-state.pickle" in server.stderr and "move it away" in server.stderr
+    assert "Traceback" not in server.stderr
+
+
+def test_create_concurrency_limit_is_an_upsert(api: str, stores: Any) -> None:
+    """Item 17: get_client().create_concurrency_limit on an existing tag resizes it."""
+    from sdk.client import ApiSyncClient, SyncClient
+
+    for client, tag in (
+        (SyncClient(stores), f"direct-{uuid.uuid4().hex[:6]}"),
+        (ApiSyncClient(StratoflowClient(api)), f"api-{uuid.uuid4().hex[:6]}"),
+    ):
+        assert client.create_concurrency_limit(tag=tag, concurrency_limit=2).limit == 2
+        assert client.create_concurrency_limit(tag=tag, concurrency_limit=5).limit == 5
+        assert client.read_concurrency_limit_by_tag(tag).limit == 5
+
+
+@pytest.mark.timeout(400)
+def test_the_demo_runs_twice_against_the_api(api: str) -> None:
+    """Item 17: re-running examples/etl_demo.py against a dev stack does not crash."""
+    env = base_env(STRATOFLOW_API_URL=api, PYTHONPATH=str(ROOT))
+    for attempt in (1, 2):
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "etl_demo.py")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=ROOT,
+            check=False,
+        )
+        assert result.returncode == 0, (attempt, result.stderr[-3000:])
+        assert "run 2: etl() returned 30" in result.stdout
+
+
+def test_deployment_run_warns_when_no_worker_polls(cli: Any, client: StratoflowClient) -> None:
+    """Item 18: --watch says at once that nothing polls the pool (no silent hang)."""
+    pool = f"pool-{uuid.uuid4().hex[:6]}"
+    cli("work-pool", "create", pool).ok()
+    deployment = make_deployment(client, f"dep-{uuid.uuid4().hex[:6]}", work_pool_name=pool)
+    watched = cli(
+        "deployment",
+        "run",
+        deployment.id,
+        "--watch",
+        "--watch-interval",
+        "0.1",
+        "--watch-timeout",
+        "0.3",
+    )
+    watched.failed(1, "still Scheduled")
+    assert f"no worker has been seen polling work pool '{pool}'" in watched.err
+
+    missing = make_deployment(client, f"dep-{uuid.uuid4().hex[:6]}", work_pool_name="nowhere")
+    result = cli("deployment", "run", missing.id, "--json")
+    assert result.code == 0 and "work pool 'nowhere' does not exist" in result.err
+    assert json.loads(result.out)["deployment_id"] == missing.id  # stdout stays pure JSON
+
+
+def test_version_flag() -> None:
+    from importlib.metadata import version
+
+    result = run_cli("--version", api_url=None).ok()
+    assert result.out.strip() == f"stratoflow {version('stratoflow')}"
+
+
+def test_flow_ls(cli: Any, client: StratoflowClient) -> None:
+    flow = f"listed-{uuid.uuid4().hex[:6]}"
+    client.create_flow_run(FlowRunCreate(flow_name=flow))
+    assert flow in [f["name"] for f in cli("flow", "ls", "--limit", "1000", "--json").json()]
+    assert flow in cli("flow", "ls", "--limit", "1000").ok().out
+
+
+def make_task_runs(client: StratoflowClient) -> tuple[Any, Any, Any]:
+    """A flow run with two task runs: one Completed, one Failed, each with a log line."""
+    from runtime.models import TaskRunCreate
+    from runtime.states import Completed, Failed
+
+    run = client.create_flow_run(FlowRunCreate(flow_name=f"tasks-{uuid.uuid4().hex[:6]}"))
+    extract = client.create_task_run(
+        TaskRunCreate(flow_run_id=run.id, task_key="extract", name="extract-0")
+    )
+    load = client.create_task_run(TaskRunCreate(flow_run_id=run.id, task_key="load", name="load-0"))
+    for task_run, final in ((extract, Completed()), (load, Failed(message="db down"))):
+        client.set_task_run_state(task_run.id, Running())
+        client.set_task_run_state(task_run.id, final)
+    client.write_logs(
+        [
+            LogRecord(flow_run_id=run.id, message="flow starts"),
+            LogRecord(flow_run_id=run.id, task_run_id=extract.id, message="extracted 5 rows"),
+            LogRecord(flow_run_id=run.id, task_run_id=load.id, level=40, message="load failed"),
+        ]
+    )
+    return run, extract, load
+
+
+def test_task_run_ls_inspect_logs(cli: Any, client: StratoflowClient) -> None:
+    """Item 19: Prefect's `task-run ls / inspect / logs`."""
+    run, extract, load = make_task_runs(client)
+    listed = cli("task-run", "ls", "--flow-run-id", run.id, "--json").json()
+    assert {t["id"] for t in listed} == {extract.id, load.id}
+    failed = cli("task-run", "ls", "--flow-run-id", run.id, "--state", "FAILED", "--json").json()
+    assert [t["id"] for t in failed] == [load.id]
+    table = cli("task-run", "ls", "--flow-run-id", run.id).ok().out
+    assert "extract-0" in table and "Completed" in table and "Failed" in table
+
+    doc = cli("task-run", "inspect", load.id, "--json").json()
+    assert (doc["flow_run_id"], doc["state"]["message"]) == (run.id, "db down")
+    assert "db down" in cli("task-run", "inspect", load.id).ok().out
+    cli("task-run", "inspect", str(uuid.uuid4())).failed(1, "not found")
+
+    logs = cli("task-run", "logs", extract.id).ok().out
+    assert "extracted 5 rows" in logs and "load failed" not in logs and "flow starts" not in logs
+    records = cli("task-run", "logs", load.id, "--json").json()
+    assert [r["message"] for r in records] == ["load failed"]
+
+
+def test_flow_run_inspect_lists_task_runs_and_logs_name_them(
+    cli: Any, client: StratoflowClient
+) -> None:
+    """Item 19: inspect shows the task runs with their states; logs say which task run."""
+    run, _, _ = make_task_runs(client)
+    inspected = cli("flow-run", "inspect", run.id).ok().out
+    lines = inspected.splitlines()
+    assert any("extract-0" in line and "Completed" in line for line in lines), inspected
+    assert any("load-0" in line and "Failed" in line for line in lines), inspected
+
+    logs = cli("flow-run", "logs", run.id).ok().out.splitlines()
+    by_message = {
+        m: line for line in logs for m in ("flow starts", "extracted", "load failed") if m in line
+    }
+    assert "task run extract-0" in by_message["extracted"]
+    assert "task run load-0" in by_message["load failed"]
+    assert "flow run" in by_message["flow starts"] and "task run" not in by_message["flow starts"]
+
+
+SDK_SCRIPT = """
+from sdk import flow
+
+@flow
+def hello() -> int:
+    return 1
+
+hello()
+"""
+
+
+def run_sdk_script(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", SDK_SCRIPT],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+    )
+
+
+def assert_one_clear_line(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("runtime.stores.connection.AwsUnavailable: "), result.stderr
+    for fragment in fragments:
+        assert fragment in last, (fragment, last)
+    assert "botocore" not in result.stderr, result.stderr  # no botocore traceback at all
+
+
+def test_sdk_configuration_errors_are_one_clear_line(aws_backend: Any) -> None:
+    """Item 19: unreachable endpoint, no region, unprovisioned tables: one line with the fix."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    assert_one_clear_line(run_sdk_script(base_env(AWS_ENDPOINT_URL=dead)), dead, "stratoflow dev")
+
+    no_region = base_env(AWS_ENDPOINT_URL=dead)
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        no_region.pop(name, None)
+    assert_one_clear_line(run_sdk_script(no_region), "AWS_DEFAULT_REGION")
+
+    unprovisioned = base_env(STRATOFLOW_PREFIX=f"sf-{uuid.uuid4().hex[:8]}")
+    assert unprovisioned.get("AWS_ENDPOINT_URL")
+    assert_one_clear_line(run_sdk_script(unprovisioned), "does not exist", "not provisioned")
+
+
+def test_sdk_over_an_unreachable_api_is_one_clear_line() -> None:
+    """Item 19: STRATOFLOW_API_URL pointing at nothing: no chain of urllib3 tracebacks."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = run_sdk_script(base_env(STRATOFLOW_API_URL=dead))
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("runtime.http_api.ApiConnectionError: "), result.stderr
+    assert f"cannot reach the Stratoflow API at {dead}" in last and "stratoflow dev" in last
+    assert "urllib3" not in result.stderr, result.stderr
+
+
+def test_api_over_an_unreachable_endpoint_is_a_503_with_the_fix(tmp_path: Path) -> None:
+    """Item 19: the API answers 503 naming the endpoint; the CLI prints that one line."""
+    from handlers.deps import set_stores
+    from handlers.local_gateway import LocalGateway
+    from runtime.stores import Stores
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    stores = Stores.connect(f"sf-{uuid.uuid4().hex[:8]}", endpoint_url=dead)
+    set_stores(stores)
+    try:
+        with LocalGateway() as gateway:
+            result = run_cli("flow-run", "ls", api_url=gateway.url)
+    finally:
+        set_stores(None)
+    result.failed(1, "cannot reach the AWS endpoint", dead)
+    assert len(result.err.strip().splitlines()) == 1, result.err
+
+
+def test_api_serve_without_a_region_says_how_to_set_one(aws_backend: Any) -> None:
+    """Item 19: the CLI's configuration errors name the fix, in one line."""
+    env = base_env(STRATOFLOW_PREFIX=f"sf-{uuid.uuid4().hex[:8]}")
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        env.pop(name, None)
+    result = Server(["api", "serve", "--port", str(free_port())], env)
+    try:
+        code = result.finish(timeout=STARTUP_TIMEOUT)
+    finally:
+        result.kill()
+    assert code == 1
+    assert "no AWS region configured: set AWS_DEFAULT_REGION" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -1,0 +1,155 @@
+"""Which failures ApiTransport retries, for idempotent and other requests (no network).
+
+The transport's connection pool is replaced by a script of outcomes: an exception
+urllib3 would raise, or a response status. A request that may have been applied
+(read timeout, dropped connection, a 5xx other than 503) is repeated only when it
+is idempotent; one that surely was not applied (no connection, 429, 503) always.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from urllib3.exceptions import (
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
+
+from runtime.http_api import ApiConnectionError, ApiError, ApiTransport, ServerError, Throttled
+
+Outcome = BaseException | int
+
+
+class FakeResponse:
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.headers: dict[str, str] = {}
+        body = {"ok": True} if status < 400 else {"error": {"type": "x", "message": "injected"}}
+        self.data = json.dumps(body).encode()
+
+
+class ScriptedPool:
+    """Answers requests from a script of outcomes, then 200."""
+
+    def __init__(self, script: list[Outcome]) -> None:
+        self.script = list(script)
+        self.calls: list[tuple[str, str]] = []
+
+    def request(self, method: str, url: str, **_: Any) -> FakeResponse:
+        self.calls.append((method, url))
+        outcome = self.script.pop(0) if self.script else 200
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return FakeResponse(outcome)
+
+    def clear(self) -> None:
+        return None
+
+
+def transport(script: list[Outcome]) -> tuple[ApiTransport, ScriptedPool]:
+    t = ApiTransport("http://127.0.0.1:9", retries=3, backoff=0.01, max_backoff=0.02)
+    pool = ScriptedPool(script)
+    t._pool = pool  # type: ignore[assignment]
+    t._sleep = lambda seconds: None
+    return t, pool
+
+
+def read_timeout() -> ReadTimeoutError:
+    return ReadTimeoutError(None, "/x", "Read timed out. (read timeout=30)")  # type: ignore[arg-type]
+
+
+def dropped() -> ProtocolError:
+    return ProtocolError("Connection aborted.", ConnectionResetError("reset by peer"))
+
+
+def refused() -> NewConnectionError:
+    return NewConnectionError(None, "Failed to establish a new connection: refused")  # type: ignore[arg-type]
+
+
+def unresolved() -> NameResolutionError:
+    return NameResolutionError("api.invalid", None, OSError("no such host"))  # type: ignore[arg-type]
+
+
+MAYBE_APPLIED: list[tuple[str, Callable[[], Outcome]]] = [
+    ("read timeout", read_timeout),
+    ("dropped connection", dropped),
+    ("500", lambda: 500),
+    ("502", lambda: 502),
+    ("504", lambda: 504),
+]
+NOT_APPLIED: list[tuple[str, Callable[[], Outcome]]] = [
+    ("connection refused", refused),
+    ("name not resolved", unresolved),
+    ("503", lambda: 503),
+    ("429", lambda: 429),
+]
+
+
+@pytest.mark.parametrize(("what", "make"), MAYBE_APPLIED, ids=[w for w, _ in MAYBE_APPLIED])
+def test_a_plain_post_is_not_repeated_when_it_may_have_been_applied(
+    what: str, make: Callable[[], Outcome]
+) -> None:
+    t, pool = transport([make()])
+    with pytest.raises(ApiError) as info:
+        t.request("POST", "/flow_runs/x/cancel")
+    assert len(pool.calls) == 1
+    if isinstance(info.value, ApiConnectionError):
+        assert "not retried" in str(info.value) and "may have applied" in str(info.value)
+    else:
+        assert isinstance(info.value, ServerError)
+
+
+@pytest.mark.parametrize(("what", "make"), NOT_APPLIED, ids=[w for w, _ in NOT_APPLIED])
+def test_a_plain_post_is_repeated_when_it_surely_was_not_applied(
+    what: str, make: Callable[[], Outcome]
+) -> None:
+    t, pool = transport([make(), make()])
+    assert t.request("POST", "/flow_runs/x/cancel").body == {"ok": True}
+    assert len(pool.calls) == 3
+
+
+@pytest.mark.parametrize(
+    ("what", "make"), MAYBE_APPLIED + NOT_APPLIED, ids=[w for w, _ in MAYBE_APPLIED + NOT_APPLIED]
+)
+@pytest.mark.parametrize(
+    "call",
+    [
+        {"method": "POST", "idempotent": True},
+        {"method": "POST", "headers": {"Idempotency-Key": "k"}},
+        {"method": "GET"},
+        {"method": "PUT"},
+        {"method": "DELETE"},
+    ],
+    ids=["post-with-client-id", "post-with-idempotency-key", "get", "put", "delete"],
+)
+def test_an_idempotent_request_is_repeated_after_any_transient_failure(
+    what: str, make: Callable[[], Outcome], call: dict[str, Any]
+) -> None:
+    t, pool = transport([make(), make()])
+    options = dict(call)
+    method = options.pop("method")
+    assert t.request(method, "/x", **options).body == {"ok": True}
+    assert len(pool.calls) == 3
+
+
+def test_idempotent_false_overrides_the_method() -> None:
+    t, pool = transport([read_timeout()])
+    with pytest.raises(ApiConnectionError):
+        t.request("PUT", "/x", idempotent=False)
+    assert len(pool.calls) == 1
+
+
+def test_retries_still_run_out() -> None:
+    t, pool = transport([read_timeout()] * 4 + [429] * 4)
+    with pytest.raises(ApiConnectionError) as info:
+        t.request("POST", "/x", idempotent=True)
+    assert len(pool.calls) == 4 and "after 4 attempt(s)" in str(info.value)
+    assert "not retried" not in str(info.value)
+    with pytest.raises(Throttled):
+        t.request("POST", "/x")
+    assert len(pool.calls) == 8
