@@ -25,13 +25,27 @@ from handlers.errors import (
 )
 from handlers.routes import concurrency, health, registry, results, runs
 from runtime.errors import StratoflowError
+from runtime.jsonvalues import JsonValueError, loads_checked
 
 API_TITLE = "Stratoflow API"
 API_VERSION = "0.1.0"
 
 logger = logging.getLogger("stratoflow.api")
 
-app = APIGatewayRestResolver(enable_validation=True)
+
+def json_body(text: str) -> Any:
+    """Parse a request body: malformed JSON, NaN/Infinity/``1e999999`` and nesting deeper
+    than 64 levels are a 422 naming where (``body.parameters.x: ...``), never a 500."""
+    try:
+        return loads_checked(text)
+    except JsonValueError as exc:
+        loc = ("body", *exc.path)
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": loc, "msg": exc.reason, "input": {}}]
+        ) from None
+
+
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=json_body)
 for module in (health, runs, registry, concurrency, results):
     app.include_router(module.router)
 app.enable_swagger(path="/docs", title=API_TITLE, version=API_VERSION)

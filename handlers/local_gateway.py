@@ -6,6 +6,10 @@ body, ``requestContext`` with a request id and stage) and the handler's result
 becomes the HTTP response, so a handler behaves here as it does behind API
 Gateway. Unsigned requests are accepted by default; with a token configured
 (``STRATOFLOW_API_TOKEN``) every request must send ``Authorization: Bearer <token>``.
+
+A body larger than a Lambda invocation accepts (:data:`MAX_REQUEST_BYTES`, 6 MB;
+API Gateway itself stops at 10 MB) is refused with 413 ``payload_too_large``
+before the handler runs, as the deployed API would refuse it.
 """
 
 from __future__ import annotations
@@ -19,10 +23,45 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+MAX_REQUEST_BYTES = 6 * 1024 * 1024
+"""Largest request body served: Lambda's synchronous invocation payload limit (6 MB)."""
+
+_MAX_DRAINED_BYTES = 64 * 1024 * 1024
+"""An oversized body up to this size is read and discarded, so the client sees the 413."""
+
+
+def _error(status: int, type_: str, message: str, **details: Any) -> Response:
+    body = {"error": {"type": type_, "message": message, "details": details}}
+    return Response(json.dumps(body), status=status, content_type="application/json")
+
+
+def _too_large(size: int | None) -> Response:
+    sent = f"a request body of {size} bytes" if size is not None else "the request body"
+    return _error(
+        413,
+        "payload_too_large",
+        f"{sent} is larger than the {MAX_REQUEST_BYTES} bytes (6 MB) a Lambda invocation "
+        "accepts: send less per request (e.g. fewer records per batch, results to S3)",
+        limit=MAX_REQUEST_BYTES,
+        **({"size": size} if size is not None else {}),
+    )
+
+
+def _drain(environ: dict[str, Any], size: int) -> None:
+    """Read and drop what the client is still sending (so it can read the response)."""
+    remaining = min(size, _MAX_DRAINED_BYTES)
+    stream = environ["wsgi.input"]
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 1 << 16))
+        if not chunk:
+            break
+        remaining -= len(chunk)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -125,19 +164,22 @@ class LocalGateway:
     def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """The WSGI application: authorize, translate, invoke, translate back."""
         request = Request(environ)
+        request.max_content_length = MAX_REQUEST_BYTES
         if self.token is not None:
             sent = request.headers.get("Authorization", "")
             if not hmac.compare_digest(sent, f"Bearer {self.token}"):
-                error = {
-                    "error": {
-                        "type": "unauthorized",
-                        "message": "send Authorization: Bearer <STRATOFLOW_API_TOKEN>",
-                        "details": {},
-                    }
-                }
-                response = Response(json.dumps(error), status=401, content_type="application/json")
+                response = _error(
+                    401, "unauthorized", "send Authorization: Bearer <STRATOFLOW_API_TOKEN>"
+                )
                 return response(environ, start_response)  # type: ignore[no-any-return]
-        event = to_event(request, self.stage)
+        size = request.content_length
+        if size is not None and size > MAX_REQUEST_BYTES:
+            _drain(environ, size)
+            return _too_large(size)(environ, start_response)  # type: ignore[no-any-return]
+        try:
+            event = to_event(request, self.stage)
+        except RequestEntityTooLarge:  # a chunked body without Content-Length
+            return _too_large(None)(environ, start_response)  # type: ignore[no-any-return]
         result = self.handler(event, LambdaContext(event["requestContext"]["requestId"]))
         return to_response(result)(environ, start_response)  # type: ignore[no-any-return]
 

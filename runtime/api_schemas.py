@@ -5,13 +5,12 @@ Shared by the handlers (validation, OpenAPI) and the SDK's HTTP client.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.models import Lease, TaskRun
-from runtime.states import State
+from runtime.states import State, UtcDateTime
 
 
 class _Strict(BaseModel):
@@ -52,7 +51,7 @@ class FlowSummary(BaseModel):
     """A flow known to the API (it has runs or deployments)."""
 
     name: str
-    created: datetime
+    created: UtcDateTime
 
 
 class LeaseRequest(_Strict):

@@ -8,23 +8,82 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from runtime.states import Pending, ResultRef, State, StateType, utcnow
+from runtime.jsonvalues import JsonValueError, check_json_value
+from runtime.names import check_printable, dedupe
+from runtime.states import Pending, ResultRef, State, StateType, UtcDateTime, utcnow
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
-Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+# ----------------------------------------------------------------------------- field types
+
+Name = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200, strip_whitespace=True),
+    AfterValidator(check_printable),
+]
+"""A name given in a request: 1..200 printable characters (no control or format characters)."""
+
+Tag = Annotated[
+    str, StringConstraints(min_length=1, max_length=100), AfterValidator(check_printable)
+]
+"""A tag given in a request: 1..100 printable characters."""
+
+Tags = Annotated[list[Tag], AfterValidator(dedupe)]
+"""Tags in a request: a repeated tag is kept once, first occurrences in order."""
+
+Printable = Annotated[str, AfterValidator(check_printable)]
+"""A stored name (any length): printable characters only."""
+
+StoredTags = Annotated[list[Printable], AfterValidator(dedupe)]
+"""Stored tags: printable, each once."""
+
+
+def _json_dict(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    try:
+        check_json_value(value)
+    except JsonValueError as exc:
+        where = ".".join(str(p) for p in (info.field_name, *exc.path))
+        raise ValueError(f"{exc.reason} (at {where})") from None
+    return value
+
+
+JsonDict = Annotated[dict[str, Any], AfterValidator(_json_dict)]
+"""Free-form JSON (parameters, job variables): finite numbers, at most 64 levels deep."""
+
+_PATH_SEGMENT = re.compile(r"[\w\-.~()'!*:@,;=+&$%<>\[\]{}|^]+")
+"""What the API's routes match as one path segment (``/concurrency_limits/{name}``)."""
+
+
+def _limit_name(value: str) -> str:
+    check_printable(value)
+    if not _PATH_SEGMENT.fullmatch(value):
+        bad = next(c for c in value if not _PATH_SEGMENT.fullmatch(c))
+        raise ValueError(
+            f"{bad!r} cannot be part of a limit name: it must fit one URL path segment "
+            "(letters, digits and -._~()'!*:@,;=+&$%<>[]{}|^; no '/', '?', '#' or spaces)"
+        )
+    return value
+
+
+LimitName = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_limit_name)
+]
+"""A concurrency limit's name, readable and deletable through ``/concurrency_limits/{name}``."""
+
 RunKind = Literal["flow_run", "task_run"]
 T = TypeVar("T")
 
@@ -98,7 +157,7 @@ class RunCreateBase(StrictModel):
 
     id: str | None = Field(default=None, description="Caller-chosen UUID (else generated)")
     name: Name | None = None
-    tags: list[Tag] = Field(default_factory=list)
+    tags: Tags = Field(default_factory=list)
     state: State | None = Field(default=None, description="Initial state (default Pending)")
     empirical_policy: RetryPolicy = Field(default_factory=RetryPolicy)
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
@@ -110,16 +169,16 @@ class FlowRunCreate(RunCreateBase):
     """A request to create a flow run."""
 
     flow_name: Name
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameters: JsonDict = Field(default_factory=dict)
     deployment_id: str | None = None
     work_pool_name: Name | None = None
     work_queue_name: Name | None = None
-    job_variables: dict[str, Any] = Field(
+    job_variables: JsonDict = Field(
         default_factory=dict, description="Worker job settings (deployment's, then the run's)"
     )
     parent_flow_run_id: str | None = None
     parent_task_run_id: str | None = None
-    expected_start_time: datetime | None = None
+    expected_start_time: UtcDateTime | None = None
 
     _check_parents = field_validator("parent_flow_run_id", "parent_task_run_id")(
         classmethod(lambda cls, v: _check_uuid(v))
@@ -143,20 +202,22 @@ class TaskRunCreate(RunCreateBase):
 class RunBase(BaseModel):
     """Fields common to flow runs and task runs as stored."""
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     id: str
-    name: str
-    tags: list[str] = Field(default_factory=list)
+    name: Printable
+    tags: StoredTags = Field(default_factory=list)
     state: State = Field(default_factory=Pending)
     state_version: int = Field(default=0, ge=0, description="Incremented by every transition")
     run_count: int = 0
     empirical_policy: RetryPolicy = Field(default_factory=RetryPolicy)
     idempotency_key: str | None = None
-    created: datetime = Field(default_factory=utcnow)
-    updated: datetime = Field(default_factory=utcnow)
-    expected_start_time: datetime | None = None
-    next_scheduled_start_time: datetime | None = None
-    start_time: datetime | None = None
-    end_time: datetime | None = None
+    created: UtcDateTime = Field(default_factory=utcnow)
+    updated: UtcDateTime = Field(default_factory=utcnow)
+    expected_start_time: UtcDateTime | None = None
+    next_scheduled_start_time: UtcDateTime | None = None
+    start_time: UtcDateTime | None = None
+    end_time: UtcDateTime | None = None
     total_run_time: float = 0.0
     resuming: bool = Field(default=False, description="Set from Resuming until it runs again")
 
@@ -175,7 +236,7 @@ class FlowRun(RunBase):
     """A flow run as stored."""
 
     kind: Literal["flow_run"] = "flow_run"
-    flow_name: str
+    flow_name: Printable
     parameters: dict[str, Any] = Field(default_factory=dict)
     deployment_id: str | None = None
     work_pool_name: str | None = None
@@ -189,7 +250,7 @@ class TaskRun(RunBase):
     """A task run as stored."""
 
     kind: Literal["task_run"] = "task_run"
-    task_key: str
+    task_key: Printable
     flow_run_id: str | None = None
     dynamic_key: str = "0"
     cache_key: str | None = None
@@ -206,8 +267,8 @@ class FlowRunFilter(StrictModel):
     state_types: list[StateType] | None = None
     state_names: list[str] | None = None
     tags_all: list[str] | None = Field(default=None, description="Runs having every one of these")
-    created_after: datetime | None = None
-    created_before: datetime | None = None
+    created_after: UtcDateTime | None = None
+    created_before: UtcDateTime | None = None
 
     @model_validator(mode="after")
     def _window_ordered(self) -> FlowRunFilter:
@@ -224,8 +285,8 @@ class TaskRunFilter(StrictModel):
     state_types: list[StateType] | None = None
     state_names: list[str] | None = None
     tags_all: list[str] | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
+    created_after: UtcDateTime | None = None
+    created_before: UtcDateTime | None = None
 
 
 class Page(BaseModel, Generic[T]):
@@ -266,7 +327,7 @@ class IntervalSchedule(StrictModel):
     """Every ``interval`` seconds from ``anchor_date``."""
 
     interval: float = Field(gt=0)
-    anchor_date: datetime | None = None
+    anchor_date: UtcDateTime | None = None
     timezone: str = "UTC"
 
 
@@ -276,7 +337,7 @@ class DeploymentSchedule(StrictModel):
     id: str = Field(default_factory=new_id)
     schedule: CronSchedule | IntervalSchedule
     active: bool = True
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameters: JsonDict = Field(default_factory=dict)
 
 
 class Deployment(BaseModel):
@@ -288,18 +349,18 @@ class Deployment(BaseModel):
     entrypoint: str | None = None
     description: str | None = None
     version: str | None = None
-    tags: list[Tag] = Field(default_factory=list)
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    parameter_openapi_schema: dict[str, Any] | None = None
+    tags: Tags = Field(default_factory=list)
+    parameters: JsonDict = Field(default_factory=dict)
+    parameter_openapi_schema: JsonDict | None = None
     enforce_parameter_schema: bool = True
     work_pool_name: Name | None = None
     work_queue_name: Name | None = None
-    job_variables: dict[str, Any] = Field(default_factory=dict)
+    job_variables: JsonDict = Field(default_factory=dict)
     schedules: list[DeploymentSchedule] = Field(default_factory=list)
     concurrency_limit: int | None = Field(default=None, ge=0)
     paused: bool = False
-    created: datetime = Field(default_factory=utcnow)
-    updated: datetime = Field(default_factory=utcnow)
+    created: UtcDateTime = Field(default_factory=utcnow)
+    updated: UtcDateTime = Field(default_factory=utcnow)
 
 
 class DeploymentCreate(StrictModel):
@@ -310,13 +371,13 @@ class DeploymentCreate(StrictModel):
     entrypoint: str | None = None
     description: str | None = None
     version: str | None = None
-    tags: list[Tag] = Field(default_factory=list)
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    parameter_openapi_schema: dict[str, Any] | None = None
+    tags: Tags = Field(default_factory=list)
+    parameters: JsonDict = Field(default_factory=dict)
+    parameter_openapi_schema: JsonDict | None = None
     enforce_parameter_schema: bool = True
     work_pool_name: Name | None = None
     work_queue_name: Name | None = None
-    job_variables: dict[str, Any] = Field(default_factory=dict)
+    job_variables: JsonDict = Field(default_factory=dict)
     schedules: list[DeploymentSchedule] = Field(default_factory=list)
     concurrency_limit: int | None = Field(default=None, ge=0)
     paused: bool = False
@@ -328,13 +389,13 @@ class DeploymentUpdate(StrictModel):
     entrypoint: str | None = None
     description: str | None = None
     version: str | None = None
-    tags: list[Tag] | None = None
-    parameters: dict[str, Any] | None = None
-    parameter_openapi_schema: dict[str, Any] | None = None
+    tags: Tags | None = None
+    parameters: JsonDict | None = None
+    parameter_openapi_schema: JsonDict | None = None
     enforce_parameter_schema: bool | None = None
     work_pool_name: Name | None = None
     work_queue_name: Name | None = None
-    job_variables: dict[str, Any] | None = None
+    job_variables: JsonDict | None = None
     schedules: list[DeploymentSchedule] | None = None
     concurrency_limit: int | None = Field(default=None, ge=0)
     paused: bool | None = None
@@ -343,13 +404,13 @@ class DeploymentUpdate(StrictModel):
 class DeploymentFlowRunCreate(StrictModel):
     """A request to run a deployment: parameters are merged over the deployment's."""
 
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameters: JsonDict = Field(default_factory=dict)
     name: Name | None = None
-    tags: list[Tag] = Field(default_factory=list)
-    scheduled_time: datetime | None = None
+    tags: Tags = Field(default_factory=list)
+    scheduled_time: UtcDateTime | None = None
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
     work_queue_name: Name | None = None
-    job_variables: dict[str, Any] = Field(default_factory=dict)
+    job_variables: JsonDict = Field(default_factory=dict)
 
 
 class WorkPool(BaseModel):
@@ -360,9 +421,9 @@ class WorkPool(BaseModel):
     description: str | None = None
     concurrency_limit: int | None = Field(default=None, ge=0)
     paused: bool = False
-    base_job_template: dict[str, Any] = Field(default_factory=dict)
-    created: datetime = Field(default_factory=utcnow)
-    updated: datetime = Field(default_factory=utcnow)
+    base_job_template: JsonDict = Field(default_factory=dict)
+    created: UtcDateTime = Field(default_factory=utcnow)
+    updated: UtcDateTime = Field(default_factory=utcnow)
 
 
 class WorkPoolCreate(StrictModel):
@@ -375,7 +436,7 @@ class WorkPoolCreate(StrictModel):
     description: str | None = None
     concurrency_limit: int | None = Field(default=None, ge=0)
     paused: bool = False
-    base_job_template: dict[str, Any] = Field(default_factory=dict)
+    base_job_template: JsonDict = Field(default_factory=dict)
 
 
 class WorkPoolUpdate(StrictModel):
@@ -384,7 +445,7 @@ class WorkPoolUpdate(StrictModel):
     description: str | None = None
     concurrency_limit: int | None = Field(default=None, ge=0)
     paused: bool | None = None
-    base_job_template: dict[str, Any] | None = None
+    base_job_template: JsonDict | None = None
 
 
 # ----------------------------------------------------------------------------- concurrency
@@ -393,7 +454,7 @@ class WorkPoolUpdate(StrictModel):
 class ConcurrencyLimitCreate(StrictModel):
     """A request to create a concurrency limit (task-tag limits are named ``tag:<tag>``)."""
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^#\s]+$")]
+    name: LimitName
     limit: int = Field(ge=0, le=1_000_000)
     slot_decay_per_second: float = Field(
         default=0.0,
@@ -406,12 +467,12 @@ class ConcurrencyLimitCreate(StrictModel):
 class ConcurrencyLimit(BaseModel):
     """A concurrency limit and the slots now held against it."""
 
-    name: str
+    name: Printable
     limit: int
     active_slots: int = 0
     slot_decay_per_second: float = 0.0
-    created: datetime = Field(default_factory=utcnow)
-    updated: datetime = Field(default_factory=utcnow)
+    created: UtcDateTime = Field(default_factory=utcnow)
+    updated: UtcDateTime = Field(default_factory=utcnow)
 
     @property
     def available(self) -> int:
@@ -425,7 +486,7 @@ class Lease(BaseModel):
     id: str
     limit_names: list[str]
     slots: int
-    expires_at: datetime
+    expires_at: UtcDateTime
     holder: str | None = None
     decays: bool = Field(default=False, description="On a rate limit: freed only by expiry")
 
@@ -442,8 +503,8 @@ class CacheRecord(BaseModel):
     result: ResultRef = Field(description="Where the cached result lives (inline or S3)")
     task_key: str = Field(description="The task that computed it")
     task_run_id: str | None = Field(default=None, description="The task run that computed it")
-    created: datetime = Field(default_factory=utcnow)
-    expires_at: datetime | None = Field(
+    created: UtcDateTime = Field(default_factory=utcnow)
+    expires_at: UtcDateTime | None = Field(
         default=None, description="After this the record is a miss; None never expires"
     )
 
@@ -465,7 +526,7 @@ class LogRecord(BaseModel):
     name: str = "stratoflow"
     level: LogLevel = 20
     message: str
-    timestamp: datetime = Field(default_factory=utcnow)
+    timestamp: UtcDateTime = Field(default_factory=utcnow)
     id: str | None = Field(
         default=None,
         pattern=r"^[0-9A-Za-z_-]{1,64}$",
@@ -479,7 +540,7 @@ class Event(BaseModel):
 
     id: str = Field(default_factory=new_id)
     event: str
-    occurred: datetime = Field(default_factory=utcnow)
+    occurred: UtcDateTime = Field(default_factory=utcnow)
     resource: dict[str, str]
     related: list[dict[str, str]] = Field(default_factory=list)
     payload: dict[str, Any] = Field(default_factory=dict)

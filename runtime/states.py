@@ -11,16 +11,45 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from runtime.limits import STATE_MESSAGE_MAX_BYTES, truncate_text
+from runtime.names import check_printable
 
 
 def utcnow() -> datetime:
     """The current time, timezone-aware in UTC (every timestamp Stratoflow stores is UTC)."""
     return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` in UTC: a naive datetime is read as UTC, an aware one converted."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]
+"""The type of every datetime field of every model: always timezone-aware UTC.
+
+A naive value (``datetime(2026, 1, 1, 12)``, ``"2026-01-01T12:00:00"``) means UTC;
+an aware one is converted (``12:00+02:00`` becomes ``10:00Z``)."""
+
+StateName = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), AfterValidator(check_printable)
+]
+"""A state's display name: 1..200 printable characters (no control or format characters)."""
 
 
 class StateType(StrEnum):
@@ -61,13 +90,13 @@ class StateDetails(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    scheduled_time: datetime | None = None
+    scheduled_time: UtcDateTime | None = None
     retry_count: int | None = Field(default=None, ge=0)
     retriable: bool = True
     cache_key: str | None = None
-    cache_expiration: datetime | None = None
+    cache_expiration: UtcDateTime | None = None
     result: ResultRef | None = None
-    pause_timeout: datetime | None = None
+    pause_timeout: UtcDateTime | None = None
     pause_reschedule: bool = False
     pause_key: str | None = None
     transition_id: str | None = None
@@ -85,8 +114,8 @@ class State(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: StateType
-    name: str
-    timestamp: datetime = Field(default_factory=utcnow)
+    name: StateName
+    timestamp: UtcDateTime = Field(default_factory=utcnow)
     message: str | None = None
     details: StateDetails = Field(default_factory=StateDetails)
 
@@ -99,6 +128,19 @@ class State(BaseModel):
     # The in-memory value or exception this state carries in the process that made it.
     _data: Any = PrivateAttr(default=None)
     _has_data: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="after")
+    def _name_fits_type(self) -> State:
+        """A known name (``Running``, ``Cached``, a type's own name) must be of its type.
+
+        Custom names stay free (``Skipped`` for a COMPLETED state, as in Prefect)."""
+        known = _NAME_TYPES.get(self.name.lower())
+        if known is not None and known is not self.type:
+            raise ValueError(
+                f"name {self.name!r} is the name of a {known.value} state, not "
+                f"{self.type.value}: use type {known.value}, or a name of your own"
+            )
+        return self
 
     def with_data(self, data: Any) -> State:
         """Attach an in-memory value (or exception) to this state and return it."""
@@ -337,3 +379,9 @@ STATE_NAMES: dict[str, StateType] = {
     "Suspended": StateType.PAUSED,
 }
 """Every state name Stratoflow uses, with its type."""
+
+_NAME_TYPES: dict[str, StateType] = {
+    **{t.value.lower(): t for t in StateType},
+    **{name.lower(): t for name, t in STATE_NAMES.items()},
+}
+"""Known state names (and the type names themselves), lowercased, with their type."""

@@ -10,6 +10,9 @@ Thin routes: the schemas validate, :func:`handlers.deps.get_stores` does the wor
 * ``cancel`` proposes Cancelled for a run that has not started (SCHEDULED, PENDING,
   PAUSED) and Cancelling for a RUNNING one, through the normal rules (never
   forced): a final run, or one already Cancelling, gets 409.
+* A new run's references (``parent_flow_run_id``, ``parent_task_run_id``,
+  ``deployment_id``, ``work_pool_name``; a task run's ``flow_run_id``) must
+  exist: otherwise 422 naming the field, and nothing is created.
 * Inputs the schemas let through but DynamoDB would refuse (empty index keys,
   oversized requests and states, see ``runtime.limits``) are refused here with a
   422 naming the field, and naive datetimes are read as UTC, so bad input never
@@ -26,7 +29,7 @@ Thin routes: the schemas validate, :func:`handlers.deps.get_stores` does the wor
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -37,7 +40,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from handlers.deps import get_stores
 from runtime.api_schemas import SetStateRequest, TaskRunRecords, Written
-from runtime.errors import BadRequest, InvalidInput, TransitionRejected
+from runtime.errors import BadRequest, InvalidInput, NotFound, TransitionRejected
 from runtime.limits import RUN_FIELDS_MAX_BYTES, STATE_MAX_BYTES
 from runtime.models import (
     FlowRun,
@@ -194,6 +197,29 @@ def _window(after: datetime | None, before: datetime | None) -> tuple[datetime |
     return after, before
 
 
+def _must_exist(field: str, value: str | None, read: Callable[[str], object]) -> None:
+    """A reference in the body to an object that does not exist is 422 naming the field."""
+    if value is not None:
+        try:
+            read(value)
+        except NotFound:
+            raise InvalidInput(
+                f"body.{field}: {value} does not exist", field=field, value=value
+            ) from None
+
+
+def _check_references(request: FlowRunCreate | TaskRunCreate) -> None:
+    """Parent runs, the deployment and the work pool a new run names must exist."""
+    stores = get_stores()
+    if isinstance(request, TaskRunCreate):
+        _must_exist("flow_run_id", request.flow_run_id, stores.runs.read_flow_run)
+        return
+    _must_exist("parent_flow_run_id", request.parent_flow_run_id, stores.runs.read_flow_run)
+    _must_exist("parent_task_run_id", request.parent_task_run_id, stores.runs.read_task_run)
+    _must_exist("deployment_id", request.deployment_id, stores.registry.read_deployment)
+    _must_exist("work_pool_name", request.work_pool_name, stores.registry.read_work_pool)
+
+
 def _bad_cursor(exc: InvalidInput) -> InvalidInput | BadRequest:
     """A cursor the store refused is a malformed value: 400 ``bad_request`` naming it."""
     if exc.details.get("field") == "cursor":
@@ -213,6 +239,7 @@ def create_flow_run(
     request = _aware(_idempotent(body, idempotency_key))
     _check_id(request.deployment_id, "body.deployment_id")
     _check_size(request, "body", MAX_RUN_JSON_BYTES)
+    _check_references(request)
     stores = get_stores()
     run, created = stores.runs.create_flow_run_once(request)
     if created:
@@ -310,6 +337,7 @@ def create_task_run(
     """201 with the new run; 200 with the first run when the idempotency key was used before."""
     request = _aware(_idempotent(body, idempotency_key))
     _check_size(request, "body", MAX_RUN_JSON_BYTES)
+    _check_references(request)
     run, created = get_stores().runs.create_task_run_once(request)
     return _created(run, created)
 

@@ -14,6 +14,7 @@ from runtime.engine.calls import bind_parameters
 from runtime.engine.exceptions import ParameterTypeError
 from runtime.engine.task_runners import ThreadPoolTaskRunner
 from runtime.engine.tasks import SERIALIZERS
+from runtime.names import escape_unprintable
 from runtime.states import State
 
 P = ParamSpec("P")
@@ -164,9 +165,9 @@ class Flow(Generic[P, R]):
         if template is None:
             return None
         if callable(template):
-            return str(template())
+            return escape_unprintable(str(template()))
         try:
-            return template.format(**parameters)
+            return escape_unprintable(template.format(**parameters))
         except (KeyError, IndexError, AttributeError) as exc:
             raise ValueError(f"flow_run_name {template!r} cannot be formatted: {exc}") from None
 

@@ -17,6 +17,7 @@ from runtime.engine.calls import bind_parameters
 from runtime.engine.futures import PrefectFuture, PrefectFutureList
 from runtime.engine.inputs import unmapped
 from runtime.models import new_id
+from runtime.names import escape_unprintable
 from runtime.states import State
 
 if TYPE_CHECKING:
@@ -211,9 +212,9 @@ class Task(Generic[P, R]):
         if template is None:
             return f"{self.name}-{dynamic_key}"
         if callable(template):
-            return str(template())
+            return escape_unprintable(str(template()))
         try:
-            return template.format(**parameters)
+            return escape_unprintable(template.format(**parameters))
         except (KeyError, IndexError, AttributeError) as exc:
             raise ValueError(f"task_run_name {template!r} cannot be formatted: {exc}") from None
 

@@ -277,6 +277,7 @@ class TestListFlowRuns:
         assert created == sorted(created, reverse=True)
 
     def test_filters(self, api: str, flow_name: str) -> None:
+        assert call(api, "POST", "/work_pools", {"name": "pool-a"}).status == 201
         a = new_flow_run(api, flow_name, tags=["x", "y"], work_pool_name="pool-a")
         b = new_flow_run(api, flow_name, tags=["x"])
         c = running_flow_run(api, flow_name)
