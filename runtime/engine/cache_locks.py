@@ -65,7 +65,7 @@ class LockRenewal:
                 return
             if held:
                 self.renewals += 1
-                self.next_due = time.monotonic() + self.interval
+                self.next_due = now + self.interval
                 return
             self.lost = True
         if self._on_lost is not None:
