@@ -454,12 +454,12 @@ class TaskRunEngine:
                 )
 
     def _cleanup(self) -> None:
+        self._stop_cache_renewal()  # first: nothing below may leave a lock renewed forever
         if self.lease is not None:
             try:
                 self.client.release_slots(self.lease)
             finally:
                 self.lease = None
-        self._stop_cache_renewal()
         if self._cache_owner and self.cache_key is not None:
             self._cache_owner = False
             self.client.cache.unlock(self.cache_key, self.run.id)
