@@ -23,7 +23,8 @@ from runtime.engine.backend import use_engine_client
 from runtime.engine.client import DirectEngineClient, EngineClient
 from runtime.engine.context import current_flow_run
 from runtime.models import TaskRunFilter
-from runtime.states import State
+from runtime.payload_auth import PayloadAuthenticationError
+from runtime.states import Completed, ResultRef, State
 from runtime.stores import Stores
 from sdk import flow, task
 from tests.integration.test_api_concurrency_results import call
@@ -131,3 +132,20 @@ def test_a_poisoned_cache_record_is_refused_reported_and_recomputed(
     _, third = nightly()
     assert third.name == "Cached" and third.result() == {"rows": 3}
     assert computed == [1, 1] and not marker.exists()
+
+
+def test_a_forged_result_reference_raises_instead_of_running_code(
+    api: str, engine: EngineClient, tmp_path: Path
+) -> None:
+    """A pickle uploaded through POST /results (inline or in S3) is refused by state.result()."""
+    marker = tmp_path / "the-result-payload-ran"
+    payload = cloudpickle.dumps(CreatesAFile(marker))
+    for extra in ({}, {"storage_key": "reports/forged.pkl"}):
+        body = {"serializer": "pickle", "payload": base64.b64encode(payload).decode(), **extra}
+        status, ref = call(api, "POST", "/results", body)
+        assert status == 201
+        state = Completed()
+        state.details.result = ResultRef.model_validate(ref)  # as a record read from the API
+        with pytest.raises(PayloadAuthenticationError, match="failed authentication"):
+            state.result()
+        assert not marker.exists()
