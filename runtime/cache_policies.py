@@ -14,7 +14,16 @@ Policies combine with ``+`` into a :class:`CompoundCachePolicy`, whose key is
 a hash of its components' keys. ``cache_key_fn(context, parameters)`` becomes a
 :class:`CacheKeyFnPolicy`.
 
-Where Stratoflow differs from Prefect, on purpose (Prefect issue #15861: a
+Where Stratoflow differs from Prefect, on purpose (a frequent Prefect
+complaint: two unrelated tasks called with ``x=1`` under ``INPUTS`` share one
+entry, installation-wide): the keys of the built-in policies (``INPUTS``,
+``TASK_SOURCE``, ``FLOW_PARAMETERS``, ``RUN_ID``, ``DEFAULT`` and every
+combination) include the task's key (``Task.task_key``: its name and a
+fingerprint of its source), so two different tasks never share an entry. A
+key chosen by you -- a ``cache_key_fn``, or your own ``CachePolicy``
+subclass -- is used as it is: that is how tasks share entries on purpose.
+
+Also on purpose (Prefect issue #15861: a
 failing key component still produced a shared cache entry): any exception while
 computing a key -- an unhashable argument, a raising ``cache_key_fn``, a bug in
 a custom policy, a key that is not a string -- raises :class:`CacheKeyError`
@@ -57,6 +66,7 @@ __all__ = [
     "RunId",
     "TaskSource",
     "hash_objects",
+    "task_scoped_hash",
     "task_source_hash",
 ]
 
@@ -139,6 +149,15 @@ def hash_objects(*objs: Any) -> str:
                 f"({json_exc}) and cloudpickle failed ({pickle_exc!r})"
             ) from pickle_exc
         return hashlib.sha256(b"pickle:" + data).hexdigest()
+
+
+def task_scoped_hash(task_ctx: CacheKeyContext, policy: str, *objs: Any) -> str:
+    """``hash_objects`` of ``objs`` scoped to the task: what a built-in policy returns.
+
+    Includes ``task_ctx.task_key`` and the policy's name, so that two tasks (or
+    two policies) never produce the same key from the same values.
+    """
+    return hash_objects({"task": task_ctx.task_key, "policy": policy}, *objs)
 
 
 def _code_bytes(code: CodeType) -> bytes:
@@ -328,7 +347,12 @@ class _NoCache(CachePolicy):
 
 @dataclass
 class Inputs(CachePolicy):
-    """A hash of the task's arguments, minus the names in ``exclude``."""
+    """A hash of the task's key and arguments, minus the names in ``exclude``.
+
+    The task's key is part of it (unlike Prefect): two different tasks called
+    with the same arguments do not share an entry. Use a ``cache_key_fn`` to
+    share on purpose.
+    """
 
     exclude: list[str] = field(default_factory=list)
 
@@ -339,10 +363,10 @@ class Inputs(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
-        """A hash of the included arguments; CacheKeyError names an unhashable argument."""
+        """A hash of the task key and included arguments; CacheKeyError names an unhashable one."""
         included = {k: v for k, v in (inputs or {}).items() if k not in self.exclude}
         try:
-            return hash_objects(included)
+            return task_scoped_hash(task_ctx, "inputs", included)
         except CacheKeyError:
             for name, value in included.items():
                 try:
@@ -365,7 +389,7 @@ class Inputs(CachePolicy):
 
 @dataclass
 class TaskSource(CachePolicy):
-    """A hash of the task's source code: editing the task invalidates its cache."""
+    """A hash of the task's key and source code: editing the task invalidates its cache."""
 
     def compute_key(
         self,
@@ -374,17 +398,17 @@ class TaskSource(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
-        """A hash of ``task_source`` (or of ``task_fn``); None when neither is known."""
+        """A hash of the task key and ``task_source`` (or ``task_fn``); None without either."""
         if task_ctx.task_source:
-            return hash_objects(task_ctx.task_source)
+            return task_scoped_hash(task_ctx, "task_source", task_ctx.task_source)
         if task_ctx.task_fn is not None:
-            return task_source_hash(task_ctx.task_fn)
+            return task_scoped_hash(task_ctx, "task_source", task_source_hash(task_ctx.task_fn))
         return None
 
 
 @dataclass
 class FlowParameters(CachePolicy):
-    """A hash of the flow run's parameters."""
+    """A hash of the task's key and the flow run's parameters."""
 
     def compute_key(
         self,
@@ -393,15 +417,16 @@ class FlowParameters(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
-        """A hash of ``flow_parameters``."""
-        return hash_objects(flow_parameters or {})
+        """A hash of the task key and ``flow_parameters``."""
+        return task_scoped_hash(task_ctx, "flow_parameters", flow_parameters or {})
 
 
 @dataclass
 class RunId(CachePolicy):
     """The flow run id: the cache holds within one flow run only (Prefect's RUN_ID).
 
-    A task run without a flow run uses its own id, so it never shares.
+    Hashed with the task's key, so two tasks of one flow run do not share. A
+    task run without a flow run uses its own id, so it never shares.
     """
 
     def compute_key(
@@ -411,14 +436,17 @@ class RunId(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
-        """The flow run id, else the task run id, else None."""
+        """A hash of the task key and the flow run id (else the task run id); else None."""
         run_id = task_ctx.flow_run_id or task_ctx.task_run_id
-        return str(run_id) if run_id is not None else None
+        return task_scoped_hash(task_ctx, "run_id", str(run_id)) if run_id is not None else None
 
 
 @dataclass
 class CacheKeyFnPolicy(CachePolicy):
     """A Prefect-style ``cache_key_fn(context, parameters) -> str | None`` as a policy.
+
+    Its key is used literally (not scoped to the task, unlike the built-in
+    policies): tasks whose functions return the same key share the entry, on purpose.
 
     If the function raises, or returns something other than a str or None,
     ``compute_key`` raises :class:`CacheKeyError` (the task run fails loudly).
@@ -442,19 +470,19 @@ class CacheKeyFnPolicy(CachePolicy):
 
 
 INPUTS = Inputs()
-"""A hash of the task's arguments; ``INPUTS - "x"`` ignores argument ``x``."""
+"""A hash of the task's key and arguments; ``INPUTS - "x"`` ignores argument ``x``."""
 
 TASK_SOURCE = TaskSource()
-"""A hash of the task function's source."""
+"""A hash of the task's key and function source."""
 
 FLOW_PARAMETERS = FlowParameters()
-"""A hash of the flow run's parameters."""
+"""A hash of the task's key and the flow run's parameters."""
 
 RUN_ID = RunId()
-"""The flow run id."""
+"""A hash of the task's key and the flow run id."""
 
 NO_CACHE = _NoCache()
 """Never cache."""
 
 DEFAULT = INPUTS + TASK_SOURCE + RUN_ID
-"""Prefect's default: the same arguments, the same source, the same flow run."""
+"""Prefect's default: the same task, arguments, source and flow run."""

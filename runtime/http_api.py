@@ -77,11 +77,12 @@ from runtime.models import (
     TaskRunCreate,
     new_id,
 )
+from runtime.payload_auth import PayloadKey, load_payload_key, needs_mac
 from runtime.results import ResultNotFound as _StoreResultNotFound
 from runtime.serializers import get_serializer
 from runtime.states import ResultRef, State, StateType
 from runtime.stores.cache import CacheLockLost as _StoreCacheLockLost
-from runtime.stores.cache import CacheRecord
+from runtime.stores.cache import CacheRecord, LockAttempt
 from runtime.stores.logs import new_log_id
 
 __all__ = [
@@ -1024,19 +1025,38 @@ class HttpApi:
         return base64.b64decode(body["payload"])
 
     def persist_result(
-        self, value: Any, *, serializer: str = "pickle", storage_key: str | None = None
+        self,
+        value: Any,
+        *,
+        serializer: str = "pickle",
+        storage_key: str | None = None,
+        payload_key: PayloadKey | None = None,
     ) -> ResultRef:
-        """Serialize ``value`` here (json or pickle) and store it through ``POST /results``."""
+        """Serialize ``value`` here and store it through ``POST /results``.
+
+        A pickle is sealed with ``payload_key`` (default: this machine's key,
+        :func:`runtime.payload_auth.load_payload_key`); the API never sees the key.
+        """
         data = get_serializer(serializer).dumps(value)
+        if needs_mac(serializer):
+            data = (payload_key or load_payload_key()).seal(data, serializer)
         return self.upload_result(data, serializer=serializer, storage_key=storage_key)
 
-    def load_result(self, ref: ResultRef) -> Any:
-        """The value a reference stands for: decoded here when inline, else downloaded."""
-        if ref.inline is not None:
-            from runtime.results import ResultStore
+    def load_result(self, ref: ResultRef, *, payload_key: PayloadKey | None = None) -> Any:
+        """The value a reference stands for (inline: decoded here; else downloaded).
 
-            return ResultStore(None, "inline-only").load(ref)  # no S3 call for inline values
-        return get_serializer(ref.serializer).loads(self.download_result(ref))
+        A pickle is unpickled only once its MAC checks out with ``payload_key``
+        (default: this machine's key); ``PayloadAuthenticationError`` otherwise.
+        """
+        from runtime.results import ResultStore, open_payload
+
+        if ref.inline is not None:
+            data = ResultStore(None, "inline-only").load_bytes(ref)  # no S3 call
+        else:
+            data = self.download_result(ref)
+        if payload_key is None and needs_mac(ref.serializer):
+            payload_key = load_payload_key()
+        return open_payload(ref, data, payload_key)
 
     # ------------------------------------------------------------------ cache
 
@@ -1057,16 +1077,32 @@ class HttpApi:
         return int(body.get("deleted", 0)) if isinstance(body, dict) else 0
 
     def lock_cache_key(
-        self, key: str, owner: str, lock_seconds: float = 300.0, refresh: bool = False
+        self, key: str, owner: str, lock_seconds: float = 30.0, refresh: bool = False
     ) -> bool:
         """``POST /cache/{key}/lock``: True when ``owner`` now holds the compute lock."""
-        body = self._call(
-            "POST",
-            f"/cache/{segment(key)}/lock",
-            json_body={"owner": owner, "lock_seconds": lock_seconds, "refresh": refresh},
-            idempotent=True,  # the owner's id: a repeat by the same owner keeps its lock
-        )
-        return bool(body.get("locked"))
+        return self.try_lock_cache_key(key, owner, lock_seconds, refresh).acquired
+
+    def try_lock_cache_key(
+        self, key: str, owner: str, lock_seconds: float = 30.0, refresh: bool = False
+    ) -> LockAttempt:
+        """``POST /cache/{key}/lock``: acquired, or who holds the live lock (a 409)."""
+        try:
+            body = self._call(
+                "POST",
+                f"/cache/{segment(key)}/lock",
+                json_body={"owner": owner, "lock_seconds": lock_seconds, "refresh": refresh},
+                idempotent=True,  # the owner's id: a repeat by the same owner keeps its lock
+            )
+        except Conflict as exc:
+            if exc.type != "cache_key_locked":
+                raise
+            until = exc.details.get("lock_until")
+            try:
+                lock_until = datetime.fromisoformat(str(until)).timestamp()
+            except ValueError:
+                lock_until = None
+            return LockAttempt(False, str(exc.details.get("holder")), lock_until)
+        return LockAttempt(True, owner) if body.get("locked") else LockAttempt(False)
 
     def write_cache_record(self, key: str, record: CacheRecord, owner: str) -> CacheRecord:
         """``PUT /cache/{key}``: store the record; CacheLockLost when the lock was taken over."""

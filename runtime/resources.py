@@ -97,12 +97,22 @@ class BucketSpec:
 
 
 @dataclass(frozen=True)
+class SecretSpec:
+    """A Secrets Manager secret whose value is generated at creation (never in code)."""
+
+    logical_name: str
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class ResourceSpecs:
     """Every resource of one Stratoflow installation, named from its prefix."""
 
     prefix: str
     tables: dict[str, TableSpec] = field(default_factory=dict)
     buckets: dict[str, BucketSpec] = field(default_factory=dict)
+    secrets: dict[str, SecretSpec] = field(default_factory=dict)
 
     @property
     def runs(self) -> TableSpec:
@@ -133,6 +143,11 @@ class ResourceSpecs:
     def results(self) -> BucketSpec:
         """The results bucket."""
         return self.buckets["results"]
+
+    @property
+    def payload_key(self) -> SecretSpec:
+        """The key that authenticates pickled payloads (read by the engine, never by the API)."""
+        return self.secrets["payload_key"]
 
 
 def specs(prefix: str = "stratoflow", results_bucket: str | None = None) -> ResourceSpecs:
@@ -181,13 +196,20 @@ def specs(prefix: str = "stratoflow", results_bucket: str | None = None) -> Reso
         prefix=prefix,
         tables={t.logical_name: t for t in (runs, concurrency, cache, logs, registry)},
         buckets={"results": BucketSpec("results", results_bucket or f"{prefix}-results")},
+        secrets={
+            "payload_key": SecretSpec(
+                "payload_key",
+                f"{prefix}/payload-key",
+                "HMAC key of pickled results and cache records (runtime/payload_auth.py)",
+            )
+        },
     )
 
 
 def provision(
     resource_specs: ResourceSpecs, session: Any = None, *, endpoint_url: str | None = None
 ) -> ResourceSpecs:
-    """Create every table and bucket of ``resource_specs`` that does not exist yet.
+    """Create every table, bucket and secret of ``resource_specs`` that does not exist yet.
 
     Idempotent; waits until tables are active and turns TTL on. Uses the endpoint
     boto3 is configured for (``AWS_ENDPOINT_URL``), so it provisions moto,
@@ -229,4 +251,24 @@ def provision(
                 "BucketAlreadyExists",
             ):
                 raise
+    if resource_specs.secrets:
+        _provision_secrets(
+            resource_specs, session.client("secretsmanager", endpoint_url=endpoint_url)
+        )
     return resource_specs
+
+
+def _provision_secrets(resource_specs: ResourceSpecs, client: Any) -> None:
+    """Create each missing secret with a fresh random value (an existing one is kept)."""
+    import secrets as random
+
+    for secret in resource_specs.secrets.values():
+        try:
+            client.create_secret(
+                Name=secret.name,
+                Description=secret.description,
+                SecretString=random.token_hex(32),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceExistsException":
+                raise

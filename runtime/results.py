@@ -13,6 +13,13 @@
 
 :meth:`ResultStore.load` reverses either form; a reference whose S3 object is
 gone raises :class:`ResultNotFound` naming the URI.
+
+A ``pickle`` payload is sealed with the installation's payload key (an HMAC,
+:mod:`runtime.payload_auth`) by :meth:`ResultStore.persist` and opened by
+:meth:`ResultStore.load`, which refuses (``PayloadAuthenticationError``) a
+pickle without a valid MAC and never unpickles one without a key. The bytes-level
+methods (:meth:`ResultStore.persist_bytes`, :meth:`ResultStore.load_bytes`), used
+by the API, neither seal nor open anything.
 """
 
 from __future__ import annotations
@@ -26,10 +33,18 @@ from botocore.exceptions import ClientError
 
 from runtime.errors import NotFound
 from runtime.limits import INLINE_RESULT_MAX_BYTES
+from runtime.payload_auth import PayloadAuthenticationError, PayloadKey, needs_mac
 from runtime.serializers import SerializationError, get_serializer
 from runtime.states import ResultRef
 
-__all__ = ["RESULTS_PREFIX", "ResultNotFound", "ResultStore", "parse_s3_uri"]
+__all__ = [
+    "RESULTS_PREFIX",
+    "ResultNotFound",
+    "ResultStore",
+    "describe_ref",
+    "open_payload",
+    "parse_s3_uri",
+]
 
 RESULTS_PREFIX = "results/"
 """Every result object's key starts with this."""
@@ -51,6 +66,31 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     if not bucket or not sep or not key:
         raise ValueError(f"not an S3 URI of the form s3://bucket/key: {uri!r}")
     return bucket, key
+
+
+def describe_ref(ref: ResultRef) -> str:
+    """How a message names a result: its S3 URI, or "an inline pickle result"."""
+    if ref.inline is None and ref.storage_key:
+        return f"the {ref.serializer} result {ref.storage_key}"
+    return f"an inline {ref.serializer} result"
+
+
+def open_payload(ref: ResultRef, data: bytes, payload_key: PayloadKey | None) -> Any:
+    """The value in ``data``, the stored bytes of ``ref``; pickles are verified first.
+
+    Raises :class:`~runtime.payload_auth.PayloadAuthenticationError` for a pickle
+    whose MAC is missing or wrong, or when no key is given to check it.
+    """
+    ser = get_serializer(ref.serializer)
+    if needs_mac(ser.name):
+        if payload_key is None:
+            raise PayloadAuthenticationError(
+                f"{describe_ref(ref)} cannot be authenticated without the payload key; "
+                f"refusing to unpickle it",
+                reason="no_key",
+            )
+        data = payload_key.open(data, ser.name, what=describe_ref(ref))
+    return ser.loads(data)
 
 
 class ResultStore:
@@ -88,15 +128,26 @@ class ResultStore:
     # ------------------------------------------------------------------ write
 
     def persist(
-        self, value: Any, *, serializer: str = "pickle", storage_key: str | None = None
+        self,
+        value: Any,
+        *,
+        serializer: str = "pickle",
+        storage_key: str | None = None,
+        payload_key: PayloadKey | None = None,
     ) -> ResultRef:
         """Serialize ``value`` and keep it inline (small) or in S3; return its reference.
 
-        Raises :class:`~runtime.serializers.SerializationError` when the
-        serializer cannot handle the value, ValueError for an unknown serializer.
+        A pickle is sealed with ``payload_key`` (required for pickle: ValueError
+        without one). Raises :class:`~runtime.serializers.SerializationError` when
+        the serializer cannot handle the value, ValueError for an unknown serializer.
         """
         ser = get_serializer(serializer)
-        return self.persist_bytes(ser.dumps(value), serializer=ser.name, storage_key=storage_key)
+        data = ser.dumps(value)
+        if needs_mac(ser.name):
+            if payload_key is None:
+                raise ValueError(f"a {ser.name} result needs the payload key to be sealed")
+            data = payload_key.seal(data, ser.name)
+        return self.persist_bytes(data, serializer=ser.name, storage_key=storage_key)
 
     def persist_bytes(
         self,
@@ -140,13 +191,16 @@ class ResultStore:
 
     # ------------------------------------------------------------------ read
 
-    def load(self, ref: ResultRef) -> Any:
+    def load(self, ref: ResultRef, *, payload_key: PayloadKey | None = None) -> Any:
         """The value a reference points at (inline or in S3).
 
-        Raises :class:`ResultNotFound` when the S3 object is missing, and
+        A pickle is unpickled only once its MAC checks out with ``payload_key``.
+        Raises :class:`ResultNotFound` when the S3 object is missing,
+        :class:`~runtime.payload_auth.PayloadAuthenticationError` for a pickle
+        without a valid MAC (or without a key to check it), and
         :class:`~runtime.serializers.SerializationError` when the payload is corrupt.
         """
-        return get_serializer(ref.serializer).loads(self.load_bytes(ref))
+        return open_payload(ref, self.load_bytes(ref), payload_key)
 
     def load_bytes(self, ref: ResultRef) -> bytes:
         """The serialized bytes a reference points at, not deserialized.

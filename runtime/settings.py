@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -38,6 +39,21 @@ class Settings(BaseSettings):
         default=None, description="Results bucket name (default: <prefix>-results)"
     )
     logging_level: str = Field(default="INFO", description="Console level of run logs")
+    payload_key_file: Path | None = Field(
+        default=None,
+        description="File holding the key that authenticates pickled payloads "
+        "(default: ~/.stratoflow/payload-keys/<prefix>.key locally; see runtime/payload_auth.py)",
+    )
+    payload_key_secret: str | None = Field(
+        default=None,
+        description="Secrets Manager secret holding that key (in AWS: <prefix>/payload-key)",
+    )
+    cache_lock_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Lease of a cache compute lock; its holder renews it every third of it",
+    )
 
     def backend(self) -> Literal["api", "aws", "embedded"]:
         """Which backend the SDK and engine use (ARCHITECTURE.md, "the embedded default")."""

@@ -115,6 +115,15 @@ def _no_real_aws() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _payload_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One payload key file for the session (subprocesses inherit it), never ~/.stratoflow."""
+    path = tmp_path_factory.mktemp("payload-key") / "test.key"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STRATOFLOW_PAYLOAD_KEY_FILE", str(path))
+        yield path
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[LockedMotoServer]:
     """One :class:`LockedMotoServer` for the whole session (started on first use)."""

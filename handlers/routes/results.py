@@ -144,16 +144,28 @@ def read_cache(key: CacheKey) -> CacheRecord:
 
 @router.post("/cache/<key>/lock", summary="Take the compute lock", tags=["cache"])
 def lock_cache(key: CacheKey, body: Annotated[CacheLockRequest, Body()]) -> Locked:
-    """``{"locked": true}`` when this owner now holds the key and should compute."""
-    locked = get_stores().cache.lock(
+    """``{"locked": true}`` when this owner now holds (or renewed) the key and should compute.
+
+    ``{"locked": false}`` when a live record exists (read it, or lock with
+    ``refresh``); 409 ``cache_key_locked`` naming the holder while another
+    owner's lock is live, with or without ``refresh``: a live lock is never
+    taken over before it expires.
+    """
+    attempt = get_stores().cache.try_lock(
         key, body.owner, lock_seconds=body.lock_seconds, refresh=body.refresh
     )
-    return Locked(locked=locked)
+    if not attempt.acquired and attempt.holder is not None:
+        raise attempt.locked_error(key)
+    return Locked(locked=attempt.acquired)
 
 
 @router.put("/cache/<key>", summary="Write a cache record", tags=["cache"])
 def write_cache(key: CacheKey, body: Annotated[CacheWriteRequest, Body()]) -> CacheRecord:
-    """Store the record in place of the owner's lock; 409 ``conflict`` when the lock was lost."""
+    """Store the record in place of the owner's lock; 409 ``conflict`` unless the owner holds it.
+
+    The API stores the record's result reference as given and never verifies
+    it: a pickled payload carries a MAC that only the engine can make and check.
+    """
     try:
         record = CacheRecord.model_validate(body.record)
     except ValidationError as exc:

@@ -14,8 +14,9 @@ Every :class:`~runtime.engine.client.EngineClient` operation goes through
   routes, waiting as :meth:`DirectEngineClient.acquire_slots` does: one waiter per
   set of limits polls with backoff, the others sleep until a release in this
   process wakes them; held leases are renewed in the background;
-* results: serialized here, sent base64 to ``POST /results``; inline results are
-  decoded here, others fetched with ``POST /results/load``;
+* results: serialized here (pickles sealed with the payload key, which the API
+  never sees), sent base64 to ``POST /results``; inline results are decoded here,
+  others fetched with ``POST /results/load``, and verified here;
 * the cache: :class:`ApiCache`, the ``CacheStore`` interface over the cache routes.
 
 A retried ``POST /logs`` whose first attempt was stored but whose response was
@@ -29,19 +30,20 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from runtime.engine.client import BufferedEngineClient
+from runtime.engine.client import BufferedEngineClient, PayloadKeyHolder
 from runtime.errors import NotFound
 from runtime.http_api import HttpApi
 from runtime.limits import ITEM_BUDGET_BYTES, RECORD_BATCH_MAX_BYTES, RECORD_BATCH_MAX_RECORDS
 from runtime.models import (
-    CacheRecord,
     FlowRun,
     FlowRunCreate,
     LogRecord,
     OrchestrationResult,
     TaskRun,
 )
+from runtime.payload_auth import PayloadKey
 from runtime.states import ResultRef, State
+from runtime.stores.cache import CacheRecord, LockAttempt
 
 __all__ = ["ApiCache", "ApiEngineClient", "record_chunks"]
 
@@ -89,7 +91,7 @@ def record_chunks(
 
 
 class ApiCache:
-    """The ``CacheStore`` interface (read, lock, write, unlock, wait_for, list, clear) over HTTP.
+    """The ``CacheStore`` interface (read, try_lock, lock, write, unlock, wait_for, ...) over HTTP.
 
     ``wait_for`` cannot see a lock through the API (a pending lock and no record
     both read as a miss), so it polls for the record, backing off from ``poll``
@@ -110,6 +112,19 @@ class ApiCache:
         except NotFound:
             return None
 
+    def try_lock(
+        self,
+        key: str,
+        owner: str,
+        lock_seconds: float,
+        now: datetime | None = None,
+        refresh: bool = False,
+    ) -> LockAttempt:
+        """Take (or, for the same owner, renew) the compute lock; who holds it when refused."""
+        if lock_seconds <= 0:
+            raise ValueError("lock_seconds must be > 0")
+        return self.api.try_lock_cache_key(key, owner, lock_seconds, refresh)
+
     def lock(
         self,
         key: str,
@@ -119,9 +134,7 @@ class ApiCache:
         refresh: bool = False,
     ) -> bool:
         """Take the compute lock on ``key``; True when ``owner`` won it."""
-        if lock_seconds <= 0:
-            raise ValueError("lock_seconds must be > 0")
-        return self.api.lock_cache_key(key, owner, lock_seconds, refresh)
+        return self.try_lock(key, owner, lock_seconds, now, refresh).acquired
 
     def write(self, key: str, record: CacheRecord, owner: str) -> None:
         """Store ``record``; raises ``CacheLockLost`` when another owner took the key over."""
@@ -184,8 +197,10 @@ class ApiEngineClient(BufferedEngineClient):
         lease_seconds: float = 60.0,
         record_interval: float = 0.5,
         log_interval: float = 1.0,
+        payload_key: PayloadKey | None = None,
     ) -> None:
         self.api = http = api or HttpApi(api_url, token=token, sign=sign, region=region)
+        self.payload_keys = PayloadKeyHolder(payload_key)
         self._cache = ApiCache(http)
         super().__init__(
             log_sink=_LogSink(http),
@@ -228,10 +243,17 @@ class ApiEngineClient(BufferedEngineClient):
     def persist_result(
         self, value: Any, *, serializer: str, storage_key: str | None = None
     ) -> ResultRef:
-        return self.api.persist_result(value, serializer=serializer, storage_key=storage_key)
+        return self.api.persist_result(
+            value,
+            serializer=serializer,
+            storage_key=storage_key,
+            payload_key=self.payload_keys.for_serializer(serializer),
+        )
 
     def load_result(self, ref: ResultRef) -> Any:
-        return self.api.load_result(ref)
+        return self.api.load_result(
+            ref, payload_key=self.payload_keys.for_serializer(ref.serializer)
+        )
 
     @property
     def cache(self) -> ApiCache:

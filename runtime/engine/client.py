@@ -26,6 +26,7 @@ from runtime.models import (
     OrchestrationResult,
     TaskRun,
 )
+from runtime.payload_auth import PayloadKey, load_payload_key, needs_mac
 from runtime.states import ResultRef, State, StateType
 
 TAG_LIMIT_PREFIX = "tag:"
@@ -108,7 +109,11 @@ class EngineClient(ABC):
 
     @abstractmethod
     def load_result(self, ref: ResultRef) -> Any:
-        """Load a stored result."""
+        """Load a stored result; a pickle only once its MAC checks out.
+
+        Raises ``runtime.payload_auth.PayloadAuthenticationError`` for a pickle
+        without a valid MAC.
+        """
 
     @property
     @abstractmethod
@@ -118,6 +123,27 @@ class EngineClient(ABC):
     def close(self) -> None:
         """Flush and stop background threads."""
         self.flush()
+
+
+class PayloadKeyHolder:
+    """The engine's payload key (``runtime.payload_auth``), loaded once, on first need.
+
+    Only pickles need it, so a flow that persists json results never loads it.
+    """
+
+    def __init__(self, key: PayloadKey | None = None, session: Any = None) -> None:
+        self._key = key
+        self._session = session
+        self._lock = threading.Lock()
+
+    def for_serializer(self, serializer: str) -> PayloadKey | None:
+        """The key when ``serializer`` needs a MAC, else None."""
+        if not needs_mac(serializer):
+            return None
+        with self._lock:
+            if self._key is None:
+                self._key = load_payload_key(session=self._session)
+            return self._key
 
 
 def is_permanent(error: BaseException) -> bool:
@@ -334,8 +360,15 @@ class BufferedEngineClient(EngineClient):
 class DirectEngineClient(BufferedEngineClient):
     """The engine talking to DynamoDB and S3 directly (worker IAM role, or local moto)."""
 
-    def __init__(self, stores: Any, *, lease_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        stores: Any,
+        *,
+        lease_seconds: float = 60.0,
+        payload_key: PayloadKey | None = None,
+    ) -> None:
         self.stores = stores
+        self.payload_keys = PayloadKeyHolder(payload_key, getattr(stores, "session", None))
         self._known_flows: set[str] = set()
         concurrency = stores.concurrency
         super().__init__(
@@ -391,11 +424,16 @@ class DirectEngineClient(BufferedEngineClient):
         self, value: Any, *, serializer: str, storage_key: str | None = None
     ) -> ResultRef:
         return self.stores.results.persist(  # type: ignore[no-any-return]
-            value, serializer=serializer, storage_key=storage_key
+            value,
+            serializer=serializer,
+            storage_key=storage_key,
+            payload_key=self.payload_keys.for_serializer(serializer),
         )
 
     def load_result(self, ref: ResultRef) -> Any:
-        return self.stores.results.load(ref)
+        return self.stores.results.load(
+            ref, payload_key=self.payload_keys.for_serializer(ref.serializer)
+        )
 
     @property
     def cache(self) -> Any:

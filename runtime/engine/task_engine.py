@@ -52,8 +52,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("stratoflow.task_runs")
 
-CACHE_LOCK_SECONDS = 300.0
-"""How long a cache key stays locked by a computing run before others may take over."""
+
+def cache_lock_seconds() -> float:
+    """The lease of a cache compute lock (``STRATOFLOW_CACHE_LOCK_SECONDS``, 30 s).
+
+    Its holder renews it every third of it while it computes; a killed holder's
+    key is taken over by a waiter within about a second of the lease's end.
+    """
+    from runtime.settings import get_settings
+
+    return get_settings().cache_lock_seconds
 
 
 class TaskRunEngine:
@@ -111,6 +119,7 @@ class TaskRunEngine:
         self.cache_key: str | None = None
         self.lease: Lease | None = None
         self._cache_owner = False
+        self._cache_renewal: Any = None
         self.abandoned = False
         self.refusal: str | None = None
         """Why the rules refused the last proposal (None once one is accepted)."""
@@ -273,23 +282,96 @@ class TaskRunEngine:
             return None
         self.cache_key = key
         cache = self.client.cache
+        lock_seconds = cache_lock_seconds()
+        refresh = bool(task.refresh_cache)
+        announced: str | None = None
         while True:
-            if not task.refresh_cache:
+            if not refresh:
                 record = cache.read(key)
                 if record is not None:
-                    return self._cached(record)
-            if cache.lock(key, self.run.id, CACHE_LOCK_SECONDS, refresh=bool(task.refresh_cache)):
-                self._cache_owner = True
+                    cached = self._cached(record)
+                    if cached is not None:
+                        return cached
+                    refresh = True  # an unusable record: compute and replace it
+            attempt = cache.try_lock(key, self.run.id, lock_seconds, refresh=refresh)
+            if attempt.acquired:
+                self._hold_cache_lock(key, lock_seconds)
                 return None
-            # another run is computing this key: wait for its record (or its give-up)
-            record = yield Blocking(lambda: cache.wait_for(key, timeout=CACHE_LOCK_SECONDS))
+            if attempt.holder is None:
+                continue  # a record was written meanwhile: read it
+            if attempt.holder != announced:  # say who computes it, once per holder
+                announced = attempt.holder
+                self._announce_cache_wait(key, attempt.holder)
+            record = yield Blocking(lambda: cache.wait_for(key, timeout=lock_seconds))
             if record is not None:
-                return self._cached(record)
-            if task.refresh_cache:
-                return None
+                cached = self._cached(record)
+                if cached is not None:
+                    return cached
+                refresh = True
 
-    def _cached(self, record: Any) -> State:
-        value = self.client.load_result(record.result)
+    def _announce_cache_wait(self, key: str, holder: str) -> None:
+        """Record this (Pending) task run and log which run holds the key it waits for."""
+        self.client.record_task_run(self.run, self.history)
+        logger.info(
+            "Waiting for cache key %s: task run %s is computing it (its lock is renewed "
+            "while it runs, and taken over if it dies)",
+            key,
+            holder,
+            extra=self._log_extra(),
+        )
+
+    def _hold_cache_lock(self, key: str, lock_seconds: float) -> None:
+        """This run computes ``key``: keep its lock alive until it writes or gives up."""
+        from runtime.engine.cache_locks import KEEPER
+
+        def lost() -> None:
+            logger.warning(
+                "lost the cache lock on %s to another run while computing; the result "
+                "will not be cached by this run",
+                key,
+                extra=self._log_extra(),
+            )
+
+        self._cache_owner = True
+        self._cache_renewal = KEEPER.keep(self.client.cache, key, self.run.id, lock_seconds, lost)
+
+    def _stop_cache_renewal(self) -> None:
+        if self._cache_renewal is not None:
+            from runtime.engine.cache_locks import KEEPER
+
+            KEEPER.release(self._cache_renewal)
+            self._cache_renewal = None
+
+    def _cached(self, record: Any) -> State | None:
+        """The Cached state of a usable record; None (reported) for one that cannot be used.
+
+        A pickle whose MAC fails (or is missing) is never unpickled: a warning in
+        the run's logs names the key, and the run computes instead, as it does
+        for a record whose result is gone or corrupt.
+        """
+        from runtime.errors import NotFound
+        from runtime.payload_auth import PayloadAuthenticationError
+        from runtime.serializers import SerializationError
+
+        try:
+            value = self.client.load_result(record.result)
+        except PayloadAuthenticationError as exc:
+            logger.warning(
+                "cache record for key %s failed payload authentication and was not used "
+                "(%s); computing instead",
+                self.cache_key,
+                exc.message,
+                extra=self._log_extra(),
+            )
+            return None
+        except (NotFound, SerializationError) as exc:
+            logger.warning(
+                "cache record for key %s cannot be loaded (%s); computing instead",
+                self.cache_key,
+                getattr(exc, "message", exc),
+                extra=self._log_extra(),
+            )
+            return None
         state = Cached()
         state.details.cache_key = self.cache_key
         state.details.result = record.result
@@ -390,6 +472,7 @@ class TaskRunEngine:
                 created=utcnow(),
                 expires_at=expires,
             )
+            self._stop_cache_renewal()
             try:
                 self.client.cache.write(self.cache_key, record, self.run.id)
             except CacheLockLost:  # our lock expired and another run took the key: keep its
@@ -421,6 +504,7 @@ class TaskRunEngine:
         Raising here would replace the task's own outcome; a lease that could not
         be released expires on its own.
         """
+        self._stop_cache_renewal()  # first: nothing below may leave a lock renewed forever
         with self._propose_lock:
             lease, self.lease = self.lease, None
         if lease is not None:

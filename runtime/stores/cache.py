@@ -4,39 +4,50 @@ One item per cache key in the cache table (partition key ``cache_key``, TTL
 attribute ``ttl_at``). An item is in one of two forms, told apart by ``status``:
 
 ``pending``
-    A compute lock: ``owner`` (who computes), ``lock_until`` (epoch seconds,
-    float) and ``ttl_at`` (so that DynamoDB eventually removes a lock whose
-    holder died; the store never relies on TTL timing).
+    A compute lock: ``owner`` (who computes: the task run id), ``lock_until``
+    (epoch seconds, float) and ``ttl_at`` (so that DynamoDB eventually removes a
+    lock whose holder died; the store never relies on TTL timing).
 ``ready``
     A :class:`CacheRecord` as JSON in ``doc``, plus ``task_key``, ``created``,
     ``valid_until`` (epoch seconds of ``expires_at``, absent when the record
     never expires) and ``ttl_at`` (``expires_at`` in whole seconds, absent when
     it never expires).
 
+Ownership: a live lock belongs to its owner. Nobody else takes it over before
+``lock_until`` passes, not even with ``refresh``; only the owner writes the
+record under its lock; a lock is a short lease (the engine's is 30 s) that its
+holder renews while it computes, so a dead holder's key is free again within
+seconds. A record's payload is authenticated by the engine (an HMAC over
+pickles, :mod:`runtime.payload_auth`), not by this store: whoever may write
+here cannot make the engine run code.
+
 Concurrency contract (Prefect's SERIALIZABLE isolation, without a lock
 manager to run): two concurrent runs with the same key compute once.
 
 1. :meth:`CacheStore.read` -- a hit ends here. A pending lock, an expired
    record or no item is a miss.
-2. :meth:`CacheStore.lock` -- ONE conditional ``PutItem`` that writes the
+2. :meth:`CacheStore.try_lock` -- ONE conditional ``PutItem`` that writes the
    pending marker only if the key is absent, holds an expired record, holds a
-   stale lock (``lock_until`` passed), is already locked by the same owner, or,
-   with ``refresh=True`` (``refresh_cache``), holds any record. Exactly one of
-   many racing callers gets True: the winner computes.
-3. The winner calls :meth:`CacheStore.write` (conditional on still owning the
-   lock, or the key being absent) when it succeeds, or :meth:`CacheStore.unlock`
-   when the computation fails, giving the key up.
+   stale lock (``lock_until`` passed), is already locked by the same owner (a
+   renewal), or, with ``refresh=True`` (``refresh_cache``), holds any record.
+   Exactly one of many racing callers wins and computes; a loser learns who
+   holds the key (:class:`LockAttempt`).
+3. The winner renews its lock (:meth:`CacheStore.lock` again, same owner) while
+   it computes, then calls :meth:`CacheStore.write` (conditional on still owning
+   the lock) when it succeeds, or :meth:`CacheStore.unlock` when the computation
+   fails, giving the key up.
 4. A loser WAITS with :meth:`CacheStore.wait_for`: it returns the winner's
    record as soon as it is written, or None when the lock disappears (the
    winner gave up) or expires (the winner died) -- the caller then goes back to
-   step 2 and takes over -- or when its own timeout passes (the caller then
-   decides: compute without caching, or fail).
+   step 2 and takes over -- or when its own timeout passes. It polls with
+   backoff (at most one read a second once the wait is long).
 
-Typical engine loop::
+Typical engine loop (the engine also renews the lock in the background)::
 
     record = cache.read(key)
     while record is None:
-        if cache.lock(key, owner, lock_seconds=300):
+        attempt = cache.try_lock(key, owner, lock_seconds=30)
+        if attempt.acquired:
             try:
                 value = compute()
             except BaseException:
@@ -44,7 +55,7 @@ Typical engine loop::
                 raise
             cache.write(key, CacheRecord(key=key, result=persist(value), ...), owner)
             break
-        record = cache.wait_for(key, timeout=600)
+        record = cache.wait_for(key, timeout=30)  # attempt.holder is computing it
 
 Records are shared by every flow and deployment of the installation (the key
 alone decides), can be listed and cleared (:meth:`CacheStore.list`,
@@ -57,7 +68,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from runtime.errors import Conflict
@@ -66,7 +78,7 @@ from runtime.resources import TableSpec
 from runtime.states import utcnow
 from runtime.stores.dynamo import ConditionFailed, Dynamo, Item, epoch, iso
 
-__all__ = ["CacheLockLost", "CacheRecord", "CacheStore"]
+__all__ = ["CacheKeyLocked", "CacheLockLost", "CacheRecord", "CacheStore", "LockAttempt"]
 
 PENDING = "pending"
 READY = "ready"
@@ -76,6 +88,41 @@ _NAMES = {"#k": "cache_key", "#s": "status", "#o": "owner"}
 
 class CacheLockLost(Conflict):
     """``write`` found the key locked by someone else (the caller's lock expired and was taken)."""
+
+
+class CacheKeyLocked(Conflict):
+    """Another owner holds a live lock on the key: it cannot be taken over before it expires."""
+
+    error_type = "cache_key_locked"
+
+
+@dataclass(frozen=True)
+class LockAttempt:
+    """The outcome of :meth:`CacheStore.try_lock`.
+
+    ``acquired``: the caller holds the key and computes. Otherwise ``holder`` is
+    the owner of the live lock that stopped it (with ``lock_until``, epoch
+    seconds), or None when a live record stopped it (read it instead).
+    """
+
+    acquired: bool
+    holder: str | None = None
+    lock_until: float | None = None
+
+    def locked_error(self, key: str) -> CacheKeyLocked:
+        """The 409 an API caller gets for this refused attempt (held by someone else)."""
+        until = (
+            datetime.fromtimestamp(self.lock_until, UTC).isoformat()
+            if self.lock_until is not None
+            else "unknown"
+        )
+        return CacheKeyLocked(
+            f"cache key {key!r} is locked by {self.holder!r} until {until}; a live lock "
+            f"cannot be taken over (not even with refresh) before it expires",
+            key=key,
+            holder=self.holder,
+            lock_until=until,
+        )
 
 
 def _ts(now: datetime | None) -> float:
@@ -140,21 +187,22 @@ class CacheStore:
 
     # ------------------------------------------------------------------ lock
 
-    def lock(
+    def try_lock(
         self,
         key: str,
         owner: str,
         lock_seconds: float,
         now: datetime | None = None,
         refresh: bool = False,
-    ) -> bool:
-        """Take the compute lock on ``key`` for ``lock_seconds``; True when this caller won.
+    ) -> LockAttempt:
+        """Take (or renew) the compute lock on ``key`` for ``lock_seconds``.
 
         One conditional ``PutItem``: it succeeds when the key is absent, holds an
-        expired record, holds a lock that expired or that ``owner`` already holds,
-        or (``refresh=True``, Prefect's ``refresh_cache``) holds any record. It
-        fails (False) while someone else holds a live lock, or, without
-        ``refresh``, while a valid record exists: the caller then reads or waits.
+        expired record, holds a lock that expired or that ``owner`` already holds
+        (a renewal), or (``refresh=True``, Prefect's ``refresh_cache``) holds any
+        record. It fails while someone else holds a live lock -- ``refresh`` or
+        not -- and, without ``refresh``, while a valid record exists; the
+        :class:`LockAttempt` then says who holds the key.
         """
         if lock_seconds <= 0:
             raise ValueError("lock_seconds must be > 0")
@@ -183,17 +231,33 @@ class CacheStore:
                 names=_NAMES,
                 values={":pending": PENDING, ":ready": READY, ":now": ts, ":owner": owner},
             )
-        except ConditionFailed:
-            return False
-        return True
+        except ConditionFailed as lost:
+            current = lost.current or {}
+            if current.get("status") == PENDING:
+                return LockAttempt(
+                    False, str(current.get("owner")), float(current.get("lock_until", 0))
+                )
+            return LockAttempt(False)
+        return LockAttempt(True, owner, lock_until)
+
+    def lock(
+        self,
+        key: str,
+        owner: str,
+        lock_seconds: float,
+        now: datetime | None = None,
+        refresh: bool = False,
+    ) -> bool:
+        """:meth:`try_lock`, answering only whether ``owner`` now holds the key."""
+        return self.try_lock(key, owner, lock_seconds, now, refresh).acquired
 
     def write(self, key: str, record: CacheRecord, owner: str) -> None:
         """Store ``record`` under ``key``, replacing ``owner``'s pending lock.
 
-        Conditional on ``owner`` still holding the lock (even if it expired,
-        as long as nobody took it over) or on the key being absent (e.g. cleared
-        meanwhile). Raises :class:`CacheLockLost` when another owner took the key
-        over or wrote a record first; the caller's own result is still valid.
+        Only the owner of the lock writes: conditional on ``owner`` still
+        holding it (even if it expired, as long as nobody took it over). Raises
+        :class:`CacheLockLost` when the key holds no lock of ``owner`` (taken
+        over, cleared, or never locked); the caller's own result is still valid.
         """
         if record.key != key:
             raise ValueError(f"record.key {record.key!r} does not match key {key!r}")
@@ -201,14 +265,18 @@ class CacheStore:
             self.db.put(
                 self.table.name,
                 self.to_item(record),
-                condition="attribute_not_exists(#k) OR (#s = :pending AND #o = :owner)",
-                names=_NAMES,
+                condition="#s = :pending AND #o = :owner",
+                names={"#s": "status", "#o": "owner"},
                 values={":pending": PENDING, ":owner": owner},
             )
         except ConditionFailed as lost:
-            holder = (lost.current or {}).get("owner") or "a completed record"
+            current = lost.current
+            if current is None:
+                holder = "nobody (the key is not locked)"
+            else:
+                holder = str(current.get("owner") or "a completed record")
             raise CacheLockLost(
-                f"cache key {key!r} is no longer locked by {owner!r} (now held by {holder}); "
+                f"cache key {key!r} is not locked by {owner!r} (now held by {holder}); "
                 f"the record was not written",
                 key=key,
             ) from None
@@ -230,15 +298,19 @@ class CacheStore:
             return False
         return True
 
-    def wait_for(self, key: str, timeout: float, poll: float = 0.05) -> CacheRecord | None:
-        """Wait for the lock holder's record; None when the caller should compute itself.
+    def wait_for(
+        self, key: str, timeout: float, poll: float = 0.05, max_poll: float = 1.0
+    ) -> CacheRecord | None:
+        """Wait for the lock holder's record; None when the caller should try the lock again.
 
-        Polls with consistent reads every ``poll`` seconds. Returns the record as
-        soon as a live one is there; returns None when the key has no live lock
-        any more (the holder gave up or its lock expired; take the lock with
-        :meth:`lock` and compute) or after ``timeout`` seconds.
+        Polls with consistent reads, every ``poll`` seconds at first, doubling up
+        to ``max_poll``. Returns the record as soon as a live one is there;
+        returns None when the key has no live lock any more (the holder gave up
+        or its lease expired: take the lock with :meth:`try_lock` and compute)
+        or after ``timeout`` seconds.
         """
         deadline = time.monotonic() + max(timeout, 0.0)
+        delay = poll
         while True:
             item = self.db.get(self.table.name, {"cache_key": key})
             state = self._state(item, _ts(None))
@@ -250,7 +322,8 @@ class CacheStore:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            time.sleep(min(poll, remaining))
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, max(max_poll, poll))
 
     # ------------------------------------------------------------------ admin
 

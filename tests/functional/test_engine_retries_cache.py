@@ -703,6 +703,7 @@ class TestCacheLifecycle:
         assert record.expires_at == first.details.cache_expiration
         cache.clear(key=key)
         past = datetime.now(UTC) - timedelta(seconds=1)
+        assert cache.lock(key, "test", 60)  # only a lock's owner writes a record
         cache.write(key, record.model_copy(update={"expires_at": past}), owner="test")
         assert cache.read(key) is None
         _, third = run(1)

@@ -9,6 +9,7 @@ moto, so the threaded race below sees atomic conditional writes.
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 from collections.abc import Iterator
@@ -20,12 +21,22 @@ import boto3
 import pytest
 
 from runtime.errors import NotFound
+from runtime.payload_auth import (
+    MAGIC,
+    PayloadAuthenticationError,
+    PayloadKey,
+    PayloadKeyError,
+    load_payload_key,
+)
 from runtime.resources import ResourceSpecs, provision, specs
 from runtime.results import ResultNotFound, ResultStore
 from runtime.serializers import SerializationError
+from runtime.settings import Settings
 from runtime.states import ResultRef
 from runtime.stores.cache import CacheLockLost, CacheRecord, CacheStore
 from runtime.stores.dynamo import Dynamo
+
+KEY = PayloadKey.from_text("k" * 64, source="tests")
 
 
 @dataclass
@@ -34,6 +45,14 @@ class Env:
     s3: Any
     results: ResultStore
     cache: CacheStore
+
+    def persist(self, value: Any, **kwargs: Any) -> ResultRef:
+        """``results.persist`` with the test's payload key (pickles are sealed)."""
+        return self.results.persist(value, payload_key=KEY, **kwargs)
+
+    def load(self, ref: ResultRef) -> Any:
+        """``results.load`` with the test's payload key."""
+        return self.results.load(ref, payload_key=KEY)
 
 
 @pytest.fixture
@@ -48,6 +67,12 @@ def env(aws_backend: object, prefix: str) -> Iterator[Env]:
         results=ResultStore(s3, resource_specs.results.name, inline_max_bytes=1024),
         cache=CacheStore(db, resource_specs.cache),
     )
+
+
+def put(cache: CacheStore, rec: CacheRecord, owner: str) -> None:
+    """Write ``rec`` as its owner does: lock the key, then write."""
+    assert cache.lock(rec.key, owner, 60)
+    cache.write(rec.key, rec, owner)
 
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -70,21 +95,21 @@ def record(key: str, task_key: str = "t", expires_at: datetime | None = None) ->
 class TestResults:
     def test_small_results_are_inline(self, env: Env) -> None:
         for serializer in ("json", "pickle"):
-            r = env.results.persist({"a": [1, 2, 3]}, serializer=serializer)
+            r = env.persist({"a": [1, 2, 3]}, serializer=serializer)
             assert r.inline is not None and r.storage_key is None
             assert r.serializer == serializer and r.size > 0
-            assert env.results.load(r) == {"a": [1, 2, 3]}
-        assert env.results.persist([1, 2], serializer="json").inline == "[1,2]"
+            assert env.load(r) == {"a": [1, 2, 3]}
+        assert env.persist([1, 2], serializer="json").inline == "[1,2]"
 
     def test_large_results_go_to_s3(self, env: Env) -> None:
         value = "x" * 5000
         for serializer in ("json", "pickle"):
-            r = env.results.persist(value, serializer=serializer)
+            r = env.persist(value, serializer=serializer)
             assert r.inline is None
             assert r.storage_key is not None
             assert r.storage_key.startswith(f"s3://{env.specs.results.name}/results/")
             assert env.results.exists(r.storage_key)
-            assert env.results.load(r) == value
+            assert env.load(r) == value
             assert r.size >= 5000
 
     def test_threshold_is_on_the_stored_text(self, env: Env) -> None:
@@ -97,7 +122,7 @@ class TestResults:
         assert never_inline.persist(1, serializer="json").storage_key is not None
 
     def test_explicit_storage_key_always_goes_to_s3(self, env: Env) -> None:
-        r = env.results.persist({"small": True}, serializer="json", storage_key="reports/day-1")
+        r = env.persist({"small": True}, serializer="json", storage_key="reports/day-1")
         bucket = env.specs.results.name
         assert r.inline is None
         assert r.storage_key == f"s3://{bucket}/results/reports/day-1"
@@ -106,45 +131,43 @@ class TestResults:
         assert body == b'{"small":true}'
         assert env.results.exists("reports/day-1")
         assert not env.results.exists("reports/day-2")
-        assert env.results.load(r) == {"small": True}
+        assert env.load(r) == {"small": True}
         # Writing the same key again overwrites it.
-        again = env.results.persist(
-            {"small": False}, serializer="json", storage_key="reports/day-1"
-        )
+        again = env.persist({"small": False}, serializer="json", storage_key="reports/day-1")
         assert again.storage_key == r.storage_key
-        assert env.results.load(r) == {"small": False}
+        assert env.load(r) == {"small": False}
 
     def test_pickle_round_trip_restores_types(self, env: Env) -> None:
         value = {"when": NOW, "set": {1, 2}, "tuple": (1, "a"), "fn": None}
-        assert env.results.load(env.results.persist(value)) == value
+        assert env.load(env.persist(value)) == value
         big = {"blob": bytes(range(256)) * 50}
-        r = env.results.persist(big, serializer="pickle")
+        r = env.persist(big, serializer="pickle")
         assert r.storage_key is not None
-        assert env.results.load(r) == big
+        assert env.load(r) == big
 
     def test_json_round_trip_gives_plain_values(self, env: Env) -> None:
-        r = env.results.persist({"when": NOW, "items": (1, 2)}, serializer="json")
-        assert env.results.load(r) == {"when": "2030-01-01T00:00:00Z", "items": [1, 2]}
+        r = env.persist({"when": NOW, "items": (1, 2)}, serializer="json")
+        assert env.load(r) == {"when": "2030-01-01T00:00:00Z", "items": [1, 2]}
 
     def test_json_refuses_what_it_cannot_serialize(self, env: Env) -> None:
         with pytest.raises(SerializationError, match='result_serializer="pickle"'):
-            env.results.persist(threading.Lock(), serializer="json")
+            env.persist(threading.Lock(), serializer="json")
         with pytest.raises(ValueError, match="'yaml'"):
-            env.results.persist(1, serializer="yaml")
+            env.persist(1, serializer="yaml")
 
     def test_missing_object_raises_result_not_found(self, env: Env) -> None:
-        r = env.results.persist("y" * 4000, serializer="pickle")
+        r = env.persist("y" * 4000, serializer="pickle")
         assert r.storage_key is not None
         bucket, key = r.storage_key.removeprefix("s3://").split("/", 1)
         env.s3.delete_object(Bucket=bucket, Key=key)
         assert not env.results.exists(r.storage_key)
         with pytest.raises(ResultNotFound, match=r.storage_key) as info:
-            env.results.load(r)
+            env.load(r)
         assert isinstance(info.value, NotFound)
         assert info.value.status_code == 404
         gone = ResultRef(serializer="json", storage_key="s3://no-such-bucket-sf/results/x")
         with pytest.raises(ResultNotFound, match="no-such-bucket-sf"):
-            env.results.load(gone)
+            env.load(gone)
 
 
 # ---------------------------------------------------------------------- cache
@@ -164,8 +187,8 @@ class TestCacheReadWrite:
         assert not cache.lock("k", "owner-b", lock_seconds=60)
 
     def test_ttl_attribute_follows_expires_at(self, env: Env) -> None:
-        env.cache.write("e", record("e", expires_at=NOW), "anyone")
-        env.cache.write("n", record("n"), "anyone")
+        put(env.cache, record("e", expires_at=NOW), "anyone")
+        put(env.cache, record("n"), "anyone")
         table = env.specs.cache.name
         items = {k: env.cache.db.get(table, {"cache_key": k}) for k in ("e", "n")}  # raw items
         assert items["e"] is not None and items["e"]["ttl_at"] == int(NOW.timestamp())
@@ -173,7 +196,7 @@ class TestCacheReadWrite:
 
     def test_expired_record_is_a_miss_and_can_be_relocked(self, env: Env) -> None:
         cache = env.cache
-        cache.write("k", record("k", expires_at=NOW), "x")
+        put(cache, record("k", expires_at=NOW), "x")
         assert cache.read("k", now=NOW - timedelta(seconds=1)) is not None
         assert cache.read("k", now=NOW) is None
         assert not cache.lock("k", "a", 60, now=NOW - timedelta(seconds=1))
@@ -191,18 +214,36 @@ class TestCacheReadWrite:
         cache.write("k", record("k"), "b")
         assert cache.read("k") is not None
 
-    def test_write_when_key_absent_and_mismatched_key(self, env: Env) -> None:
-        env.cache.write("fresh", record("fresh"), "whoever")
+    def test_write_needs_the_owners_lock(self, env: Env) -> None:
+        """Only the owner of the key's lock writes its record (issue 7, item 1)."""
+        with pytest.raises(CacheLockLost, match="not locked"):
+            env.cache.write("fresh", record("fresh"), "whoever")  # no lock at all
+        assert env.cache.read("fresh") is None
+        assert env.cache.lock("fresh", "owner", 60)
+        with pytest.raises(CacheLockLost, match="now held by owner"):
+            env.cache.write("fresh", record("fresh"), "whoever")  # someone else's lock
+        env.cache.write("fresh", record("fresh"), "owner")
         assert env.cache.read("fresh") is not None
         with pytest.raises(ValueError, match="does not match"):
             env.cache.write("one", record("other"), "whoever")
         # Over an existing record without a lock: refused.
         with pytest.raises(CacheLockLost):
-            env.cache.write("fresh", record("fresh"), "whoever")
+            env.cache.write("fresh", record("fresh"), "owner")
+
+    def test_refused_lock_names_the_live_holder(self, env: Env) -> None:
+        cache = env.cache
+        won = cache.try_lock("k", "a", 30, now=NOW)
+        assert won.acquired and won.holder == "a"
+        refused = cache.try_lock("k", "b", 30, now=NOW + timedelta(seconds=1), refresh=True)
+        assert not refused.acquired
+        assert refused.holder == "a" and refused.lock_until == NOW.timestamp() + 30
+        cache.write("k", record("k"), "a")
+        by_record = cache.try_lock("k", "b", 30)
+        assert not by_record.acquired and by_record.holder is None  # a live record: read it
 
     def test_refresh_takes_the_key_over_a_valid_record(self, env: Env) -> None:
         cache = env.cache
-        cache.write("k", record("k"), "a")
+        put(cache, record("k"), "a")
         assert not cache.lock("k", "b", 60)
         assert cache.lock("k", "b", 60, refresh=True)
         assert cache.read("k") is None
@@ -267,7 +308,7 @@ class TestWaitFor:
     def test_timeout_and_immediate_answers(self, env: Env) -> None:
         cache = env.cache
         assert cache.wait_for("nothing", timeout=5) is None  # no lock: compute now
-        cache.write("done", record("done"), "x")
+        put(cache, record("done"), "x")
         assert cache.wait_for("done", timeout=5) is not None
         assert cache.lock("busy", "holder", 60)
         started = time.monotonic()
@@ -282,9 +323,9 @@ class TestListAndClear:
         for i in range(3):
             rec = record(f"a{i}", task_key="task-a")
             rec.created = NOW + timedelta(seconds=i)
-            cache.write(f"a{i}", rec, "x")
-        cache.write("b0", record("b0", task_key="task-b"), "x")
-        cache.write("old", record("old", task_key="task-b", expires_at=PAST), "x")
+            put(cache, rec, "x")
+        put(cache, record("b0", task_key="task-b"), "x")
+        put(cache, record("old", task_key="task-b", expires_at=PAST), "x")
         assert cache.lock("pending", "someone", 60)
         return cache
 
@@ -398,3 +439,53 @@ def test_a_failing_winner_hands_over_to_a_waiter(env: Env) -> None:
     assert cache.unlock("k", "winner")  # the computation failed
     thread.join()
     assert got and got[0] is not None and got[0].key == "k"
+
+
+# ---------------------------------------------------------------------- payload authentication
+
+
+class TestAuthenticatedPickles:
+    def test_pickles_are_sealed_inline_and_in_s3(self, env: Env) -> None:
+        for value in ({"a": {1, 2}}, "z" * 5000):  # inline, then S3
+            ref = env.persist(value, serializer="pickle")
+            assert env.results.load_bytes(ref).startswith(MAGIC)
+            assert env.load(ref) == value
+        assert not env.results.load_bytes(env.persist([1], serializer="json")).startswith(MAGIC)
+
+    def test_a_pickle_is_never_persisted_or_loaded_without_a_key(self, env: Env) -> None:
+        with pytest.raises(ValueError, match="payload key"):
+            env.results.persist(1, serializer="pickle")
+        ref = env.persist(1, serializer="pickle")
+        with pytest.raises(PayloadAuthenticationError, match="without the payload key"):
+            env.results.load(ref)
+        assert env.results.load(env.persist([1], serializer="json")) == [1]  # json needs none
+
+    def test_a_result_written_with_another_key_raises_a_clear_error(self, env: Env) -> None:
+        other = PayloadKey.from_text("o" * 64, source="another installation")
+        ref = env.results.persist("x" * 5000, serializer="pickle", payload_key=other)
+        assert ref.storage_key is not None
+        with pytest.raises(PayloadAuthenticationError, match=f"{ref.storage_key} failed"):
+            env.load(ref)
+
+    def test_a_replaced_s3_object_is_refused(self, env: Env) -> None:
+        ref = env.persist("y" * 5000, serializer="pickle")
+        assert ref.storage_key is not None
+        bucket, key = ref.storage_key.removeprefix("s3://").split("/", 1)
+        env.s3.put_object(Bucket=bucket, Key=key, Body=pickle.dumps("forged"))
+        with pytest.raises(PayloadAuthenticationError, match="no MAC"):
+            env.load(ref)
+
+
+def test_provisioning_creates_the_secret_the_engine_reads(
+    aws_backend: object, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In AWS the key is the secret ``<prefix>/payload-key``; re-provisioning keeps it."""
+    resource_specs = provision(specs(prefix))
+    provision(resource_specs)
+    monkeypatch.delenv("STRATOFLOW_PAYLOAD_KEY_FILE", raising=False)
+    monkeypatch.setenv("STRATOFLOW_PAYLOAD_KEY_SECRET", resource_specs.payload_key.name)
+    key = load_payload_key(Settings(prefix=prefix))
+    assert key.source == f"secret {prefix}/payload-key"
+    assert load_payload_key(Settings(prefix=prefix)).key_id == key.key_id
+    with pytest.raises(PayloadKeyError, match="cannot read the payload key secret 'nope'"):
+        load_payload_key(Settings(prefix=prefix, payload_key_secret="nope"))

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from runtime.payload_auth import PayloadAuthenticationError, PayloadKey
 from runtime.states import ResultRef
 from runtime.stores import Stores
 
@@ -231,7 +232,8 @@ def test_large_result_goes_to_s3(api: str, stores: Stores) -> None:
 
 
 def test_storage_key_result_goes_to_s3(api: str, stores: Stores) -> None:
-    data = pickle.dumps(42)
+    key = PayloadKey.from_text("k" * 64)
+    data = key.seal(pickle.dumps(42))  # as the engine uploads it
     status, ref = call(
         api,
         "POST",
@@ -240,8 +242,23 @@ def test_storage_key_result_goes_to_s3(api: str, stores: Stores) -> None:
     )
     assert status == 201
     assert ref["storage_key"] == f"s3://{stores.specs.results.name}/results/reports/answer.pkl"
-    assert stores.results.load(ResultRef.model_validate(ref)) == 42
+    assert stores.results.load(ResultRef.model_validate(ref), payload_key=key) == 42
     assert base64.b64decode(call(api, "POST", "/results/load", ref)[1]["payload"]) == data
+
+
+def test_a_pickle_uploaded_without_the_key_is_never_unpickled(api: str, stores: Stores) -> None:
+    """Anyone may upload bytes; a pickle without the engine's MAC is refused when loaded."""
+    key = PayloadKey.from_text("k" * 64)
+    for storage_key in (None, "reports/forged.pkl"):  # inline, and in S3
+        body = {"serializer": "pickle", "payload": b64(pickle.dumps(42))}
+        if storage_key:
+            body["storage_key"] = storage_key
+        status, ref = call(api, "POST", "/results", body)
+        assert status == 201
+        with pytest.raises(PayloadAuthenticationError, match="failed authentication"):
+            stores.results.load(ResultRef.model_validate(ref), payload_key=key)
+        with pytest.raises(PayloadAuthenticationError, match="without the payload key"):
+            stores.results.load(ResultRef.model_validate(ref))
 
 
 def test_missing_s3_result_is_404(api: str, stores: Stores) -> None:
@@ -307,7 +324,9 @@ def test_cache_lock_write_read_unlock(api: str) -> None:
     assert call(api, "GET", f"/cache/{key}")[0] == 404
     status, body = call(api, "POST", f"/cache/{key}/lock", {"owner": "w1", "lock_seconds": 60})
     assert (status, body) == (200, {"locked": True})
-    assert call(api, "POST", f"/cache/{key}/lock", {"owner": "w2"})[1] == {"locked": False}
+    status, err = call(api, "POST", f"/cache/{key}/lock", {"owner": "w2"})
+    assert status == 409 and err["error"]["type"] == "cache_key_locked"
+    assert err["error"]["details"]["holder"] == "w1" and "'w1'" in err["error"]["message"]
     status, err = call(api, "GET", f"/cache/{key}")  # a pending lock is a miss
     assert status == 404 and err["error"]["type"] == "not_found"
 

@@ -182,8 +182,47 @@ def test_run_id() -> None:
     assert key(RUN_ID, {"x": 1}, flow_run_id="a") == key(RUN_ID, {"x": 2}, flow_run_id="a")
     assert key(RUN_ID, {}, flow_run_id="a") != key(RUN_ID, {}, flow_run_id="b")
     # Without a flow run, the task run id: two standalone task runs never share.
-    assert key(RUN_ID, {}, flow_run_id=None, task_run_id="t1") == "t1"
+    assert key(RUN_ID, {}, flow_run_id=None, task_run_id="t1") == key(
+        RUN_ID, {}, flow_run_id=None, task_run_id="t1"
+    )
+    assert key(RUN_ID, {}, flow_run_id=None, task_run_id="t1") != key(
+        RUN_ID, {}, flow_run_id=None, task_run_id="t2"
+    )
     assert key(RUN_ID, {}, flow_run_id=None, task_run_id=None) is None
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        INPUTS,
+        INPUTS - "y",
+        TASK_SOURCE,
+        FLOW_PARAMETERS,
+        RUN_ID,
+        DEFAULT,
+        INPUTS + FLOW_PARAMETERS,
+        INPUTS + CacheKeyFnPolicy(lambda c, p: "literal"),
+    ],
+    ids=repr,
+)
+def test_policy_keys_include_the_task_key(policy: CachePolicy) -> None:
+    """Two different tasks with the same inputs never share an entry (issue 7, item 6)."""
+    inputs, params = {"x": 1}, {"p": 1}
+    one = key(policy, inputs, params, task_key="extract-1a2b3c4d")
+    assert one is not None
+    assert one == key(policy, inputs, params, task_key="extract-1a2b3c4d")
+    assert one != key(policy, inputs, params, task_key="load-5e6f7a8b")
+
+
+def test_policies_with_the_same_values_do_not_collide() -> None:
+    """INPUTS of {} and FLOW_PARAMETERS of {} are different keys for one task."""
+    assert key(INPUTS, {}, {}) != key(FLOW_PARAMETERS, {}, {})
+
+
+def test_a_cache_key_fn_key_stays_literal_and_shared_on_purpose() -> None:
+    policy = CacheKeyFnPolicy(lambda c, p: f"report-{p['day']}")
+    assert key(policy, {"day": 3}, task_key="a") == "report-3"
+    assert key(policy, {"day": 3}, task_key="b") == "report-3"
 
 
 def test_no_cache_returns_none_and_is_neutral_in_sums() -> None:
