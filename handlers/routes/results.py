@@ -30,13 +30,14 @@ from runtime.api_schemas import (
     Unlocked,
 )
 from runtime.errors import InvalidInput, NotFound
+from runtime.limits import DOC_MAX_BYTES
 from runtime.models import CacheRecord
 from runtime.states import ResultRef
 
 router = Router()
 
-MAX_RECORD_BYTES = 300_000
-"""Largest cache record (JSON) written: a DynamoDB item holds 400 KB."""
+MAX_RECORD_BYTES = DOC_MAX_BYTES
+"""Largest cache record (JSON) written (the item budget of ``runtime.limits``)."""
 
 CacheKey = Annotated[str, Path(min_length=1, max_length=1024, description="The cache key")]
 

@@ -29,8 +29,8 @@ Thin routes: the schemas validate, :func:`handlers.deps.get_stores` does the wor
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from aws_lambda_powertools.event_handler import Response
@@ -53,7 +53,7 @@ from runtime.models import (
     TaskRunCreate,
     TaskRunFilter,
 )
-from runtime.states import State, StateType
+from runtime.states import State, StateType, as_utc
 
 router = Router()
 
@@ -100,37 +100,6 @@ class LogRecordIn(LogRecord):
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """A naive datetime read as UTC (the API's times are UTC); aware ones unchanged."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-def _models(value: Any) -> Iterator[BaseModel]:
-    if isinstance(value, BaseModel):
-        yield value
-    elif isinstance(value, list):
-        for entry in value:
-            yield from _models(entry)
-
-
-def _aware(model: M) -> M:
-    """``model`` with every naive datetime in it (nested models too) made UTC, in place.
-
-    The rules compare stored times with the clock (aware): a naive one would raise.
-    """
-    for name in type(model).model_fields:
-        value = getattr(model, name)
-        if isinstance(value, datetime):
-            if value.tzinfo is None:
-                setattr(model, name, _utc(value))
-        else:
-            for inner in _models(value):
-                _aware(inner)
-    return model
 
 
 def _json_size(model: BaseModel) -> int:
@@ -189,7 +158,8 @@ def _orchestrated(result: OrchestrationResult) -> OrchestrationResult:
 
 
 def _window(after: datetime | None, before: datetime | None) -> tuple[datetime | None, ...]:
-    after, before = _utc(after), _utc(before)
+    after = as_utc(after) if after is not None else None
+    before = as_utc(before) if before is not None else None
     if after is not None and before is not None and after > before:
         raise InvalidInput(
             "query.created_after: must not be later than created_before", field="created_after"
@@ -236,7 +206,7 @@ def create_flow_run(
     idempotency_key: IdempotencyKey = None,
 ) -> Response[FlowRun]:
     """201 with the new run; 200 with the first run when the idempotency key was used before."""
-    request = _aware(_idempotent(body, idempotency_key))
+    request = _idempotent(body, idempotency_key)
     _check_id(request.deployment_id, "body.deployment_id")
     _check_size(request, "body", MAX_RUN_JSON_BYTES)
     _check_references(request)
@@ -289,7 +259,7 @@ def read_flow_run(id: RunId) -> FlowRun:
 @router.post("/flow_runs/<id>/set_state", summary="Propose a flow run state", tags=["flow runs"])
 def set_flow_run_state(id: RunId, body: Annotated[SetStateRequest, Body()]) -> OrchestrationResult:
     """200 for ACCEPT and WAIT; 409 ``transition_rejected`` (with the current state) otherwise."""
-    request = _aware(body)
+    request = body
     _check_size(request.state, "body.state", MAX_STATE_JSON_BYTES)
     result = get_stores().runs.set_state("flow_run", id, request.state, force=request.force)
     return _orchestrated(result)
@@ -335,7 +305,7 @@ def create_task_run(
     idempotency_key: IdempotencyKey = None,
 ) -> Response[TaskRun]:
     """201 with the new run; 200 with the first run when the idempotency key was used before."""
-    request = _aware(_idempotent(body, idempotency_key))
+    request = _idempotent(body, idempotency_key)
     _check_size(request, "body", MAX_RUN_JSON_BYTES)
     _check_references(request)
     run, created = get_stores().runs.create_task_run_once(request)
@@ -348,7 +318,7 @@ def create_task_run(
 def write_task_run_records(body: Annotated[TaskRunRecords, Body()]) -> Response[Written]:
     """Store the engine's batched task-run snapshots (run and history): 202, or 409 naming
     every stale, foreign or late record (nothing of the batch is written then)."""
-    request = _aware(body)
+    request = body
     seen: dict[str, int] = {}
     for i, record in enumerate(request.records):
         run, where = record.run, f"body.records.{i}"
@@ -417,7 +387,7 @@ def task_run_states(id: RunId) -> list[State]:
 @router.post("/task_runs/<id>/set_state", summary="Propose a task run state", tags=["task runs"])
 def set_task_run_state(id: RunId, body: Annotated[SetStateRequest, Body()]) -> OrchestrationResult:
     """200 for ACCEPT and WAIT; 409 ``transition_rejected`` (with the current state) otherwise."""
-    request = _aware(body)
+    request = body
     _check_size(request.state, "body.state", MAX_STATE_JSON_BYTES)
     result = get_stores().runs.set_state("task_run", id, request.state, force=request.force)
     return _orchestrated(result)
@@ -435,7 +405,7 @@ def write_logs(
     A line with an ``id`` is stored once however often it is sent (a repeat overwrites
     the same item); two lines of one request with the same timestamp and id are a 422.
     """
-    records: list[LogRecord] = [_aware(r) for r in body]
+    records: list[LogRecord] = list(body)
     get_stores().logs.write(records)
     return Response(
         status_code=202, content_type="application/json", body=Written(written=len(records))
