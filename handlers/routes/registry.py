@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.event_handler.router import Router
 
-from handlers.deps import get_stores
+from handlers.deps import get_stores, must_exist
 from runtime.api_schemas import FlowSummary
 from runtime.errors import InvalidInput
 from runtime.models import (
@@ -78,6 +78,7 @@ def list_flows(limit: Limit = 200, cursor: Cursor = None) -> Page[FlowSummary]:
 def upsert_deployment(body: Annotated[DeploymentCreate, Body()]) -> Response[Deployment]:
     """Upsert by ``flow_name`` + ``name``: 201 when created, 200 when it replaced one."""
     stores = get_stores()
+    must_exist("work_pool_name", body.work_pool_name, stores.registry.read_work_pool)
     deployment, created = stores.registry.upsert_deployment(body)
     stores.registry.ensure_flow(body.flow_name)  # after: a refused upsert records nothing
     return _json(201 if created else 200, deployment)
@@ -120,7 +121,9 @@ def update_deployment(
     body: Annotated[DeploymentUpdate, Body()],
 ) -> Deployment:
     """Change the fields given; the others stay."""
-    return get_stores().registry.update_deployment(id, body)
+    stores = get_stores()
+    must_exist("work_pool_name", body.work_pool_name, stores.registry.read_work_pool)
+    return stores.registry.update_deployment(id, body)
 
 
 @router.delete("/deployments/<id>", summary="Delete a deployment", tags=["deployments"])

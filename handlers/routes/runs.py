@@ -29,7 +29,6 @@ Thin routes: the schemas validate, :func:`handlers.deps.get_stores` does the wor
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
@@ -38,9 +37,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Pat
 from aws_lambda_powertools.event_handler.router import Router
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from handlers.deps import get_stores
+from handlers.deps import get_stores, must_exist
 from runtime.api_schemas import SetStateRequest, TaskRunRecords, Written
-from runtime.errors import BadRequest, InvalidInput, NotFound, TransitionRejected
+from runtime.errors import BadRequest, InvalidInput, TransitionRejected
 from runtime.limits import RUN_FIELDS_MAX_BYTES, STATE_MAX_BYTES
 from runtime.models import (
     FlowRun,
@@ -167,27 +166,16 @@ def _window(after: datetime | None, before: datetime | None) -> tuple[datetime |
     return after, before
 
 
-def _must_exist(field: str, value: str | None, read: Callable[[str], object]) -> None:
-    """A reference in the body to an object that does not exist is 422 naming the field."""
-    if value is not None:
-        try:
-            read(value)
-        except NotFound:
-            raise InvalidInput(
-                f"body.{field}: {value} does not exist", field=field, value=value
-            ) from None
-
-
 def _check_references(request: FlowRunCreate | TaskRunCreate) -> None:
     """Parent runs, the deployment and the work pool a new run names must exist."""
     stores = get_stores()
     if isinstance(request, TaskRunCreate):
-        _must_exist("flow_run_id", request.flow_run_id, stores.runs.read_flow_run)
+        must_exist("flow_run_id", request.flow_run_id, stores.runs.read_flow_run)
         return
-    _must_exist("parent_flow_run_id", request.parent_flow_run_id, stores.runs.read_flow_run)
-    _must_exist("parent_task_run_id", request.parent_task_run_id, stores.runs.read_task_run)
-    _must_exist("deployment_id", request.deployment_id, stores.registry.read_deployment)
-    _must_exist("work_pool_name", request.work_pool_name, stores.registry.read_work_pool)
+    must_exist("parent_flow_run_id", request.parent_flow_run_id, stores.runs.read_flow_run)
+    must_exist("parent_task_run_id", request.parent_task_run_id, stores.runs.read_task_run)
+    must_exist("deployment_id", request.deployment_id, stores.registry.read_deployment)
+    must_exist("work_pool_name", request.work_pool_name, stores.registry.read_work_pool)
 
 
 def _bad_cursor(exc: InvalidInput) -> InvalidInput | BadRequest:

@@ -256,6 +256,22 @@ def test_a_flow_run_referring_to_nothing_is_refused(
     assert flow_runs(stores, flow_name) == []
 
 
+def test_a_deployment_on_a_missing_work_pool_is_refused(
+    api: str, stores: Stores, flow_name: str
+) -> None:
+    body = {"name": "d", "flow_name": flow_name, "work_pool_name": "no-such-pool"}
+    message = error(api, "POST", "/deployments", body)
+    assert "body.work_pool_name" in message and "no-such-pool" in message
+    assert stores.registry.list_deployments(flow_name).items == []
+
+    status, dep = call(api, "POST", "/deployments", {"name": "d", "flow_name": flow_name})
+    assert status == 201, dep
+    patch = {"work_pool_name": "no-such-pool"}
+    message = error(api, "PATCH", f"/deployments/{dep['id']}", patch)
+    assert "body.work_pool_name" in message and "no-such-pool" in message
+    assert stores.registry.read_deployment(dep["id"]).work_pool_name is None
+
+
 def test_a_task_run_in_a_missing_flow_run_is_refused(api: str) -> None:
     missing = str(uuid.uuid4())
     message = error(api, "POST", "/task_runs", {"task_key": "t", "flow_run_id": missing})

@@ -75,10 +75,18 @@ def deployment(name: str = "nightly", flow_name: str = "etl", **fields: Any) -> 
     return {"name": name, "flow_name": flow_name, **fields}
 
 
+def ensure_pool(api: str, *names: str) -> None:
+    """Create these work pools unless they exist (a deployment's pool must exist)."""
+    for name in names:
+        status, body = call(api, "POST", "/work_pools", {"name": name})
+        assert status in (201, 409), body
+
+
 # ============================================================================ deployments
 
 
 def test_upsert_twice_keeps_one_deployment(api: str) -> None:
+    ensure_pool(api, "pool-1")
     status, first = call(
         api, "POST", "/deployments", deployment(tags=["a"], parameters={"count": 1})
     )
@@ -162,6 +170,7 @@ def test_malformed_json_body_is_422(api: str) -> None:
 
 
 def test_patch_changes_only_given_fields(api: str) -> None:
+    ensure_pool(api, "p")
     _, created = call(
         api,
         "POST",
@@ -203,6 +212,7 @@ def test_delete_deployment(api: str) -> None:
 
 
 def test_list_deployments_pages_and_filters(api: str) -> None:
+    ensure_pool(api, "even", "odd")
     for flow in ("alpha", "beta"):
         for i in range(3):
             pool = "even" if i % 2 == 0 else "odd"
@@ -253,6 +263,7 @@ def test_list_deployments_pages_and_filters(api: str) -> None:
 
 
 def test_create_flow_run_from_deployment(api: str, stores: Stores) -> None:
+    ensure_pool(api, "pool-a")
     _, dep = call(
         api,
         "POST",

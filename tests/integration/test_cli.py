@@ -360,6 +360,8 @@ def make_deployment(client: StratoflowClient, flow: str, **fields: Any) -> Any:
 
 def test_deployment_ls_and_inspect(cli: Any, client: StratoflowClient) -> None:
     flow = f"dep-{uuid.uuid4().hex[:6]}"
+    if "pool-a" not in {p.name for p in client.paginate(client.list_work_pools)}:
+        cli("work-pool", "create", "pool-a").ok()
     deployment = make_deployment(client, flow, work_pool_name="pool-a", tags=["etl"])
 
     listed = cli("deployment", "ls", "--flow-name", flow, "--json").json()
@@ -935,9 +937,12 @@ def test_deployment_run_warns_when_no_worker_polls(cli: Any, client: StratoflowC
     watched.failed(1, "still Scheduled")
     assert f"no worker has been seen polling work pool '{pool}'" in watched.err
 
-    missing = make_deployment(client, f"dep-{uuid.uuid4().hex[:6]}", work_pool_name="nowhere")
+    gone = f"gone-{uuid.uuid4().hex[:6]}"  # a deployment's pool must exist when it is saved
+    cli("work-pool", "create", gone).ok()
+    missing = make_deployment(client, f"dep-{uuid.uuid4().hex[:6]}", work_pool_name=gone)
+    cli("work-pool", "delete", gone).ok()
     result = cli("deployment", "run", missing.id, "--json")
-    assert result.code == 0 and "work pool 'nowhere' does not exist" in result.err
+    assert result.code == 0 and f"work pool '{gone}' does not exist" in result.err
     assert json.loads(result.out)["deployment_id"] == missing.id  # stdout stays pure JSON
 
 
