@@ -20,27 +20,7 @@ import pytest
 
 from runtime.models import FlowRunFilter
 from runtime.stores import Stores
-
-
-def call(
-    api: str, method: str, path: str, body: Any = None, *, raw: bytes | None = None
-) -> tuple[int, Any]:
-    """One HTTP request; (status, parsed JSON). Every error has the one shape and is a 4xx."""
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    request = urllib.request.Request(
-        api + path, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            status, text = response.status, response.read()
-    except urllib.error.HTTPError as err:
-        status, text = err.code, err.read()
-    payload = json.loads(text) if text else None
-    if status >= 400:
-        assert status < 500, payload
-        assert isinstance(payload, dict) and set(payload) == {"error"}, payload
-        assert set(payload["error"]) == {"type", "message", "details"}, payload
-    return status, payload
+from tests.integration.http_calls import call
 
 
 def error(api: str, method: str, path: str, body: Any = None, *, raw: bytes | None = None) -> str:

@@ -21,34 +21,7 @@ import pytest
 from runtime.payload_auth import PayloadAuthenticationError, PayloadKey
 from runtime.states import ResultRef
 from runtime.stores import Stores
-
-
-def call(
-    api: str,
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    raw: bytes | None = None,
-) -> tuple[int, Any]:
-    """One HTTP request; returns (status, parsed JSON or None). Checks every error's shape."""
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    request = urllib.request.Request(
-        api + path, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            status, text = response.status, response.read()
-    except urllib.error.HTTPError as err:
-        status, text = err.code, err.read()
-    payload = json.loads(text) if text else None
-    if status >= 400:
-        assert status < 500, payload
-        assert isinstance(payload, dict) and set(payload) == {"error"}, payload
-        assert set(payload["error"]) == {"type", "message", "details"}, payload
-        assert isinstance(payload["error"]["message"], str) and payload["error"]["message"]
-        assert isinstance(payload["error"]["details"], dict)
-    return status, payload
+from tests.integration.http_calls import call
 
 
 def q(value: str) -> str:

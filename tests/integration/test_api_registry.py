@@ -7,7 +7,6 @@ for the one error shape and for never being a 5xx.
 
 from __future__ import annotations
 
-import json
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,6 +18,7 @@ import pytest
 from runtime.models import FlowRunFilter
 from runtime.stores import Stores
 from runtime.stores.registry import deployment_id_for
+from tests.integration.http_calls import call
 
 SCHEMA: dict[str, Any] = {
     "title": "Parameters",
@@ -33,38 +33,6 @@ SCHEMA: dict[str, Any] = {
     },
     "required": ["count"],
 }
-
-
-def call(
-    api: str,
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    headers: dict[str, str] | None = None,
-    raw: bytes | None = None,
-) -> tuple[int, Any]:
-    """One HTTP request; returns (status, parsed JSON or None). Checks every error's shape."""
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    request = urllib.request.Request(
-        api + path,
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json", **(headers or {})},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            status, text = response.status, response.read()
-    except urllib.error.HTTPError as err:
-        status, text = err.code, err.read()
-    payload = json.loads(text) if text else None
-    if status >= 400:
-        assert status < 500, payload
-        assert isinstance(payload, dict) and set(payload) == {"error"}, payload
-        assert set(payload["error"]) == {"type", "message", "details"}, payload
-        assert isinstance(payload["error"]["message"], str) and payload["error"]["message"]
-        assert isinstance(payload["error"]["details"], dict)
-    return status, payload
 
 
 def q(value: str) -> str:

@@ -27,7 +27,7 @@ from runtime.payload_auth import PayloadAuthenticationError
 from runtime.states import Completed, ResultRef, State
 from runtime.stores import Stores
 from sdk import flow, task
-from tests.integration.test_api_concurrency_results import call
+from tests.integration.http_calls import call
 
 KEY = "nightly-report-2026"
 
