@@ -2,9 +2,9 @@
 
 :class:`HttpApi` calls the routes the engine needs (runs, task-run records, logs,
 limits and leases, results, cache, health) and returns the runtime models;
-``sdk.api_client.StratoflowClient`` extends it with the rest of the API
+``sdk.http_client.StratoflowClient`` extends it with the rest of the API
 (flows, deployments, work pools). It lives in ``runtime`` so that the engine's
-:class:`~runtime.engine.api_client.ApiEngineClient` can use it without importing
+:class:`~runtime.engine.http_engine_client.ApiEngineClient` can use it without importing
 ``sdk`` (dependencies point ``sdk -> runtime``).
 
 Transport (:class:`ApiTransport`)
@@ -668,7 +668,7 @@ def _states(values: Iterable[str | StateType] | str | StateType | None) -> list[
 class HttpApi:
     """The API's run, log, concurrency, result and cache routes, returning runtime models.
 
-    Everything the engine needs; ``sdk.api_client.StratoflowClient`` adds the rest.
+    Everything the engine needs; ``sdk.http_client.StratoflowClient`` adds the rest.
     Thread-safe: one instance serves every thread of a process.
     """
 

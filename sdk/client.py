@@ -3,7 +3,7 @@
 Works on every configuration: the embedded default and direct stores
 (:class:`SyncClient`), and the HTTP API when ``STRATOFLOW_API_URL`` is set or the
 engine writes through an ``ApiEngineClient`` (:class:`ApiSyncClient`, the same
-methods over :class:`sdk.api_client.StratoflowClient`).
+methods over :class:`sdk.http_client.StratoflowClient`).
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ class SyncClient:
 class ApiSyncClient:
     """:class:`SyncClient`'s methods over the HTTP API (same names, arguments and results).
 
-    Every other :class:`sdk.api_client.StratoflowClient` method (deployments, work
+    Every other :class:`sdk.http_client.StratoflowClient` method (deployments, work
     pools, ...) is reachable on it too, and the client itself is ``.api``.
     """
 
@@ -379,10 +379,10 @@ class _ClientContext:
 
     def _make(self) -> SyncClient | ApiSyncClient:
         from runtime.engine import backend
-        from runtime.engine.api_client import ApiEngineClient
+        from runtime.engine.http_engine_client import ApiEngineClient
         from runtime.http_api import ApiTransport
         from runtime.settings import get_settings
-        from sdk.api_client import StratoflowClient
+        from sdk.http_client import StratoflowClient
 
         engine = backend._client
         if isinstance(engine, ApiEngineClient):  # the engine's API, with its auth

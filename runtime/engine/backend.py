@@ -1,7 +1,7 @@
 """Which backend the engine writes to, chosen by configuration (ARCHITECTURE.md).
 
 * ``STRATOFLOW_API_URL`` set: the HTTP API, through
-  :class:`~runtime.engine.api_client.ApiEngineClient` (SigV4-signed unless the
+  :class:`~runtime.engine.http_engine_client.ApiEngineClient` (SigV4-signed unless the
   URL is local; ``STRATOFLOW_API_TOKEN`` sends a bearer token instead).
 * ``AWS_ENDPOINT_URL`` or ``STRATOFLOW_PREFIX`` set: the stores directly, at
   boto3's configured endpoint (AWS, LocalStack or a moto server).
@@ -86,7 +86,7 @@ def get_engine_client() -> EngineClient:
 
             settings = get_settings()
             if settings.backend() == "api":
-                from runtime.engine.api_client import ApiEngineClient
+                from runtime.engine.http_engine_client import ApiEngineClient
 
                 _client = ApiEngineClient(settings.api_url, lease_seconds=settings.lease_seconds)
             else:

@@ -18,7 +18,7 @@ from typing import Any
 import cloudpickle
 import pytest
 
-from runtime.engine.api_client import ApiEngineClient
+from runtime.engine.http_engine_client import ApiEngineClient
 from runtime.engine.backend import use_engine_client
 from runtime.engine.client import DirectEngineClient, EngineClient
 from runtime.engine.context import current_flow_run

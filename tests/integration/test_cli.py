@@ -36,7 +36,7 @@ from runtime.models import (
     LogRecord,
 )
 from runtime.states import Completed, Running, Scheduled
-from sdk.api_client import StratoflowClient
+from sdk.http_client import StratoflowClient
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).with_name("stratoflow")

@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from runtime.engine.api_client import ApiEngineClient
+from runtime.engine.http_engine_client import ApiEngineClient
 from runtime.engine.backend import use_engine_client
 from runtime.models import FlowRunFilter, TaskRunFilter
 from runtime.states import State, StateType

@@ -8,7 +8,7 @@ import uuid
 from botocore.exceptions import ClientError
 
 from handlers.errors import backend_error_response
-from runtime.engine.api_client import record_chunks
+from runtime.engine.http_engine_client import record_chunks
 from runtime.errors import ItemTooLarge
 from runtime.limits import (
     RECORD_BATCH_MAX_BYTES,
