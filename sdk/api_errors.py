@@ -26,7 +26,7 @@ class                  also a                    response
 =====================  ========================  =====================================
 """
 
-from runtime.http_api import (
+from runtime.http.errors import (
     AlreadyExists,
     ApiConnectionError,
     ApiError,

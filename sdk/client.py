@@ -380,7 +380,7 @@ class _ClientContext:
     def _make(self) -> SyncClient | ApiSyncClient:
         from runtime.engine import backend
         from runtime.engine.http_engine_client import ApiEngineClient
-        from runtime.http_api import ApiTransport
+        from runtime.http.transport import ApiTransport
         from runtime.settings import get_settings
         from sdk.http_client import StratoflowClient
 

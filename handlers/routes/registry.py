@@ -15,7 +15,6 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Pat
 from aws_lambda_powertools.event_handler.router import Router
 
 from handlers.deps import get_stores, must_exist
-from runtime.api_schemas import FlowSummary
 from runtime.errors import InvalidInput
 from runtime.models import (
     Deployment,
@@ -23,6 +22,7 @@ from runtime.models import (
     DeploymentFlowRunCreate,
     DeploymentUpdate,
     FlowRun,
+    FlowSummary,
     Page,
     WorkPool,
     WorkPoolCreate,

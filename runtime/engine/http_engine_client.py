@@ -1,7 +1,7 @@
 """The engine talking to the HTTP API (``STRATOFLOW_API_URL``): :class:`ApiEngineClient`.
 
 Every :class:`~runtime.engine.client.EngineClient` operation goes through
-:class:`runtime.http_api.HttpApi`, with the same behaviour as the direct path:
+:class:`runtime.http.client.HttpApi`, with the same behaviour as the direct path:
 
 * flow runs: ``POST /flow_runs``, ``GET /flow_runs/{id}``, ``POST .../set_state``
   (a 409 ``transition_rejected`` comes back as the REJECT/ABORT result with the
@@ -32,18 +32,19 @@ from typing import Any
 
 from runtime.engine.client import BufferedEngineClient, PayloadKeyHolder
 from runtime.errors import NotFound
-from runtime.http_api import HttpApi
+from runtime.http.client import HttpApi
 from runtime.limits import ITEM_BUDGET_BYTES, RECORD_BATCH_MAX_BYTES, RECORD_BATCH_MAX_RECORDS
 from runtime.models import (
+    CacheRecord,
     FlowRun,
     FlowRunCreate,
+    LockAttempt,
     LogRecord,
     OrchestrationResult,
     TaskRun,
 )
 from runtime.payload_auth import PayloadKey
 from runtime.states import ResultRef, State
-from runtime.stores.cache import CacheRecord, LockAttempt
 
 __all__ = ["ApiCache", "ApiEngineClient", "record_chunks"]
 
@@ -183,7 +184,7 @@ class ApiEngineClient(BufferedEngineClient):
     """The engine writing through the Stratoflow HTTP API (see the module docstring).
 
     ``ApiEngineClient(api_url)``; or pass a configured :class:`HttpApi` as ``api``.
-    ``token``, ``sign`` and ``region`` are as for :class:`runtime.http_api.ApiTransport`.
+    ``token``, ``sign`` and ``region`` are as for :class:`runtime.http.transport.ApiTransport`.
     """
 
     def __init__(

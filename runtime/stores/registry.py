@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from runtime.api_schemas import FlowSummary
 from runtime.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from runtime.limits import DOC_MAX_BYTES, RUN_FIELDS_MAX_BYTES
 from runtime.models import (
@@ -39,6 +38,7 @@ from runtime.models import (
     DeploymentUpdate,
     FlowRun,
     FlowRunCreate,
+    FlowSummary,
     Page,
     WorkPool,
     WorkPoolCreate,

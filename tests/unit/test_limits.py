@@ -106,7 +106,7 @@ def test_dynamodb_size_refusals_are_4xx_never_500() -> None:
 def test_only_refusals_of_the_records_themselves_are_permanent() -> None:
     from runtime.engine.client import is_permanent
     from runtime.errors import Conflict, InvalidInput, LimitExceeded, TransactionConflict
-    from runtime.http_api import Throttled, Unauthorized
+    from runtime.http.errors import Throttled, Unauthorized
 
     assert is_permanent(Conflict("stale"))
     assert is_permanent(InvalidInput("bad"))

@@ -20,7 +20,8 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
-from runtime.http_api import ApiConnectionError, ApiError, ApiTransport, ServerError, Throttled
+from runtime.http.errors import ApiConnectionError, ApiError, ServerError, Throttled
+from runtime.http.transport import ApiTransport
 
 Outcome = BaseException | int
 
