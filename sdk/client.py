@@ -245,10 +245,11 @@ class AsyncClient:
     def __init__(self, sync: SyncClient) -> None:
         self._sync = sync
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
+    def __getattr__(self, name: str) -> Any:
+        """The sync client's method ``name`` as a coroutine function (other attributes as is)."""
         method = getattr(self._sync, name)
         if not callable(method):
-            return method  # type: ignore[no-any-return]
+            return method
 
         @functools.wraps(method)
         async def call(*args: Any, **kwargs: Any) -> Any:

@@ -16,16 +16,19 @@ import atexit
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING
 
 from runtime.engine.client import DirectEngineClient, EngineClient
 
+if TYPE_CHECKING:
+    from runtime.stores import Stores
+
 _client: EngineClient | None = None
-_embedded: Any = None
+_embedded: Stores | None = None
 _lock = threading.Lock()
 
 
-def embedded_stores() -> Any:
+def embedded_stores() -> Stores:
     """The embedded default's stores: a moto server on loopback in this process."""
     global _embedded
     import boto3
@@ -55,7 +58,7 @@ def embedded_stores() -> Any:
     return _embedded
 
 
-def connect_stores() -> Any:
+def connect_stores() -> Stores:
     """The stores for the configured backend (embedded or direct)."""
     from runtime.settings import get_settings
     from runtime.stores import Stores
