@@ -14,5 +14,7 @@ access only.
   task-run snapshots;
 * :mod:`runtime.services.deployments`: upsert, update and run a deployment;
 * :mod:`runtime.services.pages`: read one page of a listing (runs, logs,
-  flows, deployments, work pools).
+  flows, deployments, work pools);
+* :mod:`runtime.services.references` and :mod:`runtime.services.transitions`:
+  what they share (a reference must exist; a refused transition as an error).
 """
