@@ -17,7 +17,8 @@ Every :class:`~runtime.engine.client.EngineClient` operation goes through
 * results: serialized here (pickles sealed with the payload key, which the API
   never sees), sent base64 to ``POST /results``; inline results are decoded here,
   others fetched with ``POST /results/load``, and verified here;
-* the cache: :class:`ApiCache`, the ``CacheStore`` interface over the cache routes.
+* the cache: :class:`ApiCache`, a :class:`~runtime.engine.cache_backend.CacheBackend`
+  over the cache routes.
 
 A retried ``POST /logs`` whose first attempt was stored but whose response was
 lost stores those lines twice; every other write is safe to retry.
@@ -92,7 +93,7 @@ def record_chunks(
 
 
 class ApiCache:
-    """The ``CacheStore`` interface (read, try_lock, lock, write, unlock, wait_for, ...) over HTTP.
+    """:class:`~runtime.engine.cache_backend.CacheBackend` over the HTTP API's cache routes.
 
     ``wait_for`` cannot see a lock through the API (a pending lock and no record
     both read as a miss), so it polls for the record, backing off from ``poll``
