@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -35,17 +34,3 @@ def set_stores(stores: Stores | None) -> None:
     global _stores
     with _lock:
         _stores = stores
-
-
-def must_exist(field: str, value: str | None, read: Callable[[str], object]) -> None:
-    """A reference in a body to an object that does not exist is 422 naming the field."""
-    if value is None:
-        return
-    from runtime.errors import InvalidInput, NotFound
-
-    try:
-        read(value)
-    except NotFound:
-        raise InvalidInput(
-            f"body.{field}: {value} does not exist", field=field, value=value
-        ) from None

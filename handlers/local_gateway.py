@@ -171,17 +171,17 @@ class LocalGateway:
                 response = _error(
                     401, "unauthorized", "send Authorization: Bearer <STRATOFLOW_API_TOKEN>"
                 )
-                return response(environ, start_response)  # type: ignore[no-any-return]
+                return response(environ, start_response)
         size = request.content_length
         if size is not None and size > MAX_REQUEST_BYTES:
             _drain(environ, size)
-            return _too_large(size)(environ, start_response)  # type: ignore[no-any-return]
+            return _too_large(size)(environ, start_response)
         try:
             event = to_event(request, self.stage)
         except RequestEntityTooLarge:  # a chunked body without Content-Length
-            return _too_large(None)(environ, start_response)  # type: ignore[no-any-return]
+            return _too_large(None)(environ, start_response)
         result = self.handler(event, LambdaContext(event["requestContext"]["requestId"]))
-        return to_response(result)(environ, start_response)  # type: ignore[no-any-return]
+        return to_response(result)(environ, start_response)
 
     @property
     def url(self) -> str:

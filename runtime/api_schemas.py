@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.models import Lease, TaskRun
-from runtime.states import State, UtcDateTime
+from runtime.states import State
 
 
 class _Strict(BaseModel):
@@ -45,13 +45,6 @@ class Written(BaseModel):
     """How many records a batch write stored."""
 
     written: int
-
-
-class FlowSummary(BaseModel):
-    """A flow known to the API (it has runs or deployments)."""
-
-    name: str
-    created: UtcDateTime
 
 
 class LeaseRequest(_Strict):

@@ -79,3 +79,19 @@ class TransactionConflict(Conflict):
     """DynamoDB cancelled a transaction for a concurrent write to the same items: retry."""
 
     error_type = "transaction_conflict"
+
+
+class ResultNotFound(NotFound):
+    """A result reference points at an S3 object (or bucket) that does not exist."""
+
+    error_type = "result_not_found"
+
+
+class CacheLockLost(Conflict):
+    """``write`` found the key locked by someone else (the caller's lock expired and was taken)."""
+
+
+class CacheKeyLocked(Conflict):
+    """Another owner holds a live lock on the key: it cannot be taken over before it expires."""
+
+    error_type = "cache_key_locked"

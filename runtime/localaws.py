@@ -331,7 +331,7 @@ def _dump_backends(services: Iterable[str]) -> bytes:
     table = copyreg.dispatch_table.copy()
     table[type(threading.Lock())] = _fresh_lock(threading.Lock)
     table[type(threading.RLock())] = _fresh_lock(threading.RLock)
-    pickler.dispatch_table = table  # type: ignore[misc]
+    pickler.dispatch_table = table
     pickler.dump({"format": STATE_FORMAT, "moto": moto_version, "services": state})
     return buffer.getvalue()
 

@@ -30,9 +30,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol, TextIO, runtime_checkable
 
+from runtime.log_ids import new_log_id
 from runtime.models import LogRecord
 from runtime.stores.dynamo import Item
-from runtime.stores.logs import LogStore, new_log_id
+from runtime.stores.logs import LogStore
 
 _Entry = tuple[int, float, LogRecord]  # (emit number, monotonic arrival time, record)
 

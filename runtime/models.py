@@ -10,7 +10,8 @@ import os
 import random
 import re
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -24,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from runtime.errors import CacheKeyLocked
 from runtime.jsonvalues import JsonValueError, check_json_value
 from runtime.names import check_printable, dedupe
 from runtime.states import Pending, ResultRef, State, StateType, UtcDateTime, utcnow
@@ -491,6 +493,16 @@ class Lease(BaseModel):
     decays: bool = Field(default=False, description="On a rate limit: freed only by expiry")
 
 
+# ----------------------------------------------------------------------------- flows
+
+
+class FlowSummary(BaseModel):
+    """A flow known to the API (it has runs or deployments)."""
+
+    name: str
+    created: UtcDateTime
+
+
 # ----------------------------------------------------------------------------- cache
 
 
@@ -511,6 +523,35 @@ class CacheRecord(BaseModel):
     def is_expired(self, now: datetime | None = None) -> bool:
         """True when ``expires_at`` has passed at ``now`` (default: the current time)."""
         return self.expires_at is not None and self.expires_at <= (now or utcnow())
+
+
+@dataclass(frozen=True)
+class LockAttempt:
+    """The outcome of taking a cache key's compute lock (``CacheStore.try_lock``).
+
+    ``acquired``: the caller holds the key and computes. Otherwise ``holder`` is
+    the owner of the live lock that stopped it (with ``lock_until``, epoch
+    seconds), or None when a live record stopped it (read it instead).
+    """
+
+    acquired: bool
+    holder: str | None = None
+    lock_until: float | None = None
+
+    def locked_error(self, key: str) -> CacheKeyLocked:
+        """The 409 an API caller gets for this refused attempt (held by someone else)."""
+        until = (
+            datetime.fromtimestamp(self.lock_until, UTC).isoformat()
+            if self.lock_until is not None
+            else "unknown"
+        )
+        return CacheKeyLocked(
+            f"cache key {key!r} is locked by {self.holder!r} until {until}; a live lock "
+            f"cannot be taken over (not even with refresh) before it expires",
+            key=key,
+            holder=self.holder,
+            lock_until=until,
+        )
 
 
 # ----------------------------------------------------------------------------- logs & events

@@ -31,7 +31,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from runtime.errors import NotFound
+from runtime.errors import ResultNotFound
 from runtime.limits import INLINE_RESULT_MAX_BYTES
 from runtime.payload_auth import PayloadAuthenticationError, PayloadKey, needs_mac
 from runtime.serializers import SerializationError, get_serializer
@@ -50,12 +50,6 @@ RESULTS_PREFIX = "results/"
 """Every result object's key starts with this."""
 
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
-
-
-class ResultNotFound(NotFound):
-    """A result reference points at an S3 object (or bucket) that does not exist."""
-
-    error_type = "result_not_found"
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""The HTTP API's typed errors (``sdk.api_errors``), raised by ``sdk.api_client.StratoflowClient``.
+"""The HTTP API's typed errors (``sdk.api_errors``), raised by ``sdk.http_client.StratoflowClient``.
 
 Each one subclasses the matching ``runtime.errors`` class where there is one, so
 callers may catch either: ``except sdk.api_errors.NotFound`` or
@@ -26,7 +26,7 @@ class                  also a                    response
 =====================  ========================  =====================================
 """
 
-from runtime.http_api import (
+from runtime.http.errors import (
     AlreadyExists,
     ApiConnectionError,
     ApiError,

@@ -1,37 +1,36 @@
 """Flows, deployments and work pools (``/flows``, ``/deployments``, ``/work_pools``).
 
 Thin: every route validates its input with the models of ``runtime.models`` and
-calls :class:`runtime.stores.registry.RegistryStore`; domain errors become the
+calls a use case of :mod:`runtime.services` (or, to read one object,
+:class:`runtime.stores.registry.RegistryStore`); domain errors become the
 API's error shape in ``handlers.api``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.event_handler.router import Router
 
-from handlers.deps import get_stores, must_exist
-from runtime.api_schemas import FlowSummary
-from runtime.errors import InvalidInput
+from handlers.deps import get_stores
 from runtime.models import (
     Deployment,
     DeploymentCreate,
     DeploymentFlowRunCreate,
     DeploymentUpdate,
     FlowRun,
+    FlowSummary,
     Page,
     WorkPool,
     WorkPoolCreate,
     WorkPoolUpdate,
 )
+from runtime.services import deployments, pages
 
 router = Router()
 
-T = TypeVar("T")
 DeploymentId = Annotated[str, Path(min_length=1, max_length=100, description="Deployment id")]
 PoolName = Annotated[str, Path(min_length=1, max_length=100, description="Work pool name")]
 NamePart = Annotated[str, Path(min_length=1, max_length=200)]
@@ -42,16 +41,6 @@ IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", min_length=1, max_length=512, description="Retry-safe key"),
 ]
-
-
-def _paged(list_page: Callable[[], Page[T]]) -> Page[T]:
-    """Run a listing; a cursor it did not hand out is 400 ``bad_request`` (see docs/api.md)."""
-    try:
-        return list_page()
-    except InvalidInput as exc:
-        if exc.details.get("field") == "cursor":
-            raise ValueError(f"query.cursor: {exc.message}") from None
-        raise
 
 
 def _json(status: int, body: Any) -> Response[Any]:
@@ -68,7 +57,7 @@ def _no_content() -> Response[None]:
 @router.get("/flows", summary="List flows", tags=["flows"])
 def list_flows(limit: Limit = 200, cursor: Cursor = None) -> Page[FlowSummary]:
     """Flows that have deployments or runs, by name."""
-    return _paged(lambda: get_stores().registry.list_flows(limit=limit, cursor=cursor))
+    return pages.list_flows(get_stores(), limit=limit, cursor=cursor)
 
 
 # ----------------------------------------------------------------------------- deployments
@@ -77,10 +66,7 @@ def list_flows(limit: Limit = 200, cursor: Cursor = None) -> Page[FlowSummary]:
 @router.post("/deployments", summary="Create or update a deployment", tags=["deployments"])
 def upsert_deployment(body: Annotated[DeploymentCreate, Body()]) -> Response[Deployment]:
     """Upsert by ``flow_name`` + ``name``: 201 when created, 200 when it replaced one."""
-    stores = get_stores()
-    must_exist("work_pool_name", body.work_pool_name, stores.registry.read_work_pool)
-    deployment, created = stores.registry.upsert_deployment(body)
-    stores.registry.ensure_flow(body.flow_name)  # after: a refused upsert records nothing
+    deployment, created = deployments.upsert_deployment(get_stores(), body)
     return _json(201 if created else 200, deployment)
 
 
@@ -92,10 +78,8 @@ def list_deployments(
     cursor: Cursor = None,
 ) -> Page[Deployment]:
     """Deployments by flow name then name, optionally of one flow and/or work pool."""
-    return _paged(
-        lambda: get_stores().registry.list_deployments(
-            flow_name, work_pool_name, limit=limit, cursor=cursor
-        )
+    return pages.list_deployments(
+        get_stores(), flow_name, work_pool_name, limit=limit, cursor=cursor
     )
 
 
@@ -121,9 +105,7 @@ def update_deployment(
     body: Annotated[DeploymentUpdate, Body()],
 ) -> Deployment:
     """Change the fields given; the others stay."""
-    stores = get_stores()
-    must_exist("work_pool_name", body.work_pool_name, stores.registry.read_work_pool)
-    return stores.registry.update_deployment(id, body)
+    return deployments.update_deployment(get_stores(), id, body)
 
 
 @router.delete("/deployments/<id>", summary="Delete a deployment", tags=["deployments"])
@@ -148,11 +130,8 @@ def create_flow_run_from_deployment(
     Parameters are merged over the deployment's and, when it enforces its
     parameter schema, validated against it (422 naming each bad parameter).
     """
-    stores = get_stores()
-    request = body or DeploymentFlowRunCreate()
-    deployment = stores.registry.read_deployment(id)
-    run, created = stores.registry.create_flow_run_from_deployment_once(
-        deployment, request, stores.runs, idempotency_key=idempotency_key
+    run, created = deployments.run_deployment_once(
+        get_stores(), id, body, idempotency_key=idempotency_key
     )
     return _json(201 if created else 200, run)
 
@@ -169,7 +148,7 @@ def create_work_pool(body: Annotated[WorkPoolCreate, Body()]) -> Response[WorkPo
 @router.get("/work_pools", summary="List work pools", tags=["work pools"])
 def list_work_pools(limit: Limit = 200, cursor: Cursor = None) -> Page[WorkPool]:
     """Work pools by name."""
-    return _paged(lambda: get_stores().registry.list_work_pools(limit=limit, cursor=cursor))
+    return pages.list_work_pools(get_stores(), limit=limit, cursor=cursor)
 
 
 @router.get("/work_pools/<name>", summary="Read a work pool", tags=["work pools"])

@@ -1,7 +1,8 @@
 """Flow runs, task runs and run logs: the ``/flow_runs``, ``/task_runs``, ``/logs`` routes.
 
-Thin routes: the schemas validate, :func:`handlers.deps.get_stores` does the work,
-``handlers.api`` maps domain errors to the one error shape. What the routes add:
+Thin routes: the schemas validate, a use case of :mod:`runtime.services` does the
+work on :func:`handlers.deps.get_stores`, ``handlers.api`` maps domain errors to
+the one error shape. What the routes add:
 
 * ``Idempotency-Key`` on creates becomes the request's ``idempotency_key``; 201 for
   a new run, 200 when the key returned an existing one (the store says which).
@@ -37,9 +38,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Pat
 from aws_lambda_powertools.event_handler.router import Router
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from handlers.deps import get_stores, must_exist
+from handlers.deps import get_stores
 from runtime.api_schemas import SetStateRequest, TaskRunRecords, Written
-from runtime.errors import BadRequest, InvalidInput, TransitionRejected
+from runtime.errors import InvalidInput
 from runtime.limits import RUN_FIELDS_MAX_BYTES, STATE_MAX_BYTES
 from runtime.models import (
     FlowRun,
@@ -52,6 +53,7 @@ from runtime.models import (
     TaskRunCreate,
     TaskRunFilter,
 )
+from runtime.services import flow_runs, pages, task_runs
 from runtime.states import State, StateType, as_utc
 
 router = Router()
@@ -143,19 +145,6 @@ def _created(run: BaseModel, created: bool) -> Response[Any]:
     )
 
 
-def _orchestrated(result: OrchestrationResult) -> OrchestrationResult:
-    """ACCEPT and WAIT pass; REJECT and ABORT become 409 ``transition_rejected``."""
-    if result.status in ("ACCEPT", "WAIT"):
-        return result
-    reason = result.reason or f"transition {result.status.lower()}ed"
-    raise TransitionRejected(
-        reason,
-        status=result.status,
-        reason=result.reason,
-        state=result.state.model_dump(mode="json"),
-    )
-
-
 def _window(after: datetime | None, before: datetime | None) -> tuple[datetime | None, ...]:
     after = as_utc(after) if after is not None else None
     before = as_utc(before) if before is not None else None
@@ -164,25 +153,6 @@ def _window(after: datetime | None, before: datetime | None) -> tuple[datetime |
             "query.created_after: must not be later than created_before", field="created_after"
         )
     return after, before
-
-
-def _check_references(request: FlowRunCreate | TaskRunCreate) -> None:
-    """Parent runs, the deployment and the work pool a new run names must exist."""
-    stores = get_stores()
-    if isinstance(request, TaskRunCreate):
-        must_exist("flow_run_id", request.flow_run_id, stores.runs.read_flow_run)
-        return
-    must_exist("parent_flow_run_id", request.parent_flow_run_id, stores.runs.read_flow_run)
-    must_exist("parent_task_run_id", request.parent_task_run_id, stores.runs.read_task_run)
-    must_exist("deployment_id", request.deployment_id, stores.registry.read_deployment)
-    must_exist("work_pool_name", request.work_pool_name, stores.registry.read_work_pool)
-
-
-def _bad_cursor(exc: InvalidInput) -> InvalidInput | BadRequest:
-    """A cursor the store refused is a malformed value: 400 ``bad_request`` naming it."""
-    if exc.details.get("field") == "cursor":
-        return BadRequest(f"query.cursor: {exc.message}", field="cursor")
-    return exc
 
 
 # ----------------------------------------------------------------------------- flow runs
@@ -197,11 +167,7 @@ def create_flow_run(
     request = _idempotent(body, idempotency_key)
     _check_id(request.deployment_id, "body.deployment_id")
     _check_size(request, "body", MAX_RUN_JSON_BYTES)
-    _check_references(request)
-    stores = get_stores()
-    run, created = stores.runs.create_flow_run_once(request)
-    if created:
-        stores.registry.ensure_flow(run.flow_name)  # GET /flows lists flows that have runs
+    run, created = flow_runs.create_flow_run(get_stores(), request)
     return _created(run, created)
 
 
@@ -232,10 +198,7 @@ def list_flow_runs(
         created_after=after,
         created_before=before,
     )
-    try:
-        return get_stores().runs.list_flow_runs(flt, limit=limit, cursor=cursor)
-    except InvalidInput as exc:
-        raise _bad_cursor(exc) from None
+    return pages.list_flow_runs(get_stores(), flt, limit=limit, cursor=cursor)
 
 
 @router.get("/flow_runs/<id>", summary="Read a flow run", tags=["flow runs"])
@@ -249,14 +212,15 @@ def set_flow_run_state(id: RunId, body: Annotated[SetStateRequest, Body()]) -> O
     """200 for ACCEPT and WAIT; 409 ``transition_rejected`` (with the current state) otherwise."""
     request = body
     _check_size(request.state, "body.state", MAX_STATE_JSON_BYTES)
-    result = get_stores().runs.set_state("flow_run", id, request.state, force=request.force)
-    return _orchestrated(result)
+    return flow_runs.set_run_state(
+        get_stores(), "flow_run", id, request.state, force=request.force, raise_on_reject=True
+    )
 
 
 @router.post("/flow_runs/<id>/cancel", summary="Cancel a flow run", tags=["flow runs"])
 def cancel_flow_run(id: RunId) -> OrchestrationResult:
     """Cancelled if it has not started, Cancelling if it runs; 409 if it is final already."""
-    return _orchestrated(get_stores().runs.cancel_flow_run(id))
+    return flow_runs.cancel_flow_run(get_stores(), id, raise_on_reject=True)
 
 
 @router.get("/flow_runs/<id>/states", summary="A flow run's states", tags=["flow runs"])
@@ -274,14 +238,14 @@ def flow_run_logs(
     cursor: Cursor = None,
 ) -> Page[LogRecord]:
     """The flow run's log lines (and its task runs') in time order."""
-    stores = get_stores()
-    stores.runs.read_flow_run(id)
-    try:
-        return stores.logs.read(
-            id, task_run_id=task_run_id or None, level_ge=level_ge, limit=limit, cursor=cursor
-        )
-    except InvalidInput as exc:
-        raise _bad_cursor(exc) from None
+    return pages.read_logs(
+        get_stores(),
+        id,
+        task_run_id=task_run_id or None,
+        level_ge=level_ge,
+        limit=limit,
+        cursor=cursor,
+    )
 
 
 # ----------------------------------------------------------------------------- task runs
@@ -295,8 +259,7 @@ def create_task_run(
     """201 with the new run; 200 with the first run when the idempotency key was used before."""
     request = _idempotent(body, idempotency_key)
     _check_size(request, "body", MAX_RUN_JSON_BYTES)
-    _check_references(request)
-    run, created = get_stores().runs.create_task_run_once(request)
+    run, created = task_runs.create_task_run(get_stores(), request)
     return _created(run, created)
 
 
@@ -325,8 +288,8 @@ def write_task_run_records(body: Annotated[TaskRunRecords, Body()]) -> Response[
         _check_size(run, f"{where}.run", MAX_RUN_JSON_BYTES + MAX_STATE_JSON_BYTES)
         for j, entry in enumerate(record.history):  # the store keeps what fits of it
             _check_size(entry, f"{where}.history.{j}", MAX_STATE_JSON_BYTES)
-    written = get_stores().runs.write_task_run_records(
-        [(r.run, r.history) for r in request.records], guard=True
+    written = task_runs.record_task_runs(
+        get_stores(), [(r.run, r.history) for r in request.records], guard=True
     )
     return Response(status_code=202, content_type="application/json", body=Written(written=written))
 
@@ -354,10 +317,7 @@ def list_task_runs(
         created_after=after,
         created_before=before,
     )
-    try:
-        return get_stores().runs.list_task_runs(flt, limit=limit, cursor=cursor)
-    except InvalidInput as exc:
-        raise _bad_cursor(exc) from None
+    return pages.list_task_runs(get_stores(), flt, limit=limit, cursor=cursor)
 
 
 @router.get("/task_runs/<id>", summary="Read a task run", tags=["task runs"])
@@ -377,8 +337,9 @@ def set_task_run_state(id: RunId, body: Annotated[SetStateRequest, Body()]) -> O
     """200 for ACCEPT and WAIT; 409 ``transition_rejected`` (with the current state) otherwise."""
     request = body
     _check_size(request.state, "body.state", MAX_STATE_JSON_BYTES)
-    result = get_stores().runs.set_state("task_run", id, request.state, force=request.force)
-    return _orchestrated(result)
+    return flow_runs.set_run_state(
+        get_stores(), "task_run", id, request.state, force=request.force, raise_on_reject=True
+    )
 
 
 # ----------------------------------------------------------------------------- logs

@@ -1,7 +1,7 @@
 """Which backend the engine writes to, chosen by configuration (ARCHITECTURE.md).
 
 * ``STRATOFLOW_API_URL`` set: the HTTP API, through
-  :class:`~runtime.engine.api_client.ApiEngineClient` (SigV4-signed unless the
+  :class:`~runtime.engine.http_engine_client.ApiEngineClient` (SigV4-signed unless the
   URL is local; ``STRATOFLOW_API_TOKEN`` sends a bearer token instead).
 * ``AWS_ENDPOINT_URL`` or ``STRATOFLOW_PREFIX`` set: the stores directly, at
   boto3's configured endpoint (AWS, LocalStack or a moto server).
@@ -16,16 +16,19 @@ import atexit
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING
 
 from runtime.engine.client import DirectEngineClient, EngineClient
 
+if TYPE_CHECKING:
+    from runtime.stores import Stores
+
 _client: EngineClient | None = None
-_embedded: Any = None
+_embedded: Stores | None = None
 _lock = threading.Lock()
 
 
-def embedded_stores() -> Any:
+def embedded_stores() -> Stores:
     """The embedded default's stores: a moto server on loopback in this process."""
     global _embedded
     import boto3
@@ -55,7 +58,7 @@ def embedded_stores() -> Any:
     return _embedded
 
 
-def connect_stores() -> Any:
+def connect_stores() -> Stores:
     """The stores for the configured backend (embedded or direct)."""
     from runtime.settings import get_settings
     from runtime.stores import Stores
@@ -86,7 +89,7 @@ def get_engine_client() -> EngineClient:
 
             settings = get_settings()
             if settings.backend() == "api":
-                from runtime.engine.api_client import ApiEngineClient
+                from runtime.engine.http_engine_client import ApiEngineClient
 
                 _client = ApiEngineClient(settings.api_url, lease_seconds=settings.lease_seconds)
             else:

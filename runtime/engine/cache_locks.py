@@ -19,7 +19,10 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runtime.engine.cache_backend import CacheBackend
 
 __all__ = ["KEEPER", "CacheLockKeeper", "LockRenewal"]
 
@@ -34,7 +37,7 @@ class LockRenewal:
 
     def __init__(
         self,
-        cache: Any,
+        cache: CacheBackend,
         key: str,
         owner: str,
         lock_seconds: float,
@@ -87,7 +90,7 @@ class CacheLockKeeper:
 
     def keep(
         self,
-        cache: Any,
+        cache: CacheBackend,
         key: str,
         owner: str,
         lock_seconds: float,

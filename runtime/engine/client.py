@@ -14,8 +14,9 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from runtime.engine.cache_backend import CacheBackend
 from runtime.engine.slots import SlotWaiter
 from runtime.errors import StratoflowError
 from runtime.models import (
@@ -27,7 +28,13 @@ from runtime.models import (
     TaskRun,
 )
 from runtime.payload_auth import PayloadKey, load_payload_key, needs_mac
+from runtime.services import flow_runs, task_runs
 from runtime.states import ResultRef, State, StateType
+
+if TYPE_CHECKING:
+    from runtime.logship import LogSink
+    from runtime.stores import Stores
+    from runtime.stores.logs import LogStore
 
 TAG_LIMIT_PREFIX = "tag:"
 """Task-tag concurrency limits are the global limits named ``tag:<tag>`` (as in Prefect 3.4.19+)."""
@@ -117,8 +124,8 @@ class EngineClient(ABC):
 
     @property
     @abstractmethod
-    def cache(self) -> Any:
-        """The cache store (``runtime.stores.cache.CacheStore`` interface)."""
+    def cache(self) -> CacheBackend:
+        """The result cache (records and compute locks)."""
 
     def close(self) -> None:
         """Flush and stop background threads."""
@@ -264,7 +271,7 @@ class BufferedEngineClient(EngineClient):
     def __init__(
         self,
         *,
-        log_sink: Any,
+        log_sink: LogStore | LogSink,
         acquire: Callable[[list[str], str], Lease | None],
         renew: Callable[[str], Any],
         release: Callable[[Lease], Any],
@@ -362,13 +369,13 @@ class DirectEngineClient(BufferedEngineClient):
 
     def __init__(
         self,
-        stores: Any,
+        stores: Stores,
         *,
         lease_seconds: float = 60.0,
         payload_key: PayloadKey | None = None,
     ) -> None:
         self.stores = stores
-        self.payload_keys = PayloadKeyHolder(payload_key, getattr(stores, "session", None))
+        self.payload_keys = PayloadKeyHolder(payload_key, stores.session)
         self._known_flows: set[str] = set()
         concurrency = stores.concurrency
         super().__init__(
@@ -383,14 +390,15 @@ class DirectEngineClient(BufferedEngineClient):
 
     # -- flow runs ----------------------------------------------------------------------
     def create_flow_run(self, request: FlowRunCreate) -> FlowRun:
-        run: FlowRun = self.stores.runs.create_flow_run(request)
-        if run.flow_name not in self._known_flows:  # once per flow and process
-            self.stores.registry.ensure_flow(run.flow_name)
-            self._known_flows.add(run.flow_name)
+        # the engine's references are its own (a subflow's parent task run may still
+        # be buffered): not read back; the flow is recorded once per name and process
+        run, _ = flow_runs.create_flow_run(
+            self.stores, request, check_references=False, known_flows=self._known_flows
+        )
         return run
 
     def read_flow_run(self, run_id: str) -> FlowRun:
-        return self.stores.runs.read_flow_run(run_id)  # type: ignore[no-any-return]
+        return self.stores.runs.read_flow_run(run_id)
 
     def read_flow_run_state(self, run_id: str) -> State:
         # only the state's type and name: not the run's document nor its history
@@ -408,13 +416,11 @@ class DirectEngineClient(BufferedEngineClient):
     def set_flow_run_state(
         self, run_id: str, state: State, *, force: bool = False
     ) -> OrchestrationResult:
-        return self.stores.runs.set_state(  # type: ignore[no-any-return]
-            "flow_run", run_id, state, force=force
-        )
+        return flow_runs.set_run_state(self.stores, "flow_run", run_id, state, force=force)
 
     # -- task runs and limits ----------------------------------------------------------
     def _write_task_runs(self, batch: list[tuple[TaskRun, list[State]]]) -> None:
-        self.stores.runs.write_task_run_records(batch)
+        task_runs.record_task_runs(self.stores, batch)
 
     def _limit_names(self) -> set[str]:
         return {limit.name for limit in self.stores.concurrency.list_limits()}
@@ -423,7 +429,7 @@ class DirectEngineClient(BufferedEngineClient):
     def persist_result(
         self, value: Any, *, serializer: str, storage_key: str | None = None
     ) -> ResultRef:
-        return self.stores.results.persist(  # type: ignore[no-any-return]
+        return self.stores.results.persist(
             value,
             serializer=serializer,
             storage_key=storage_key,
@@ -436,5 +442,5 @@ class DirectEngineClient(BufferedEngineClient):
         )
 
     @property
-    def cache(self) -> Any:
+    def cache(self) -> CacheBackend:
         return self.stores.cache

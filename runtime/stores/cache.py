@@ -68,12 +68,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from runtime.errors import Conflict
-from runtime.models import CacheRecord
+from runtime.errors import CacheKeyLocked, CacheLockLost
+from runtime.models import CacheRecord, LockAttempt
 from runtime.resources import TableSpec
 from runtime.states import utcnow
 from runtime.stores.dynamo import ConditionFailed, Dynamo, Item, epoch, iso
@@ -84,45 +83,6 @@ PENDING = "pending"
 READY = "ready"
 
 _NAMES = {"#k": "cache_key", "#s": "status", "#o": "owner"}
-
-
-class CacheLockLost(Conflict):
-    """``write`` found the key locked by someone else (the caller's lock expired and was taken)."""
-
-
-class CacheKeyLocked(Conflict):
-    """Another owner holds a live lock on the key: it cannot be taken over before it expires."""
-
-    error_type = "cache_key_locked"
-
-
-@dataclass(frozen=True)
-class LockAttempt:
-    """The outcome of :meth:`CacheStore.try_lock`.
-
-    ``acquired``: the caller holds the key and computes. Otherwise ``holder`` is
-    the owner of the live lock that stopped it (with ``lock_until``, epoch
-    seconds), or None when a live record stopped it (read it instead).
-    """
-
-    acquired: bool
-    holder: str | None = None
-    lock_until: float | None = None
-
-    def locked_error(self, key: str) -> CacheKeyLocked:
-        """The 409 an API caller gets for this refused attempt (held by someone else)."""
-        until = (
-            datetime.fromtimestamp(self.lock_until, UTC).isoformat()
-            if self.lock_until is not None
-            else "unknown"
-        )
-        return CacheKeyLocked(
-            f"cache key {key!r} is locked by {self.holder!r} until {until}; a live lock "
-            f"cannot be taken over (not even with refresh) before it expires",
-            key=key,
-            holder=self.holder,
-            lock_until=until,
-        )
 
 
 def _ts(now: datetime | None) -> float:

@@ -20,15 +20,12 @@ marker saying how long they were: a DynamoDB item holds at most 400 KB.
 
 from __future__ import annotations
 
-import itertools
-import os
-import secrets
-import threading
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from runtime.errors import InvalidInput
+from runtime.log_ids import new_log_id
 from runtime.models import LogRecord, Page
 from runtime.resources import TableSpec
 from runtime.states import utcnow
@@ -49,33 +46,6 @@ response holds at most 6 MB); the cursor continues from there."""
 
 TRUNCATION_MARKER = "\n...[truncated by stratoflow: message was {size} bytes]"
 """Appended to a truncated message; ``{size}`` is the original size in UTF-8 bytes."""
-
-_SUFFIX_LOCK = threading.Lock()
-_SUFFIX_COUNTER = itertools.count(secrets.randbelow(2**31))
-
-
-def _restart_suffixes_after_fork() -> None:
-    # A forked child inherits the parent's counter (and maybe a held lock): without a
-    # new random start its lines would get the parent's keys and overwrite them.
-    global _SUFFIX_LOCK, _SUFFIX_COUNTER
-    _SUFFIX_LOCK = threading.Lock()
-    _SUFFIX_COUNTER = itertools.count(secrets.randbelow(2**31))
-
-
-os.register_at_fork(after_in_child=_restart_suffixes_after_fork)
-
-
-def new_log_id() -> str:
-    """A fresh log line id: 8 hex digits, a random per-process start plus a counter.
-
-    Lines of one process written in the same microsecond keep their order; a forked
-    child starts from a new random value. Clients send it as ``LogRecord.id`` so
-    that a retried write stores each line once.
-    """
-    # Below 2**31 at start, so the 8 hex digits only wrap after 2**31 records in one process.
-    with _SUFFIX_LOCK:
-        value = next(_SUFFIX_COUNTER)
-    return f"{value % 2**32:08x}"
 
 
 def truncate_message(message: str, max_bytes: int = MAX_MESSAGE_BYTES) -> str:

@@ -26,26 +26,23 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from datetime import datetime
+from typing import Any, TypeVar
 
-from runtime.api_schemas import FlowSummary
 from runtime.errors import AlreadyExists, Conflict, InvalidInput, NotFound
-from runtime.limits import DOC_MAX_BYTES, RUN_FIELDS_MAX_BYTES
+from runtime.limits import DOC_MAX_BYTES
 from runtime.models import (
     Deployment,
     DeploymentCreate,
-    DeploymentFlowRunCreate,
     DeploymentUpdate,
-    FlowRun,
-    FlowRunCreate,
+    FlowSummary,
     Page,
     WorkPool,
     WorkPoolCreate,
     WorkPoolUpdate,
 )
 from runtime.resources import TableSpec
-from runtime.states import Scheduled, utcnow
+from runtime.states import utcnow
 from runtime.stores.dynamo import (
     ConditionFailed,
     Dynamo,
@@ -54,10 +51,6 @@ from runtime.stores.dynamo import (
     encode_cursor,
     iso,
 )
-from runtime.stores.runs import request_fingerprint
-
-if TYPE_CHECKING:
-    from runtime.stores.runs import RunStore
 
 DEPLOYMENT_NAMESPACE = uuid.UUID("3d0c2f7e-8b7a-4f0e-b3c1-5e2a9d4c6f18")
 """Namespace of deployment ids (uuid5 of ``"<flow_name>/<name>"``)."""
@@ -119,47 +112,6 @@ def _check_schema(schema: dict[str, Any] | None) -> None:
         raise _invalid(
             "parameter_openapi_schema", f"not a valid JSON Schema: {exc.message}"
         ) from None
-
-
-def validate_parameters(parameters: dict[str, Any], schema: dict[str, Any]) -> None:
-    """Check ``parameters`` against a deployment's JSON Schema; InvalidInput names each bad one.
-
-    The message reads ``parameters.count: 'x' is not of type 'integer'`` (one part
-    per error, ``; ``-separated); ``details.errors`` lists them with their ``loc``.
-    """
-    from jsonschema import SchemaError
-    from jsonschema.validators import validator_for
-
-    try:
-        cls = validator_for(schema)
-        cls.check_schema(schema)
-    except SchemaError as exc:
-        raise InvalidInput(
-            f"the deployment's parameter_openapi_schema is not a valid JSON Schema: {exc.message}",
-            field="parameter_openapi_schema",
-        ) from None
-    errors: list[dict[str, Any]] = []
-    for error in sorted(cls(schema).iter_errors(parameters), key=lambda e: list(e.absolute_path)):
-        path = [str(p) for p in error.absolute_path]
-        locs = [path]
-        if not path and error.validator == "required" and isinstance(error.instance, dict):
-            locs = [[str(n)] for n in error.validator_value if n not in error.instance] or locs
-        elif not path and error.validator == "additionalProperties":
-            allowed = set(schema.get("properties", {}))
-            locs = [[n] for n in sorted(parameters) if n not in allowed] or locs
-        for loc in locs:
-            errors.append(
-                {"loc": ["parameters", *loc], "msg": error.message, "type": str(error.validator)}
-            )
-    if errors:
-        message = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
-        raise InvalidInput(
-            message, field=".".join(errors[0]["loc"]), parameters=_bad(errors), errors=errors
-        )
-
-
-def _bad(errors: list[dict[str, Any]]) -> list[str]:
-    return list(dict.fromkeys(e["loc"][1] for e in errors if len(e["loc"]) > 1))
 
 
 class RegistryStore:
@@ -316,64 +268,6 @@ class RegistryStore:
             )
         except ConditionFailed:
             raise NotFound(f"deployment {deployment_id} not found", id=deployment_id) from None
-
-    def create_flow_run_from_deployment(
-        self,
-        deployment: Deployment,
-        request: DeploymentFlowRunCreate,
-        runs: RunStore,
-        *,
-        idempotency_key: str | None = None,
-    ) -> FlowRun:
-        """Create a Scheduled flow run of ``deployment`` (``run_deployment``).
-
-        Parameters are the deployment's with the request's merged over them, checked
-        against ``parameter_openapi_schema`` when ``enforce_parameter_schema``
-        (InvalidInput naming each bad parameter; nothing is written). Tags are the
-        deployment's then the request's; job variables likewise merged. With an
-        idempotency key (the request's, else ``idempotency_key``) a repeat returns
-        the first run.
-        """
-        return self.create_flow_run_from_deployment_once(
-            deployment, request, runs, idempotency_key=idempotency_key
-        )[0]
-
-    def create_flow_run_from_deployment_once(
-        self,
-        deployment: Deployment,
-        request: DeploymentFlowRunCreate,
-        runs: RunStore,
-        *,
-        idempotency_key: str | None = None,
-    ) -> tuple[FlowRun, bool]:
-        """:meth:`create_flow_run_from_deployment`, and whether this call created the run."""
-        parameters = {**deployment.parameters, **request.parameters}
-        if deployment.enforce_parameter_schema and deployment.parameter_openapi_schema:
-            validate_parameters(parameters, deployment.parameter_openapi_schema)
-        scheduled_time = request.scheduled_time or utcnow()
-        if scheduled_time.tzinfo is None:  # a naive time is UTC, as everywhere in the API
-            scheduled_time = scheduled_time.replace(tzinfo=UTC)
-        create = FlowRunCreate(
-            flow_name=deployment.flow_name,
-            name=request.name,
-            parameters=parameters,
-            deployment_id=deployment.id,
-            work_pool_name=deployment.work_pool_name,
-            work_queue_name=request.work_queue_name or deployment.work_queue_name,
-            tags=list(dict.fromkeys([*deployment.tags, *request.tags])),
-            state=Scheduled(scheduled_time=scheduled_time),
-            idempotency_key=request.idempotency_key or idempotency_key,
-            job_variables={**deployment.job_variables, **request.job_variables},
-        )
-        size = len(create.model_dump_json().encode())
-        if size > RUN_FIELDS_MAX_BYTES:
-            raise _invalid(
-                "parameters",
-                f"the run would be {size} bytes of JSON, more than the {RUN_FIELDS_MAX_BYTES} "
-                "a run item can hold",
-            )
-        # the key is scoped to the deployment; "the same request" is the caller's request
-        return runs.create_flow_run_once(create, fingerprint=request_fingerprint(request))
 
     # ------------------------------------------------------------------ work pools
 

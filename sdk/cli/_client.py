@@ -16,7 +16,7 @@ import typer
 from sdk.cli._output import fail, usage_error
 
 if TYPE_CHECKING:
-    from sdk.api_client import StratoflowClient
+    from sdk.http_client import StratoflowClient
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -43,7 +43,7 @@ CLI_RETRIES = 2
 
 def connect(api_url: str | None) -> StratoflowClient:
     """The client for ``api_url``; a usage error when no API is configured."""
-    from sdk.api_client import StratoflowClient
+    from sdk.http_client import StratoflowClient
 
     if not api_url:
         usage_error(

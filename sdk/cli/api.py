@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,15 +11,18 @@ from sdk.cli import _stack
 from sdk.cli._output import fail, say, usage_error, warn
 from sdk.cli.dev import check_prefix, connect_stores, start_gateway
 
+if TYPE_CHECKING:
+    from runtime.stores import Stores
+
 app = typer.Typer(help="The Stratoflow HTTP API, served locally.", no_args_is_help=True)
 
 
-def check_tables(stores: object, endpoint: str) -> None:
+def check_tables(stores: Stores, endpoint: str) -> None:
     """Fail clearly when the endpoint is unreachable or the installation is not provisioned."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    specs = stores.specs  # type: ignore[attr-defined]
-    client = stores.session.client("dynamodb")  # type: ignore[attr-defined]
+    specs = stores.specs
+    client = stores.session.client("dynamodb")
     try:
         client.describe_table(TableName=specs.runs.name)
     except ClientError as exc:

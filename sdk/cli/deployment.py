@@ -15,7 +15,7 @@ from sdk.cli.flow_run import run_fields, state_label
 
 if TYPE_CHECKING:
     from runtime.models import Deployment, DeploymentSchedule
-    from sdk.api_client import StratoflowClient
+    from sdk.http_client import StratoflowClient
 
 app = typer.Typer(help="Deployments: ls, inspect, run.", no_args_is_help=True)
 

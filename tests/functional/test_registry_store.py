@@ -18,10 +18,11 @@ from runtime.models import (
     WorkPoolUpdate,
 )
 from runtime.resources import specs
+from runtime.services.deployments import run_deployment, validate_parameters
 from runtime.states import StateType, utcnow
 from runtime.stores import Stores
 from runtime.stores.dynamo import Item
-from runtime.stores.registry import deployment_id_for, validate_parameters
+from runtime.stores.registry import deployment_id_for
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -217,7 +218,8 @@ def test_create_flow_run_from_deployment(stores: Stores) -> None:
         )
     )
     at = utcnow() + timedelta(minutes=5)
-    run = stores.registry.create_flow_run_from_deployment(
+    run = run_deployment(
+        stores,
         d,
         DeploymentFlowRunCreate(
             parameters={"opts": {"fast": True}},
@@ -225,7 +227,6 @@ def test_create_flow_run_from_deployment(stores: Stores) -> None:
             scheduled_time=at,
             job_variables={"image": "j"},
         ),
-        stores.runs,
     )
     assert run.state.type is StateType.SCHEDULED
     assert run.state.details.scheduled_time == at
@@ -251,9 +252,7 @@ def test_parameters_are_validated_against_the_schema(
 ) -> None:
     d, _ = stores.registry.upsert_deployment(dep(parameter_openapi_schema=SCHEMA))
     with pytest.raises(InvalidInput) as info:
-        stores.registry.create_flow_run_from_deployment(
-            d, DeploymentFlowRunCreate(parameters=parameters), stores.runs
-        )
+        run_deployment(stores, d, DeploymentFlowRunCreate(parameters=parameters))
     assert [e["loc"] for e in info.value.details["errors"]] == locs
     for loc in locs:
         assert ".".join(loc) in info.value.message
@@ -272,28 +271,18 @@ def test_unenforced_or_absent_schema_is_not_checked(stores: Stores) -> None:
     )
     none, _ = stores.registry.upsert_deployment(dep("none"))
     for d in (loose, none):
-        run = stores.registry.create_flow_run_from_deployment(
-            d, DeploymentFlowRunCreate(parameters={"n": "x"}), stores.runs
-        )
+        run = run_deployment(stores, d, DeploymentFlowRunCreate(parameters={"n": "x"}))
         assert run.parameters == {"n": "x"}
 
 
 def test_flow_run_from_deployment_idempotency(stores: Stores) -> None:
     d, _ = stores.registry.upsert_deployment(dep())
-    first = stores.registry.create_flow_run_from_deployment(
-        d, DeploymentFlowRunCreate(idempotency_key="k"), stores.runs
-    )
-    again = stores.registry.create_flow_run_from_deployment(
-        d, DeploymentFlowRunCreate(idempotency_key="k"), stores.runs
-    )
+    first = run_deployment(stores, d, DeploymentFlowRunCreate(idempotency_key="k"))
+    again = run_deployment(stores, d, DeploymentFlowRunCreate(idempotency_key="k"))
     assert again == first
     with pytest.raises(Conflict, match=first.id):  # the same key, another request
-        stores.registry.create_flow_run_from_deployment(
-            d, DeploymentFlowRunCreate(idempotency_key="k", parameters={"p": 1}), stores.runs
-        )
-    by_arg = stores.registry.create_flow_run_from_deployment(
-        d, DeploymentFlowRunCreate(), stores.runs, idempotency_key="k"
-    )
+        run_deployment(stores, d, DeploymentFlowRunCreate(idempotency_key="k", parameters={"p": 1}))
+    by_arg = run_deployment(stores, d, DeploymentFlowRunCreate(), idempotency_key="k")
     assert by_arg.id == first.id
     assert len(stores.runs.list_flow_runs(FlowRunFilter(deployment_id=d.id)).items) == 1
 

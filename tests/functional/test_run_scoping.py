@@ -27,6 +27,7 @@ from runtime.models import (
     TaskRunCreate,
     TaskRunFilter,
 )
+from runtime.services.deployments import run_deployment, run_deployment_once
 from runtime.states import Completed, Pending, Running, State, StateType
 from runtime.stores import Stores
 from runtime.stores.dynamo import TransactionFailed
@@ -38,11 +39,11 @@ def test_two_deployments_with_the_same_key_each_get_their_own_run(stores: Stores
     one, _ = stores.registry.upsert_deployment(DeploymentCreate(name="a", flow_name="etl"))
     two, _ = stores.registry.upsert_deployment(DeploymentCreate(name="b", flow_name="etl"))
     request = DeploymentFlowRunCreate(idempotency_key="nightly-2026-03-01")
-    first = stores.registry.create_flow_run_from_deployment(one, request, stores.runs)
-    second = stores.registry.create_flow_run_from_deployment(two, request, stores.runs)
+    first = run_deployment(stores, one, request)
+    second = run_deployment(stores, two, request)
     assert first.id != second.id
     assert (first.deployment_id, second.deployment_id) == (one.id, two.id)
-    again, created = stores.registry.create_flow_run_from_deployment_once(two, request, stores.runs)
+    again, created = run_deployment_once(stores, two, request)
     assert again.id == second.id and not created
 
 
@@ -94,14 +95,12 @@ def test_a_deployment_run_with_the_same_key_and_other_parameters_is_a_conflict(
     stores: Stores,
 ) -> None:
     deployment, _ = stores.registry.upsert_deployment(DeploymentCreate(name="a", flow_name="etl"))
-    first = stores.registry.create_flow_run_from_deployment(
-        deployment, DeploymentFlowRunCreate(idempotency_key="k"), stores.runs
-    )
+    first = run_deployment(stores, deployment, DeploymentFlowRunCreate(idempotency_key="k"))
     with pytest.raises(Conflict) as caught:
-        stores.registry.create_flow_run_from_deployment(
+        run_deployment(
+            stores,
             deployment,
             DeploymentFlowRunCreate(idempotency_key="k", parameters={"x": 1}),
-            stores.runs,
         )
     assert first.id in caught.value.message
     assert len(stores.runs.list_flow_runs().items) == 1

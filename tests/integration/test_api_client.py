@@ -1,4 +1,4 @@
-"""``sdk.api_client.StratoflowClient`` against the real API over HTTP (docs/api.md).
+"""``sdk.http_client.StratoflowClient`` against the real API over HTTP (docs/api.md).
 
 Every method is called against the ``api`` fixture (the local gateway serving
 ``handlers.api`` over this test's stores, which talk HTTP to the moto server).
@@ -35,7 +35,7 @@ from runtime.states import Completed, Pending, Running, State, StateType
 from runtime.stores import Stores
 from runtime.stores.cache import CacheRecord
 from sdk import api_errors
-from sdk.api_client import ApiTransport, StratoflowClient
+from sdk.http_client import ApiTransport, StratoflowClient
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

@@ -18,10 +18,10 @@ from typing import Any
 import cloudpickle
 import pytest
 
-from runtime.engine.api_client import ApiEngineClient
 from runtime.engine.backend import use_engine_client
 from runtime.engine.client import DirectEngineClient, EngineClient
 from runtime.engine.context import current_flow_run
+from runtime.engine.http_engine_client import ApiEngineClient
 from runtime.models import TaskRunFilter
 from runtime.payload_auth import PayloadAuthenticationError
 from runtime.states import Completed, ResultRef, State

@@ -36,7 +36,7 @@ from runtime.models import (
     LogRecord,
 )
 from runtime.states import Completed, Running, Scheduled
-from sdk.api_client import StratoflowClient
+from sdk.http_client import StratoflowClient
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).with_name("stratoflow")
@@ -1076,7 +1076,7 @@ def test_sdk_over_an_unreachable_api_is_one_clear_line() -> None:
     result = run_sdk_script(base_env(STRATOFLOW_API_URL=dead))
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("runtime.http_api.ApiConnectionError: "), result.stderr
+    assert last.startswith("runtime.http.errors.ApiConnectionError: "), result.stderr
     assert f"cannot reach the Stratoflow API at {dead}" in last and "stratoflow dev" in last
     assert "urllib3" not in result.stderr, result.stderr
 

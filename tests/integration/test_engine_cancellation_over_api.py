@@ -16,8 +16,8 @@ import sys
 import threading
 from pathlib import Path
 
-from runtime.engine.api_client import ApiEngineClient
 from runtime.engine.backend import use_engine_client
+from runtime.engine.http_engine_client import ApiEngineClient
 from runtime.models import FlowRunFilter, TaskRunFilter
 from runtime.states import State, StateType
 from runtime.stores import Stores

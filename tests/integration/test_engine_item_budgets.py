@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from runtime.engine.api_client import ApiEngineClient
 from runtime.engine.backend import use_engine_client
 from runtime.engine.client import BufferedEngineClient, DirectEngineClient
+from runtime.engine.http_engine_client import ApiEngineClient
 from runtime.limits import ITEM_BUDGET_BYTES, item_size
 from runtime.models import FlowRunCreate, TaskRun, TaskRunFilter
 from runtime.states import Completed, Running, StateType

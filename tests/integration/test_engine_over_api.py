@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 from runtime.engine import backend
-from runtime.engine.api_client import ApiCache, ApiEngineClient
 from runtime.engine.backend import use_engine_client
 from runtime.engine.client import DirectEngineClient, EngineClient
 from runtime.engine.context import current_flow_run
+from runtime.engine.http_engine_client import ApiCache, ApiEngineClient
 from runtime.models import FlowRunFilter, TaskRunFilter
 from runtime.states import StateType
 from runtime.stores import Stores

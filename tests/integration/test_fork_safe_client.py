@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from runtime.models import FlowRunCreate, new_id
-from sdk.api_client import StratoflowClient
+from sdk.http_client import StratoflowClient
 
 
 def test_parent_and_forked_child_create_distinct_runs(api: str, prefix: str) -> None:

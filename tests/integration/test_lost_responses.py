@@ -26,7 +26,7 @@ from runtime.results import RESULTS_PREFIX
 from runtime.states import Running
 from runtime.stores import Stores
 from sdk import api_errors
-from sdk.api_client import ApiTransport, StratoflowClient
+from sdk.http_client import ApiTransport, StratoflowClient
 
 Mode = Literal["drop", "hold"]
 

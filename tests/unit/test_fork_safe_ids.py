@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import pytest
 
+from runtime.log_ids import new_log_id
 from runtime.models import new_id
-from runtime.stores.logs import new_log_id
 
 COUNT = 50
 

@@ -8,7 +8,7 @@ import uuid
 from botocore.exceptions import ClientError
 
 from handlers.errors import backend_error_response
-from runtime.engine.api_client import record_chunks
+from runtime.engine.http_engine_client import record_chunks
 from runtime.errors import ItemTooLarge
 from runtime.limits import (
     RECORD_BATCH_MAX_BYTES,
@@ -106,7 +106,7 @@ def test_dynamodb_size_refusals_are_4xx_never_500() -> None:
 def test_only_refusals_of_the_records_themselves_are_permanent() -> None:
     from runtime.engine.client import is_permanent
     from runtime.errors import Conflict, InvalidInput, LimitExceeded, TransactionConflict
-    from runtime.http_api import Throttled, Unauthorized
+    from runtime.http.errors import Throttled, Unauthorized
 
     assert is_permanent(Conflict("stale"))
     assert is_permanent(InvalidInput("bad"))

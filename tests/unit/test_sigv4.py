@@ -1,4 +1,4 @@
-"""SigV4 signing of API requests (``runtime.http_api.sign_request``, botocore underneath).
+"""SigV4 signing of API requests (``runtime.http.signing.sign_request``, botocore underneath).
 
 The expected signatures are computed here independently, with hmac and hashlib,
 following the SigV4 specification (canonical request, string to sign, derived
@@ -16,7 +16,8 @@ from urllib.parse import quote, urlsplit
 import pytest
 from botocore.credentials import Credentials
 
-from runtime.http_api import ApiTransport, encode_query, is_local_url, region_from_url, sign_request
+from runtime.http.signing import is_local_url, region_from_url, sign_request
+from runtime.http.transport import ApiTransport, encode_query
 
 FROZEN = datetime(2015, 8, 30, 12, 36, 0)
 AKID = "AKIDEXAMPLE"

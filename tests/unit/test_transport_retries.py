@@ -20,7 +20,8 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
-from runtime.http_api import ApiConnectionError, ApiError, ApiTransport, ServerError, Throttled
+from runtime.http.errors import ApiConnectionError, ApiError, ServerError, Throttled
+from runtime.http.transport import ApiTransport
 
 Outcome = BaseException | int
 
@@ -153,3 +154,38 @@ def test_retries_still_run_out() -> None:
     with pytest.raises(Throttled):
         t.request("POST", "/x")
     assert len(pool.calls) == 8
+
+
+def test_the_retry_delay_is_the_shared_backoff_policy_and_retry_after_wins() -> None:
+    """Waits come from runtime.backoff.Backoff (full jitter under a doubling cap), or the
+    server's Retry-After (at most max_retry_after) when it sent one."""
+    t = ApiTransport(
+        "http://127.0.0.1:9", backoff=0.1, max_backoff=0.5, max_retry_after=3.0, retries=6
+    )
+    assert (t.retry_backoff.base, t.retry_backoff.cap) == (0.1, 0.5)
+    t._random.seed(7)
+    for attempt, ceiling in enumerate([0.1, 0.2, 0.4, 0.5, 0.5]):
+        assert t.retry_backoff.ceiling(attempt) == pytest.approx(ceiling)
+        waits = [t.delay(attempt, None) for _ in range(200)]
+        assert all(0 <= w <= ceiling for w in waits)
+        assert min(waits) < ceiling / 2 < max(waits)  # full jitter: the whole range is used
+    assert t.delay(0, 2.0) == 2.0
+    assert t.delay(5, 60.0) == 3.0
+
+
+def test_a_429_waits_the_retry_after_it_was_sent() -> None:
+    t, pool = transport([429, 200])
+    pool.script = []
+    slept: list[float] = []
+    t._sleep = slept.append
+
+    def answer(method: str, url: str, **_: Any) -> FakeResponse:
+        pool.calls.append((method, url))
+        response = FakeResponse(429 if len(pool.calls) == 1 else 200)
+        if response.status == 429:
+            response.headers["Retry-After"] = "1.5"
+        return response
+
+    pool.request = answer  # type: ignore[method-assign]
+    assert t.request("POST", "/flow_runs", json_body={}).body == {"ok": True}
+    assert slept == [1.5] and len(pool.calls) == 2

@@ -1,7 +1,7 @@
 """The engine talking to the HTTP API (``STRATOFLOW_API_URL``): :class:`ApiEngineClient`.
 
 Every :class:`~runtime.engine.client.EngineClient` operation goes through
-:class:`runtime.http_api.HttpApi`, with the same behaviour as the direct path:
+:class:`runtime.http.client.HttpApi`, with the same behaviour as the direct path:
 
 * flow runs: ``POST /flow_runs``, ``GET /flow_runs/{id}``, ``POST .../set_state``
   (a 409 ``transition_rejected`` comes back as the REJECT/ABORT result with the
@@ -17,7 +17,8 @@ Every :class:`~runtime.engine.client.EngineClient` operation goes through
 * results: serialized here (pickles sealed with the payload key, which the API
   never sees), sent base64 to ``POST /results``; inline results are decoded here,
   others fetched with ``POST /results/load``, and verified here;
-* the cache: :class:`ApiCache`, the ``CacheStore`` interface over the cache routes.
+* the cache: :class:`ApiCache`, a :class:`~runtime.engine.cache_backend.CacheBackend`
+  over the cache routes.
 
 A retried ``POST /logs`` whose first attempt was stored but whose response was
 lost stores those lines twice; every other write is safe to retry.
@@ -32,18 +33,19 @@ from typing import Any
 
 from runtime.engine.client import BufferedEngineClient, PayloadKeyHolder
 from runtime.errors import NotFound
-from runtime.http_api import HttpApi
+from runtime.http.client import HttpApi
 from runtime.limits import ITEM_BUDGET_BYTES, RECORD_BATCH_MAX_BYTES, RECORD_BATCH_MAX_RECORDS
 from runtime.models import (
+    CacheRecord,
     FlowRun,
     FlowRunCreate,
+    LockAttempt,
     LogRecord,
     OrchestrationResult,
     TaskRun,
 )
 from runtime.payload_auth import PayloadKey
 from runtime.states import ResultRef, State
-from runtime.stores.cache import CacheRecord, LockAttempt
 
 __all__ = ["ApiCache", "ApiEngineClient", "record_chunks"]
 
@@ -91,7 +93,7 @@ def record_chunks(
 
 
 class ApiCache:
-    """The ``CacheStore`` interface (read, try_lock, lock, write, unlock, wait_for, ...) over HTTP.
+    """:class:`~runtime.engine.cache_backend.CacheBackend` over the HTTP API's cache routes.
 
     ``wait_for`` cannot see a lock through the API (a pending lock and no record
     both read as a miss), so it polls for the record, backing off from ``poll``
@@ -183,7 +185,7 @@ class ApiEngineClient(BufferedEngineClient):
     """The engine writing through the Stratoflow HTTP API (see the module docstring).
 
     ``ApiEngineClient(api_url)``; or pass a configured :class:`HttpApi` as ``api``.
-    ``token``, ``sign`` and ``region`` are as for :class:`runtime.http_api.ApiTransport`.
+    ``token``, ``sign`` and ``region`` are as for :class:`runtime.http.transport.ApiTransport`.
     """
 
     def __init__(

@@ -1,39 +1,13 @@
-"""The HTTP client core of the Stratoflow API (docs/api.md): transport, auth, retries, errors.
+"""The typed REST client of the engine's routes: :class:`HttpApi`.
 
-:class:`HttpApi` calls the routes the engine needs (runs, task-run records, logs,
-limits and leases, results, cache, health) and returns the runtime models;
-``sdk.api_client.StratoflowClient`` extends it with the rest of the API
-(flows, deployments, work pools). It lives in ``runtime`` so that the engine's
-:class:`~runtime.engine.api_client.ApiEngineClient` can use it without importing
-``sdk`` (dependencies point ``sdk -> runtime``).
-
-Transport (:class:`ApiTransport`)
-    One ``urllib3.PoolManager`` per client (thread-safe, pooled keep-alive
-    connections), JSON bodies. An idempotent request (GET, PUT, DELETE, one with an
-    ``Idempotency-Key``, or one the caller marks so because it carries a
-    client-chosen id) that gets 429 or any 5xx, or that fails to connect, times out
-    or loses its connection, is retried up to ``retries`` times with exponential
-    backoff and full jitter (``backoff * 2**n``, at most ``max_backoff`` seconds),
-    or after the ``Retry-After`` the server sent (at most ``max_retry_after``).
-    Any other request is retried only when it surely was not applied: the
-    connection could not be made, or the answer was 429 or 503; never after a
-    read timeout, a dropped connection or another 5xx, which may come after the
-    server did the work (the error then says so).
-    A 429 ``limit_exceeded`` (a concurrency request that can never fit) and every
-    other 4xx are never retried.
-
-Auth
-    With ``sign`` (default: on unless the URL is on 127.0.0.1/localhost or a
-    token is given), every attempt is SigV4-signed for ``execute-api`` with
-    botocore's credential chain, as API Gateway's IAM auth requires. With a
-    ``token`` (or ``STRATOFLOW_API_TOKEN``) every request sends
-    ``Authorization: Bearer <token>`` (the local gateway).
-
-Errors
-    Every error response becomes an :class:`ApiError` subclass chosen by the
-    body's ``error.type`` (else by status). Each subclasses the matching
-    ``runtime.errors`` class, so ``except runtime.errors.NotFound`` catches an
-    API 404 as it catches a store's.
+It calls the routes the engine needs (runs, task-run records, logs, limits and
+leases, results, cache, health) over :class:`runtime.http.transport.ApiTransport`
+and returns the runtime models; ``sdk.http_client.StratoflowClient`` extends it
+with the rest of the API (flows, deployments, work pools). It lives in
+``runtime`` so that the engine's
+:class:`~runtime.engine.http_engine_client.ApiEngineClient` can use it without
+importing ``sdk`` (dependencies point ``sdk -> runtime``); it imports neither
+boto3 nor the stores.
 
 Retrying writes is safe: creates without an idempotency key get a client-chosen
 run id (a retry that finds it taken returns that run), proposed states carry
@@ -45,31 +19,31 @@ lease, overwrites the same lines, writes the same object).
 from __future__ import annotations
 
 import base64
-import ipaddress
-import json
-import os
-import random
-import re
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from enum import Enum
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
 
-import urllib3
 from pydantic import BaseModel
 
-from runtime import errors
+from runtime.http.errors import (
+    AlreadyExists,
+    ApiConnectionError,
+    CacheLockLost,
+    Conflict,
+    TransitionRejected,
+    unreachable_api,
+)
+from runtime.http.transport import ApiTransport, segment
+from runtime.log_ids import new_log_id
 from runtime.models import (
+    CacheRecord,
     ConcurrencyLimit,
     ConcurrencyLimitCreate,
     FlowRun,
     FlowRunCreate,
     Lease,
+    LockAttempt,
     LogRecord,
     OrchestrationResult,
     Page,
@@ -78,34 +52,10 @@ from runtime.models import (
     new_id,
 )
 from runtime.payload_auth import PayloadKey, load_payload_key, needs_mac
-from runtime.results import ResultNotFound as _StoreResultNotFound
 from runtime.serializers import get_serializer
 from runtime.states import ResultRef, State, StateType
-from runtime.stores.cache import CacheLockLost as _StoreCacheLockLost
-from runtime.stores.cache import CacheRecord, LockAttempt
-from runtime.stores.logs import new_log_id
 
-__all__ = [
-    "ApiConnectionError",
-    "ApiError",
-    "ApiResponse",
-    "ApiTransport",
-    "BadRequest",
-    "CacheLockLost",
-    "Conflict",
-    "HttpApi",
-    "LimitExceeded",
-    "NotFound",
-    "ResultNotFound",
-    "ServerError",
-    "Throttled",
-    "TransitionRejected",
-    "Unauthorized",
-    "ValidationError",
-    "error_from_response",
-    "is_local_url",
-    "sign_request",
-]
+__all__ = ["MAX_LOG_RECORDS", "MAX_TASK_RUN_RECORDS", "HttpApi"]
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -113,533 +63,6 @@ MAX_TASK_RUN_RECORDS = 100
 """Most task-run snapshots one ``POST /task_runs/records`` carries."""
 MAX_LOG_RECORDS = 1000
 """Most log lines one ``POST /logs`` carries."""
-SIGV4_SERVICE = "execute-api"
-"""The SigV4 service name of API Gateway."""
-
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-"""Methods retried after any transient failure unless the caller says otherwise."""
-NOT_APPLIED_STATUSES = frozenset({429, 503})
-"""Statuses that say the request was not applied: any request may be retried after them."""
-
-_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
-_EXECUTE_API_HOST = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
-_UNRESERVED = "-_.~"  # RFC 3986 unreserved characters: SigV4's canonical encoding
-
-
-# ----------------------------------------------------------------------------- errors
-
-
-class ApiError(errors.StratoflowError):
-    """An error response of the API: ``status``, ``type``, ``message`` and ``details``.
-
-    ``status`` is the HTTP status (0 when no response arrived); ``type`` the
-    body's ``error.type`` (``not_found``, ``validation_error``, ...).
-    """
-
-    retryable = False
-
-    def __init__(
-        self,
-        status: int,
-        type: str,
-        message: str,
-        details: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.type = type
-        self.details: dict[str, Any] = dict(details or {})
-        self.status_code = status
-        self.error_type = type
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.status, self.type, self.message, self.details))
-
-    def __str__(self) -> str:
-        return f"{self.status} {self.type}: {self.message}"
-
-
-class NotFound(ApiError, errors.NotFound):
-    """404: the object does not exist."""
-
-
-class ResultNotFound(NotFound, _StoreResultNotFound):
-    """404 ``result_not_found``: a result reference points at a missing S3 object."""
-
-
-class AlreadyExists(ApiError, errors.AlreadyExists):
-    """409 ``already_exists``."""
-
-
-class Conflict(ApiError, errors.Conflict):
-    """409 ``conflict``: the object changed under the request."""
-
-
-class CacheLockLost(Conflict, _StoreCacheLockLost):
-    """409 on ``PUT /cache/{key}``: another owner took the key over; nothing was written."""
-
-
-class TransitionRejected(Conflict, errors.TransitionRejected):
-    """409 ``transition_rejected``: the rules refused the proposed state.
-
-    ``state`` is the run's current state, ``result`` the refusal as an
-    :class:`~runtime.models.OrchestrationResult` (status REJECT or ABORT).
-    """
-
-    @property
-    def state(self) -> State | None:
-        """The run's current state (None if the server did not send it)."""
-        raw = self.details.get("state")
-        return State.model_validate(raw) if isinstance(raw, dict) else None
-
-    @property
-    def result(self) -> OrchestrationResult:
-        """The refusal as an orchestration result."""
-        status = self.details.get("status")
-        state = self.state
-        if state is None:
-            raise ValueError("the rejection carries no current state")
-        return OrchestrationResult(
-            status=status if status in ("REJECT", "ABORT") else "REJECT",
-            state=state,
-            reason=self.details.get("reason") or self.message,
-        )
-
-
-class ValidationError(ApiError, errors.InvalidInput):
-    """422 ``validation_error``: ``field`` names the first bad field (``details.errors``)."""
-
-    @property
-    def errors(self) -> list[dict[str, Any]]:
-        """Every bad field: ``{"loc": [...], "msg": ..., "type": ...}``."""
-        found = self.details.get("errors")
-        return [e for e in found if isinstance(e, dict)] if isinstance(found, list) else []
-
-    @property
-    def loc(self) -> list[str]:
-        """Where the first error is, e.g. ``["body", "flow_name"]``."""
-        for err in self.errors:
-            loc = err.get("loc")
-            if isinstance(loc, list) and loc:
-                return [str(p) for p in loc]
-        return []
-
-    @property
-    def field(self) -> str | None:
-        """The first bad field, dotted, without the ``body``/``query``/... part."""
-        loc = self.loc
-        if loc:
-            parts = (
-                loc[1:] if loc[0] in ("body", "query", "path", "header") and len(loc) > 1 else loc
-            )
-            return ".".join(parts)
-        named = self.details.get("field")
-        return str(named) if named is not None else None
-
-
-class BadRequest(ApiError, errors.BadRequest):
-    """400 ``bad_request``: a malformed value (e.g. a cursor this API did not return)."""
-
-
-class Unauthorized(ApiError):
-    """401 or 403: missing or wrong credentials (token, or SigV4 signature)."""
-
-
-class Throttled(ApiError):
-    """429 ``throttled``: still throttled after every retry."""
-
-    retryable = True
-
-
-class LimitExceeded(ApiError, errors.LimitExceeded):
-    """429 ``limit_exceeded``: a concurrency request that can never fit (never retried)."""
-
-
-class ServerError(ApiError):
-    """5xx: still failing after every retry."""
-
-    retryable = True
-
-
-class ApiConnectionError(ApiError):
-    """No response: connecting failed or timed out after every retry (``status`` 0)."""
-
-    retryable = True
-
-
-_BY_TYPE: dict[str, type[ApiError]] = {
-    "not_found": NotFound,
-    "result_not_found": ResultNotFound,
-    "already_exists": AlreadyExists,
-    "conflict": Conflict,
-    "transition_rejected": TransitionRejected,
-    "validation_error": ValidationError,
-    "serialization_error": ValidationError,
-    "bad_request": BadRequest,
-    "unauthorized": Unauthorized,
-    "forbidden": Unauthorized,
-    "throttled": Throttled,
-    "limit_exceeded": LimitExceeded,
-}
-_BY_STATUS: dict[int, tuple[type[ApiError], str]] = {
-    400: (BadRequest, "bad_request"),
-    401: (Unauthorized, "unauthorized"),
-    403: (Unauthorized, "forbidden"),
-    404: (NotFound, "not_found"),
-    409: (Conflict, "conflict"),
-    422: (ValidationError, "validation_error"),
-    429: (Throttled, "throttled"),
-}
-
-
-def unreachable_api(exc: ApiConnectionError, api_url: str) -> ApiConnectionError:
-    """One line that says how to fix it, instead of a chain of urllib3 tracebacks."""
-    error = ApiConnectionError(
-        exc.status,
-        exc.type,
-        f"cannot reach the Stratoflow API at {api_url} ({exc.message}): start it with "
-        "`stratoflow dev` or `stratoflow api serve`, or fix STRATOFLOW_API_URL",
-        exc.details,
-    )
-    error.original = exc  # type: ignore[attr-defined]
-    return error
-
-
-def error_from_response(status: int, body: bytes) -> ApiError:
-    """The typed error for an error response (our error shape, API Gateway's, or text)."""
-    message, type_ = "", ""
-    details: dict[str, Any] = {}
-    try:
-        doc = json.loads(body) if body else None
-    except ValueError:
-        doc = None
-    if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
-        err = doc["error"]
-        type_ = str(err.get("type") or "")
-        message = str(err.get("message") or "")
-        details = err.get("details") if isinstance(err.get("details"), dict) else {}
-    elif isinstance(doc, dict) and "message" in doc:  # API Gateway's own errors
-        message = str(doc.get("message") or "")
-    elif body:
-        message = body[:500].decode("utf-8", "replace")
-    cls = _BY_TYPE.get(type_)
-    if cls is None:
-        cls, default_type = _BY_STATUS.get(status, (ApiError, "error"))
-        if status >= 500:
-            cls, default_type = ServerError, "internal"
-        type_ = type_ or default_type
-    return cls(status, type_, message or f"HTTP {status}", details)
-
-
-# ----------------------------------------------------------------------------- signing
-
-
-def is_local_url(url: str) -> bool:
-    """True for a URL on this machine (127.0.0.0/8, ::1, localhost)."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host in _LOCAL_HOSTS or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def region_from_url(url: str) -> str | None:
-    """The region of an ``https://<id>.execute-api.<region>.amazonaws.com`` URL."""
-    match = _EXECUTE_API_HOST.search((urlsplit(url).hostname or "").lower())
-    return match.group(1) if match else None
-
-
-def sign_request(
-    method: str,
-    url: str,
-    body: bytes | None,
-    headers: Mapping[str, str],
-    *,
-    credentials: Any,
-    region: str,
-    service: str = SIGV4_SERVICE,
-) -> dict[str, str]:
-    """``headers`` plus SigV4's (``X-Amz-Date``, ``Authorization``, maybe a session token).
-
-    ``credentials`` has ``access_key``, ``secret_key`` and ``token`` (botocore's
-    ``Credentials`` or their frozen form). The URL must already be encoded as it
-    will be sent (query values percent-encoded with SigV4's unreserved set).
-    """
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-
-    request = AWSRequest(method=method.upper(), url=url, data=body or b"", headers=dict(headers))
-    SigV4Auth(credentials, service, region).add_auth(request)
-    return {str(k): str(v) for k, v in request.headers.items()}
-
-
-# ----------------------------------------------------------------------------- transport
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    return value
-
-
-def _query_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return str(value.value)
-    return str(value)
-
-
-def encode_query(params: Mapping[str, Any]) -> str:
-    """``a=1&tag=x&tag=y``: None values left out, lists repeated, SigV4-canonical encoding."""
-    pairs: list[str] = []
-    for key, value in params.items():
-        if value is None:
-            continue
-        values = value if isinstance(value, list | tuple | set | frozenset) else [value]
-        for item in values:
-            pairs.append(
-                f"{quote(key, safe=_UNRESERVED)}={quote(_query_value(item), safe=_UNRESERVED)}"
-            )
-    return "&".join(pairs)
-
-
-def segment(value: str) -> str:
-    """One path segment, percent-encoded (ids, names and cache keys)."""
-    if not value:
-        raise ValueError("a path segment must not be empty")
-    return quote(str(value), safe=_UNRESERVED)
-
-
-@dataclass(frozen=True)
-class ApiResponse:
-    """A successful response: its status and JSON body (None for an empty body)."""
-
-    status: int
-    body: Any
-    headers: Mapping[str, str]
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    raw = headers.get("Retry-After") or headers.get("retry-after")
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-class ApiTransport:
-    """Sends JSON requests to the API: auth, connection pooling, retries, typed errors."""
-
-    def __init__(
-        self,
-        api_url: str | None = None,
-        *,
-        token: str | None = None,
-        sign: bool | None = None,
-        region: str | None = None,
-        timeout: float = 30,
-        retries: int = 4,
-        backoff: float = 0.25,
-        max_backoff: float = 10.0,
-        max_retry_after: float = 60.0,
-        pool_maxsize: int = 32,
-        credentials: Any = None,
-    ) -> None:
-        from runtime.settings import get_settings
-
-        settings = get_settings()
-        url = api_url or settings.api_url
-        if not url:
-            raise ValueError("no API URL: pass api_url or set STRATOFLOW_API_URL")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"the API URL must be http(s)://host[:port][/stage]: {url!r}")
-        if retries < 0:
-            raise ValueError("retries must be >= 0")
-        if timeout <= 0:
-            raise ValueError("timeout must be > 0")
-        self.api_url = url.rstrip("/")
-        self.token = (
-            token if token is not None else (os.environ.get("STRATOFLOW_API_TOKEN") or None)
-        )
-        if sign is None:
-            sign = self.token is None and not is_local_url(self.api_url)
-        if sign and self.token is not None:
-            raise ValueError("a request is either SigV4-signed or sends a bearer token, not both")
-        self.sign = sign
-        self.region = (
-            region or region_from_url(self.api_url) or settings.region or _botocore_region()
-        )
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.max_retry_after = max_retry_after
-        self._credentials = credentials
-        self._credentials_lock = threading.Lock()
-        self._pool = urllib3.PoolManager(
-            num_pools=4,
-            maxsize=pool_maxsize,
-            retries=False,
-            timeout=urllib3.Timeout(connect=min(timeout, 10.0), read=timeout),
-        )
-        self._sleep: Callable[[float], None] = time.sleep
-        self._random = random.Random()
-
-    # ------------------------------------------------------------------ auth
-
-    def credentials(self) -> Any:
-        """The AWS credentials requests are signed with (botocore's chain, resolved once)."""
-        with self._credentials_lock:
-            if self._credentials is None:
-                import botocore.session
-
-                found = botocore.session.Session().get_credentials()
-                if found is None:
-                    raise Unauthorized(
-                        0,
-                        "unauthorized",
-                        "no AWS credentials to sign API requests with: configure them "
-                        "(environment, profile, role) or pass sign=False / a token",
-                    )
-                self._credentials = found
-            creds = self._credentials
-        freeze = getattr(creds, "get_frozen_credentials", None)
-        return freeze() if freeze is not None else creds
-
-    def _headers(
-        self, method: str, url: str, data: bytes | None, extra: Mapping[str, str] | None
-    ) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        headers.update(extra or {})
-        if self.token is not None:
-            headers["Authorization"] = f"Bearer {self.token}"
-        elif self.sign:
-            headers = sign_request(
-                method, url, data, headers, credentials=self.credentials(), region=self.region
-            )
-        return headers
-
-    # ------------------------------------------------------------------ requests
-
-    def url(self, path: str, query: Mapping[str, Any] | None = None) -> str:
-        """The full URL of ``path`` (already encoded) with ``query``."""
-        qs = encode_query(query or {})
-        return f"{self.api_url}{path}" + (f"?{qs}" if qs else "")
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before retry number ``attempt + 1`` (full jitter, or Retry-After)."""
-        if retry_after is not None:
-            return min(retry_after, self.max_retry_after)
-        cap = min(self.max_backoff, self.backoff * 2**attempt)
-        return self._random.uniform(cap / 2, cap)
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: Mapping[str, Any] | None = None,
-        json_body: Any = None,
-        headers: Mapping[str, str] | None = None,
-        idempotent: bool | None = None,
-    ) -> ApiResponse:
-        """Send one request (retrying what is retryable); the response, or a typed ApiError.
-
-        ``idempotent`` says whether repeating the request is harmless (see the module
-        docstring); None decides by the method and an ``Idempotency-Key`` header.
-        """
-        url = self.url(path, query)
-        data = None if json_body is None else json.dumps(_jsonable(json_body)).encode()
-        if idempotent is None:
-            idempotent = method.upper() in IDEMPOTENT_METHODS or any(
-                k.lower() == "idempotency-key" for k in headers or {}
-            )
-        attempt = 0
-        while True:
-            sent = self._headers(method, url, data, headers)
-            try:
-                response = self._pool.request(
-                    method, url, body=data, headers=sent, redirect=False, retries=False
-                )
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                if isinstance(exc, urllib3.exceptions.LocationValueError):
-                    raise
-                # A connection never made sent nothing; anything later (a read timeout,
-                # a dropped connection) may come after the server applied the request.
-                unsafe = not idempotent and not isinstance(
-                    exc, urllib3.exceptions.ConnectTimeoutError
-                )
-                if attempt >= self.retries or unsafe:
-                    note = (
-                        "; not retried: the server may have applied it, and repeating "
-                        "this request is not safe"
-                        if unsafe
-                        else ""
-                    )
-                    raise ApiConnectionError(
-                        0,
-                        "connection_error",
-                        f"{method} {self.api_url}{path}: no response after "
-                        f"{attempt + 1} attempt(s): {exc}{note}",
-                    ) from exc
-                wait = self.delay(attempt, None)
-            else:
-                if response.status < 400:
-                    raw = response.data
-                    body = json.loads(raw) if raw else None
-                    return ApiResponse(response.status, body, response.headers)
-                error = error_from_response(response.status, response.data)
-                retry = response.status >= 500 or (
-                    response.status == 429 and not isinstance(error, LimitExceeded)
-                )
-                if not idempotent and response.status not in NOT_APPLIED_STATUSES:
-                    retry = False
-                if not retry or attempt >= self.retries:
-                    raise error
-                wait = self.delay(attempt, _retry_after(response.headers))
-            attempt += 1
-            self._sleep(wait)
-
-    def close(self) -> None:
-        """Close pooled connections."""
-        self._pool.clear()
-
-
-def _botocore_region() -> str:
-    try:
-        import botocore.session
-
-        return str(botocore.session.Session().get_config_variable("region") or "us-east-1")
-    except Exception:
-        return "us-east-1"
-
-
-# ----------------------------------------------------------------------------- the API
 
 
 def _page(model: type[T], body: Any) -> Page[T]:
@@ -668,7 +91,7 @@ def _states(values: Iterable[str | StateType] | str | StateType | None) -> list[
 class HttpApi:
     """The API's run, log, concurrency, result and cache routes, returning runtime models.
 
-    Everything the engine needs; ``sdk.api_client.StratoflowClient`` adds the rest.
+    Everything the engine needs; ``sdk.http_client.StratoflowClient`` adds the rest.
     Thread-safe: one instance serves every thread of a process.
     """
 

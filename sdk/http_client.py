@@ -12,7 +12,7 @@ SigV4-signs every request for ``execute-api`` with botocore's credential chain;
 ``region`` (default: from an ``execute-api`` URL, ``STRATOFLOW_REGION``, or
 botocore's). Requests answered 429 or 5xx, or that fail to connect, are
 retried ``retries`` times with exponential backoff and jitter, honouring
-``Retry-After``, when repeating them is safe (see :mod:`runtime.http_api`:
+``Retry-After``, when repeating them is safe (see :mod:`runtime.http.transport`:
 a request without a client-chosen id is never repeated after a read timeout);
 other 4xx raise at once. Errors are the typed classes of
 :mod:`sdk.api_errors`.
@@ -24,7 +24,7 @@ state), as the engine needs; pass ``raise_on_reject=True`` to get
 :class:`sdk.api_errors.TransitionRejected` (``.state``, ``.result``) instead.
 
 The engine-facing core (runs, logs, limits and leases, results, cache) is
-:class:`runtime.http_api.HttpApi`; this class adds flows, deployments, work
+:class:`runtime.http.client.HttpApi`; this class adds flows, deployments, work
 pools and pagination.
 """
 
@@ -34,14 +34,15 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
-from runtime.api_schemas import FlowSummary
-from runtime.http_api import ApiTransport, HttpApi, segment
+from runtime.http.client import HttpApi
+from runtime.http.transport import ApiTransport, segment
 from runtime.models import (
     Deployment,
     DeploymentCreate,
     DeploymentFlowRunCreate,
     DeploymentUpdate,
     FlowRun,
+    FlowSummary,
     Page,
     WorkPool,
     WorkPoolCreate,
