@@ -23,13 +23,25 @@ class Key:
     type: KeyType = "S"
 
 
+Projection = Literal["ALL", "KEYS_ONLY", "INCLUDE"]
+
+
 @dataclass(frozen=True)
 class IndexSpec:
-    """A global secondary index (projection ALL)."""
+    """A global secondary index and what it projects (``include`` names INCLUDE's attributes)."""
 
     name: str
     partition_key: Key
     sort_key: Key | None = None
+    projection: Projection = "ALL"
+    include: tuple[str, ...] = ()
+
+    def projection_kwargs(self) -> dict[str, Any]:
+        """The index's ``Projection`` in a ``CreateTable`` request."""
+        out: dict[str, Any] = {"ProjectionType": self.projection}
+        if self.projection == "INCLUDE":
+            out["NonKeyAttributes"] = list(self.include)
+        return out
 
 
 @dataclass(frozen=True)
@@ -81,7 +93,7 @@ class TableSpec:
                 {
                     "IndexName": i.name,
                     "KeySchema": schema(i.partition_key, i.sort_key),
-                    "Projection": {"ProjectionType": "ALL"},
+                    "Projection": i.projection_kwargs(),
                 }
                 for i in self.indexes
             ]
