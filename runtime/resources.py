@@ -168,12 +168,14 @@ def specs(prefix: str = "stratoflow", results_bucket: str | None = None) -> Reso
         logical_name="runs",
         name=f"{prefix}-runs",
         partition_key=Key("id"),
+        # Keys only: a transition changes no key of these (by_state's moves), so it
+        # writes no index but by_state; listings read the runs a page names.
         indexes=(
-            IndexSpec("by_kind", Key("kind"), Key("created")),
-            IndexSpec("by_flow", Key("flow_name"), Key("created")),
-            IndexSpec("by_parent", Key("parent_id"), Key("created")),
-            IndexSpec("by_deployment", Key("deployment_id"), Key("created")),
-            IndexSpec("by_state", Key("kind_state"), Key("state_timestamp")),
+            IndexSpec("by_kind", Key("kind_shard"), Key("created"), "KEYS_ONLY"),
+            IndexSpec("by_flow", Key("flow_name"), Key("created"), "KEYS_ONLY"),
+            IndexSpec("by_parent", Key("parent_id"), Key("created"), "KEYS_ONLY"),
+            IndexSpec("by_deployment", Key("deployment_id"), Key("created"), "KEYS_ONLY"),
+            IndexSpec("by_state", Key("kind_state"), Key("state_timestamp"), "KEYS_ONLY"),
         ),
         ttl_attribute="expires_at",
     )

@@ -29,12 +29,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from runtime.errors import InvalidInput
+from runtime.limits import (
+    DEFAULT_RETENTION_DAYS,
+    LOG_MESSAGE_MAX_BYTES,
+    LOG_TRUNCATION_MARKER,
+    truncate_text,
+)
 from runtime.models import LogRecord, Page
 from runtime.resources import TableSpec
 from runtime.states import utcnow
 from runtime.stores.dynamo import Dynamo, Item, decode_cursor, encode_cursor, epoch, iso
 
-MAX_MESSAGE_BYTES = 64 * 1024
+MAX_MESSAGE_BYTES = LOG_MESSAGE_MAX_BYTES
 """Longest message stored whole, in UTF-8 bytes; longer ones are truncated with a marker."""
 
 MAX_NAME_CHARS = 512
@@ -47,7 +53,7 @@ MAX_PAGE_MESSAGE_BYTES = 4 * 1024 * 1024
 """A page of :meth:`LogStore.read` ends early once its messages reach this size (a Lambda
 response holds at most 6 MB); the cursor continues from there."""
 
-TRUNCATION_MARKER = "\n...[truncated by stratoflow: message was {size} bytes]"
+TRUNCATION_MARKER = LOG_TRUNCATION_MARKER
 """Appended to a truncated message; ``{size}`` is the original size in UTF-8 bytes."""
 
 _SUFFIX_LOCK = threading.Lock()
@@ -84,16 +90,7 @@ def truncate_message(message: str, max_bytes: int = MAX_MESSAGE_BYTES) -> str:
     The result, marker included, is at most ``max_bytes`` long and never splits a
     character. Lone surrogates (not encodable as UTF-8) become ``?``.
     """
-    try:
-        data = message.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates: DynamoDB would reject the whole batch
-        data = message.encode("utf-8", errors="replace")
-        message = data.decode("utf-8")
-    if len(data) <= max_bytes:
-        return message
-    marker = TRUNCATION_MARKER.format(size=len(data))
-    keep = max(0, max_bytes - len(marker.encode()))
-    return data[:keep].decode("utf-8", errors="ignore") + marker
+    return truncate_text(message, max_bytes, LOG_TRUNCATION_MARKER)
 
 
 def _check_id(value: str | None, field: str) -> None:
@@ -108,7 +105,9 @@ def _check_id(value: str | None, field: str) -> None:
 class LogStore:
     """Writing and reading the log lines of flow runs and their task runs."""
 
-    def __init__(self, db: Dynamo, table: TableSpec, retention_days: int = 30) -> None:
+    def __init__(
+        self, db: Dynamo, table: TableSpec, retention_days: int = DEFAULT_RETENTION_DAYS
+    ) -> None:
         if retention_days < 1:
             raise InvalidInput("retention_days must be at least 1", field="retention_days")
         self.db = db
