@@ -259,11 +259,12 @@ class RunStore:
             "state_version": run.state_version,
             "created": iso(run.created),
             "kind_shard": f"{run.kind}#{shard}",
-            "state_type": run.state.type.value,
-            "state_name": run.state.name,
         }
         if isinstance(run, FlowRun):
+            # what conditions and the engine's cancellation check read of a flow run
             item.update(
+                state_type=run.state.type.value,
+                state_name=run.state.name,
                 kind_state=f"{run.kind}#{run.state.type.value}#{shard}",
                 state_timestamp=iso(run.state.timestamp),
                 flow_name=run.flow_name,
