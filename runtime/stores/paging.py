@@ -54,16 +54,22 @@ def check_limit(limit: int, maximum: int = MAX_PAGE_LIMIT) -> None:
         raise InvalidInput(f"limit must be between 1 and {maximum}", field="limit")
 
 
+SCAN = "scan"
+"""The one "partition" of a listing that scans its table (``index=None``)."""
+
+
 @dataclass(frozen=True)
 class Listing:
     """Which entries a listing reads: one index, its partitions, an optional range condition.
 
     ``range_condition`` (e.g. ``#sk BETWEEN :after AND :before``) is ANDed to each
-    partition's ``#pk = :pk``; ``names`` and ``values`` serve it.
+    partition's ``#pk = :pk``; ``names`` and ``values`` serve it. ``index=None``
+    reads the table with a strongly consistent ``Scan`` instead (admin listings of
+    small tables; ``partitions`` is then ``(SCAN,)``), in the table's own order.
     """
 
     table: TableSpec
-    index: str
+    index: str | None
     partitions: tuple[str, ...]
     forward: bool = False
     range_condition: str | None = None
@@ -79,13 +85,17 @@ class Listing:
 
     @property
     def pk_name(self) -> str:
-        """The index's partition key attribute."""
+        """The index's partition key attribute ("" for a scan: positions are table keys)."""
+        if self.index is None:
+            return ""
         spec = next(i for i in self.table.indexes if i.name == self.index)
         return spec.partition_key.name
 
     @property
     def sk_name(self) -> str | None:
-        """The index's sort key attribute."""
+        """The index's sort key attribute (None for a scan)."""
+        if self.index is None:
+            return None
         spec = next(i for i in self.table.indexes if i.name == self.index)
         return spec.sort_key.name if spec.sort_key else None
 
@@ -108,7 +118,7 @@ def _positions(listing: Listing, cursor: str | None) -> dict[str, dict[str, Any]
         raise InvalidInput(str(exc), field="cursor") from None
     after = data.get("after")
     other_names = [k for k in listing.key_names if k != listing.pk_name]
-    if data.get("index") != listing.index or not isinstance(after, dict):
+    if data.get("index") != (listing.index or SCAN) or not isinstance(after, dict):
         raise InvalidInput("cursor does not belong to this listing", field="cursor")
     out: dict[str, dict[str, Any] | None] = {}
     for partition, position in after.items():
@@ -124,7 +134,8 @@ def _positions(listing: Listing, cursor: str | None) -> dict[str, dict[str, Any]
         ):
             raise InvalidInput("cursor does not belong to this listing", field="cursor")
         key = dict(zip(other_names, position, strict=True))
-        key[listing.pk_name] = partition
+        if listing.index is not None:
+            key[listing.pk_name] = partition
         if listing.position_ok is not None and not listing.position_ok(key):
             raise InvalidInput("cursor does not belong to this listing", field="cursor")
         out[partition] = key
@@ -136,7 +147,7 @@ def _encode(listing: Listing, positions: Mapping[str, dict[str, Any] | None]) ->
     after = {
         p: None if key is None else [key[n] for n in other_names] for p, key in positions.items()
     }
-    return encode_cursor({"index": listing.index, "after": after})
+    return encode_cursor({"index": listing.index or SCAN, "after": after})
 
 
 class _Stream:
@@ -146,11 +157,18 @@ class _Stream:
         self, db: Dynamo, listing: Listing, partition: str, start: Item | None, page_size: int
     ) -> None:
         self.partition = partition
+        self.head: Item | None = None
+        self.ended = False
+        self.produced = 0
+        if listing.index is None:
+            self._entries: Iterator[Item] = _scan(db, listing.table.name, start, page_size)
+            self._advance()
+            return
         names = {"#pk": listing.pk_name, **listing.names}
         condition = "#pk = :pk"
         if listing.range_condition:
             condition += f" AND {listing.range_condition}"
-        self._entries: Iterator[Item] = db.query(
+        self._entries = db.query(
             listing.table.name,
             index=listing.index,
             key_condition=condition,
@@ -160,9 +178,6 @@ class _Stream:
             start_key=start,
             page_size=page_size,
         )
-        self.head: Item | None = None
-        self.ended = False
-        self.produced = 0
         self._advance()
 
     def _advance(self) -> None:
@@ -255,6 +270,21 @@ def read_page(
     return Slice(items=found, next_cursor=next_cursor)
 
 
+def _scan(db: Dynamo, table: str, start: Item | None, page_size: int) -> Iterator[Item]:
+    """A strongly consistent ``Scan`` of ``table`` after ``start``, item by item, lazily."""
+    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True, "Limit": page_size}
+    if start:
+        kwargs["ExclusiveStartKey"] = serialize(start)
+    while True:
+        out = db._call("scan", **kwargs)
+        for raw in out.get("Items", []):
+            yield deserialize(raw)
+        last = out.get("LastEvaluatedKey")
+        if not last:
+            return
+        kwargs["ExclusiveStartKey"] = last
+
+
 def batch_get(
     db: Dynamo,
     table: str,
@@ -293,6 +323,7 @@ def batch_get(
 
 __all__ = [
     "MAX_PAGE_LIMIT",
+    "SCAN",
     "SCAN_BUDGET",
     "Listing",
     "Slice",
