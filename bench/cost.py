@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from runtime.engine.backend import embedded_stores, use_engine_client
 from runtime.engine.client import DirectEngineClient
 from runtime.limits import item_size
+from runtime.models import FlowRunFilter
 from runtime.resources import TableSpec
 from runtime.stores import Stores
 from runtime.stores.capacity import (
@@ -43,6 +44,7 @@ from runtime.stores.capacity import (
     dollars_per_million,
     item_write_cost,
     read_units,
+    write_units,
 )
 from runtime.stores.dynamo import deserialize
 from sdk import flow, task
@@ -210,6 +212,35 @@ class CapacityMeter:
             self.totals.wru_by_target.update(by_target)
 
 
+def history_both_ways(stores: Stores, flow_run_id: str) -> list[str]:
+    """Write units of one transition with the history inline and as separate items.
+
+    From the trivial flow run's stored item: inline, the ``UpdateItem`` rewrites the
+    item with its history; separate, the item without history is updated and one
+    history item (``pk = run id, sk = v#<version>``) put in the same transaction
+    (twice the units). The state index (``by_state``) costs the same both ways and
+    is left out. Longer histories repeat the run's entries.
+    """
+    spec = stores.specs.runs
+    item = stores.db.get(spec.name, {"id": flow_run_id})
+    assert item is not None
+    entries = list(item["history"])
+    lines = []
+    for states in (3, 10, 30, 100):
+        history = [entries[i % len(entries)] for i in range(states)]
+        new = {**item, "history": history}
+        old = {**item, "history": history[:-1]}
+        inline = item_write_cost(old, new, spec).table
+        bare = {k: v for k, v in item.items() if k not in ("history", "history_dropped")}
+        entry = {"pk": item["id"], "sk": f"v#{states:08d}", "state": history[-1]}
+        separate = 2 * write_units(item_size(bare)) + 2 * write_units(item_size(entry))
+        lines.append(
+            f"  {states:3d} states ({item_size(new):6,d} B item): inline {inline} WRU, "
+            f"separate items {separate} WRU per transition"
+        )
+    return lines
+
+
 def describe(label: str, totals: Totals, count: int) -> tuple[float, str]:
     requests = sum(n for op, n in totals.requests.items() if op.startswith("dynamodb.")) / count
     puts = totals.requests.get("s3.PutObject", 0) / count
@@ -271,6 +302,9 @@ def main() -> None:
     flow_dollars, flow_line = describe("flow run", per_flow, args.flows)
     print(task_line)
     print(flow_line)
+    print("state history, one transition of the trivial flow run (table units only):")
+    newest = stores.runs.list_flow_runs(FlowRunFilter(flow_name="trivial-flow"), limit=1)
+    print("\n".join(history_both_ways(stores, newest.items[0].id)))
     print(
         json.dumps(
             {

@@ -101,9 +101,9 @@ def trivial(n: int) -> list[int]:
 
 def test_a_trivial_task_run_is_one_write_unit_with_its_history(stores: Stores) -> None:
     with use_engine_client(DirectEngineClient(stores)):
-        state = trivial(2, return_state=True)
-    flow_run_id = state.details.extra.get("flow_run_id")
-    runs = stores.runs.list_task_runs(TaskRunFilter(flow_run_id=flow_run_id)).items
+        trivial(2)
+    (flow_run,) = stores.runs.list_flow_runs(FlowRunFilter(flow_name="trivial")).items
+    runs = stores.runs.list_task_runs(TaskRunFilter(flow_run_id=flow_run.id)).items
     assert len(runs) == 2
     for task_run in runs:
         item = raw(stores, task_run.id)
