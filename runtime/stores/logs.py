@@ -24,7 +24,7 @@ import itertools
 import os
 import secrets
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,7 +38,8 @@ from runtime.limits import (
 from runtime.models import LogRecord, Page
 from runtime.resources import TableSpec
 from runtime.states import utcnow
-from runtime.stores.dynamo import Dynamo, Item, decode_cursor, encode_cursor, epoch, iso
+from runtime.stores.dynamo import Dynamo, Item, epoch, iso
+from runtime.stores.paging import Listing, check_limit, read_page
 
 MAX_MESSAGE_BYTES = LOG_MESSAGE_MAX_BYTES
 """Longest message stored whole, in UTF-8 bytes; longer ones are truncated with a marker."""
@@ -207,67 +208,33 @@ class LogStore:
         than ``limit`` lines when their messages are large (see
         :data:`MAX_PAGE_MESSAGE_BYTES`). Lines past their retention are left out.
         """
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-            raise InvalidInput("limit must be between 1 and 1000", field="limit")
+        check_limit(limit)
         if level_ge is not None and (isinstance(level_ge, bool) or not isinstance(level_ge, int)):
             raise InvalidInput("level_ge must be an integer", field="level_ge")
         _check_id(flow_run_id, "flow_run_id")
-        start = self._start_key(flow_run_id, cursor)
+        now = epoch(utcnow())
 
-        names: dict[str, str] = {"#pk": "flow_run_id", "#exp": "expires_at"}
-        values: dict[str, Any] = {":pk": flow_run_id, ":now": epoch(utcnow())}
-        filters = ["(attribute_not_exists(#exp) OR #exp > :now)"]
-        if task_run_id is not None:
-            names["#task"] = "task_run_id"
-            values[":task"] = task_run_id
-            filters.append("#task = :task")
-        if level_ge is not None:
-            names["#level"] = "level"
-            values[":level"] = level_ge
-            filters.append("#level >= :level")
-        selective = len(filters) > 1
-        stream: Iterator[Item] = self.db.query(
-            self.table.name,
-            key_condition="#pk = :pk",
-            filter_expression=" AND ".join(filters),
-            names=names,
-            values=values,
-            start_key=start,
-            page_size=min(1000, (limit + 1) * (4 if selective else 1)),
-            consistent=True,
+        def matches(item: Item) -> bool:
+            expires = item.get("expires_at")
+            return (
+                (expires is None or expires > now)
+                and (task_run_id is None or item.get("task_run_id") == task_run_id)
+                and (level_ge is None or item.get("level", 0) >= level_ge)
+            )
+
+        page = read_page(
+            self.db,
+            Listing(self.table, None, (flow_run_id,), forward=True, consistent=True),
+            limit=limit,
+            cursor=cursor,
+            fetch=lambda entries: entries,
+            matches=matches,
+            weigh=lambda item: len(item.get("message", "").encode("utf-8", errors="replace")),
+            max_weight=MAX_PAGE_MESSAGE_BYTES,
         )
-        found: list[Item] = []
-        size = 0
-        more = False
-        for item in stream:
-            length = len(item.get("message", "").encode("utf-8", errors="replace"))
-            if len(found) >= limit or (found and size + length > MAX_PAGE_MESSAGE_BYTES):
-                more = True
-                break
-            found.append(item)
-            size += length
-        next_cursor = None
-        if more:
-            last = found[-1]
-            next_cursor = encode_cursor({"flow_run_id": last["flow_run_id"], "seq": last["seq"]})
-        return Page[LogRecord](items=[self.from_item(i) for i in found], next_cursor=next_cursor)
-
-    @staticmethod
-    def _start_key(flow_run_id: str, cursor: str | None) -> dict[str, Any] | None:
-        if cursor is None:
-            return None
-        try:
-            key = decode_cursor(cursor)
-        except ValueError as exc:
-            raise InvalidInput(str(exc), field="cursor") from None
-        if (
-            set(key) != {"flow_run_id", "seq"}
-            or key["flow_run_id"] != flow_run_id
-            or not isinstance(key["seq"], str)
-            or not key["seq"]
-        ):
-            raise InvalidInput("cursor does not belong to this flow run's logs", field="cursor")
-        return key
+        return Page[LogRecord](
+            items=[self.from_item(i) for i in page.items], next_cursor=page.next_cursor
+        )
 
 
 __all__ = [

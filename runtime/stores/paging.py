@@ -64,8 +64,9 @@ class Listing:
 
     ``range_condition`` (e.g. ``#sk BETWEEN :after AND :before``) is ANDed to each
     partition's ``#pk = :pk``; ``names`` and ``values`` serve it. ``index=None``
-    reads the table with a strongly consistent ``Scan`` instead (admin listings of
-    small tables; ``partitions`` is then ``(SCAN,)``), in the table's own order.
+    queries the table itself (strongly consistent with ``consistent``);
+    ``partitions=(SCAN,)`` with ``index=None`` reads the whole table with a strongly
+    consistent ``Scan`` instead (admin listings), in the table's own order.
     """
 
     table: TableSpec
@@ -77,6 +78,18 @@ class Listing:
     values: Mapping[str, Any] = field(default_factory=dict)
     position_ok: Callable[[Item], bool] | None = None
     """Whether a cursor's position can belong to this listing (e.g. within its range)."""
+    consistent: bool = False
+    """Strongly consistent queries (the table only: an index never is)."""
+
+    @property
+    def scan(self) -> bool:
+        """True when the listing scans its table."""
+        return self.index is None and self.partitions == (SCAN,)
+
+    @property
+    def label(self) -> str:
+        """What a cursor names its source by."""
+        return self.index or (SCAN if self.scan else "table")
 
     @property
     def key_names(self) -> tuple[str, ...]:
@@ -85,17 +98,21 @@ class Listing:
 
     @property
     def pk_name(self) -> str:
-        """The index's partition key attribute ("" for a scan: positions are table keys)."""
-        if self.index is None:
+        """The partition key attribute read ("" for a scan: positions are table keys)."""
+        if self.scan:
             return ""
+        if self.index is None:
+            return self.table.partition_key.name
         spec = next(i for i in self.table.indexes if i.name == self.index)
         return spec.partition_key.name
 
     @property
     def sk_name(self) -> str | None:
-        """The index's sort key attribute (None for a scan)."""
-        if self.index is None:
+        """The sort key attribute read (None for a scan)."""
+        if self.scan:
             return None
+        if self.index is None:
+            return self.table.sort_key.name if self.table.sort_key else None
         spec = next(i for i in self.table.indexes if i.name == self.index)
         return spec.sort_key.name if spec.sort_key else None
 
@@ -118,7 +135,7 @@ def _positions(listing: Listing, cursor: str | None) -> dict[str, dict[str, Any]
         raise InvalidInput(str(exc), field="cursor") from None
     after = data.get("after")
     other_names = [k for k in listing.key_names if k != listing.pk_name]
-    if data.get("index") != (listing.index or SCAN) or not isinstance(after, dict):
+    if data.get("index") != listing.label or not isinstance(after, dict):
         raise InvalidInput("cursor does not belong to this listing", field="cursor")
     out: dict[str, dict[str, Any] | None] = {}
     for partition, position in after.items():
@@ -134,7 +151,7 @@ def _positions(listing: Listing, cursor: str | None) -> dict[str, dict[str, Any]
         ):
             raise InvalidInput("cursor does not belong to this listing", field="cursor")
         key = dict(zip(other_names, position, strict=True))
-        if listing.index is not None:
+        if not listing.scan:
             key[listing.pk_name] = partition
         if listing.position_ok is not None and not listing.position_ok(key):
             raise InvalidInput("cursor does not belong to this listing", field="cursor")
@@ -147,7 +164,7 @@ def _encode(listing: Listing, positions: Mapping[str, dict[str, Any] | None]) ->
     after = {
         p: None if key is None else [key[n] for n in other_names] for p, key in positions.items()
     }
-    return encode_cursor({"index": listing.index or SCAN, "after": after})
+    return encode_cursor({"index": listing.label, "after": after})
 
 
 class _Stream:
@@ -160,7 +177,7 @@ class _Stream:
         self.head: Item | None = None
         self.ended = False
         self.produced = 0
-        if listing.index is None:
+        if listing.scan:
             self._entries: Iterator[Item] = _scan(db, listing.table.name, start, page_size)
             self._advance()
             return
@@ -177,6 +194,7 @@ class _Stream:
             forward=listing.forward,
             start_key=start,
             page_size=page_size,
+            consistent=listing.consistent,
         )
         self._advance()
 
@@ -203,11 +221,15 @@ def read_page(
     fetch: Callable[[list[Item]], Sequence[T | None]],
     matches: Callable[[T], bool] = lambda _: True,
     budget: int = SCAN_BUDGET,
+    weigh: Callable[[T], int] | None = None,
+    max_weight: int = 0,
 ) -> Slice[T]:
     """One page of ``listing`` (see the module docstring); ``fetch`` turns entries into values.
 
     ``fetch`` gets entries in order and returns one value per entry (None: gone,
-    e.g. deleted since the index was written), ``matches`` keeps values.
+    e.g. deleted since the index was written), ``matches`` keeps values. With
+    ``weigh``, a page also ends before the value that would take its total weight
+    past ``max_weight`` (it always holds at least one): e.g. bytes of log messages.
     """
     check_limit(limit)
     if budget < 1:
@@ -224,7 +246,9 @@ def read_page(
     consumed: list[tuple[_Stream, Item, bool]] = []  # in merged order: (stream, entry, matched)
     found: list[T] = []
     examined = 0
-    while len(found) <= limit and examined < budget:
+    weight = 0
+    full = False
+    while len(found) <= limit and examined < budget and not full:
         chunk: list[tuple[_Stream, Item]] = []
         want = min(BATCH_GET_MAX_KEYS, budget - examined, max(2 * (limit + 1 - len(found)), 25))
         while len(chunk) < want:
@@ -241,8 +265,15 @@ def read_page(
             break
         values = fetch([e for _, e in chunk])
         for (stream, entry), value in zip(chunk, values, strict=True):
-            examined += 1
             hit = value is not None and matches(value)
+            if hit and weigh is not None and len(found) < limit:
+                assert value is not None
+                heavy = weigh(value)
+                if found and weight + heavy > max_weight:
+                    full = True  # this one starts the next page
+                    break
+                weight += heavy
+            examined += 1
             consumed.append((stream, entry, hit))
             if hit:
                 assert value is not None
