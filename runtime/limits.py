@@ -68,6 +68,18 @@ RECORD_BATCH_MAX_BYTES = 1024 * 1024
 LOG_MESSAGE_MAX_BYTES = 64 * 1024
 """Longest log message stored whole (UTF-8); longer ones are cut with a marker."""
 
+LOG_NAME_MAX_CHARS = 512
+"""Longest logger name stored; longer names are cut."""
+
+LOG_RUN_ID_MAX_BYTES = 1024
+"""Longest flow or task run id a log line may name (a partition key holds 2048 bytes)."""
+
+LOG_PAGE_MAX_BYTES = 4 * 1024 * 1024
+"""A page of log lines ends once its messages reach this size (below Lambda's 6 MB)."""
+
+LAMBDA_PAYLOAD_MAX_BYTES = 6 * 1024 * 1024
+"""Lambda's synchronous invocation payload limit: the largest request body served."""
+
 DEFAULT_RETENTION_DAYS = 30
 """Default of ``STRATOFLOW_RETENTION_DAYS``: how long finished runs and log lines are kept
 (their TTL attribute) before DynamoDB deletes them."""

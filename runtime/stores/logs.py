@@ -32,6 +32,9 @@ from runtime.errors import InvalidInput
 from runtime.limits import (
     DEFAULT_RETENTION_DAYS,
     LOG_MESSAGE_MAX_BYTES,
+    LOG_NAME_MAX_CHARS,
+    LOG_PAGE_MAX_BYTES,
+    LOG_RUN_ID_MAX_BYTES,
     LOG_TRUNCATION_MARKER,
     truncate_text,
 )
@@ -44,13 +47,13 @@ from runtime.stores.paging import Listing, check_limit, read_page
 MAX_MESSAGE_BYTES = LOG_MESSAGE_MAX_BYTES
 """Longest message stored whole, in UTF-8 bytes; longer ones are truncated with a marker."""
 
-MAX_NAME_CHARS = 512
+MAX_NAME_CHARS = LOG_NAME_MAX_CHARS
 """Longest logger name stored; longer names are cut."""
 
-MAX_ID_BYTES = 1024
+MAX_ID_BYTES = LOG_RUN_ID_MAX_BYTES
 """Longest flow or task run id accepted (DynamoDB partition keys hold at most 2048 bytes)."""
 
-MAX_PAGE_MESSAGE_BYTES = 4 * 1024 * 1024
+MAX_PAGE_MESSAGE_BYTES = LOG_PAGE_MAX_BYTES
 """A page of :meth:`LogStore.read` ends early once its messages reach this size (a Lambda
 response holds at most 6 MB); the cursor continues from there."""
 
