@@ -203,7 +203,8 @@ def specs(prefix: str = "stratoflow", results_bucket: str | None = None) -> Reso
         logical_name="registry",
         name=f"{prefix}-registry",
         partition_key=Key("pk"),
-        indexes=(IndexSpec("by_type", Key("item_type"), Key("sort_value")),),
+        # keys only: a deployment of up to 300 KB is not written twice on every change
+        indexes=(IndexSpec("by_type", Key("item_type"), Key("sort_value"), "KEYS_ONLY"),),
         ttl_attribute="ttl_at",
     )
     return ResourceSpecs(

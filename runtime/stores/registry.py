@@ -52,7 +52,7 @@ from runtime.stores.dynamo import (
     Item,
     iso,
 )
-from runtime.stores.paging import Listing, read_page
+from runtime.stores.paging import Listing, batch_get, read_page
 from runtime.stores.runs import request_fingerprint
 
 if TYPE_CHECKING:
@@ -552,7 +552,9 @@ class RegistryStore:
             listing,
             limit=limit,
             cursor=cursor,
-            fetch=lambda entries: entries,
+            fetch=lambda entries: batch_get(
+                self.db, self.table.name, [{"pk": e["pk"]} for e in entries], ("pk",)
+            ),
             matches=lambda item: all(item.get(k) == v for k, v in wanted),
         )
         return Page[Item](items=page.items, next_cursor=page.next_cursor)
