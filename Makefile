@@ -36,9 +36,10 @@ functional: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration
 
-## bench: engine overhead figures (prints, asserts nothing)
+## bench: engine overhead and cost figures (prints, asserts nothing)
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/cost.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

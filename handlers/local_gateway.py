@@ -27,9 +27,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from runtime.limits import LAMBDA_PAYLOAD_MAX_BYTES
+
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
-MAX_REQUEST_BYTES = 6 * 1024 * 1024
+MAX_REQUEST_BYTES = LAMBDA_PAYLOAD_MAX_BYTES
 """Largest request body served: Lambda's synchronous invocation payload limit (6 MB)."""
 
 _MAX_DRAINED_BYTES = 64 * 1024 * 1024

@@ -65,15 +65,38 @@ RECORD_BATCH_MAX_RECORDS = 100
 RECORD_BATCH_MAX_BYTES = 1024 * 1024
 """Most bytes of JSON the engine sends in one ``POST /task_runs/records``."""
 
+LOG_MESSAGE_MAX_BYTES = 64 * 1024
+"""Longest log message stored whole (UTF-8); longer ones are cut with a marker."""
+
+LOG_NAME_MAX_CHARS = 512
+"""Longest logger name stored; longer names are cut."""
+
+LOG_RUN_ID_MAX_BYTES = 1024
+"""Longest flow or task run id a log line may name (a partition key holds 2048 bytes)."""
+
+LOG_PAGE_MAX_BYTES = 4 * 1024 * 1024
+"""A page of log lines ends once its messages reach this size (below Lambda's 6 MB)."""
+
+LAMBDA_PAYLOAD_MAX_BYTES = 6 * 1024 * 1024
+"""Lambda's synchronous invocation payload limit: the largest request body served."""
+
+DEFAULT_RETENTION_DAYS = 30
+"""Default of ``STRATOFLOW_RETENTION_DAYS``: how long finished runs and log lines are kept
+(their TTL attribute) before DynamoDB deletes them."""
+
 TRUNCATION_MARKER = "... [truncated {dropped} bytes]"
 """Ends a truncated text; ``{dropped}`` is how many UTF-8 bytes were cut."""
 
+LOG_TRUNCATION_MARKER = "\n...[truncated by stratoflow: message was {size} bytes]"
+"""Ends a truncated log message; ``{size}`` is the original size in UTF-8 bytes."""
 
-def truncate_text(text: str, max_bytes: int) -> str:
-    """``text`` if it fits in ``max_bytes`` (UTF-8), else cut with :data:`TRUNCATION_MARKER`.
+
+def truncate_text(text: str, max_bytes: int, marker: str = TRUNCATION_MARKER) -> str:
+    """``text`` if it fits in ``max_bytes`` (UTF-8), else cut and ended with ``marker``.
 
     The result, marker included, is at most ``max_bytes`` long and never splits a
-    character; lone surrogates (not storable) become ``?``.
+    character; lone surrogates (not storable) become ``?``. The marker may name
+    ``{dropped}`` (bytes cut) and ``{size}`` (the text's size).
     """
     try:
         data = text.encode("utf-8")
@@ -82,9 +105,10 @@ def truncate_text(text: str, max_bytes: int) -> str:
         text = data.decode("utf-8")
     if len(data) <= max_bytes:
         return text
-    longest = len(TRUNCATION_MARKER.format(dropped=len(data)).encode())
+    size = len(data)
+    longest = len(marker.format(dropped=size, size=size).encode())
     head = data[: max(0, max_bytes - longest)].decode("utf-8", errors="ignore")
-    return head + TRUNCATION_MARKER.format(dropped=len(data) - len(head.encode()))
+    return head + marker.format(dropped=size - len(head.encode()), size=size)
 
 
 def _value_size(value: Any) -> int:

@@ -23,13 +23,25 @@ class Key:
     type: KeyType = "S"
 
 
+Projection = Literal["ALL", "KEYS_ONLY", "INCLUDE"]
+
+
 @dataclass(frozen=True)
 class IndexSpec:
-    """A global secondary index (projection ALL)."""
+    """A global secondary index and what it projects (``include`` names INCLUDE's attributes)."""
 
     name: str
     partition_key: Key
     sort_key: Key | None = None
+    projection: Projection = "ALL"
+    include: tuple[str, ...] = ()
+
+    def projection_kwargs(self) -> dict[str, Any]:
+        """The index's ``Projection`` in a ``CreateTable`` request."""
+        out: dict[str, Any] = {"ProjectionType": self.projection}
+        if self.projection == "INCLUDE":
+            out["NonKeyAttributes"] = list(self.include)
+        return out
 
 
 @dataclass(frozen=True)
@@ -81,7 +93,7 @@ class TableSpec:
                 {
                     "IndexName": i.name,
                     "KeySchema": schema(i.partition_key, i.sort_key),
-                    "Projection": {"ProjectionType": "ALL"},
+                    "Projection": i.projection_kwargs(),
                 }
                 for i in self.indexes
             ]
@@ -156,12 +168,14 @@ def specs(prefix: str = "stratoflow", results_bucket: str | None = None) -> Reso
         logical_name="runs",
         name=f"{prefix}-runs",
         partition_key=Key("id"),
+        # Keys only: a transition changes no key of these (by_state's moves), so it
+        # writes no index but by_state; listings read the runs a page names.
         indexes=(
-            IndexSpec("by_kind", Key("kind"), Key("created")),
-            IndexSpec("by_flow", Key("flow_name"), Key("created")),
-            IndexSpec("by_parent", Key("parent_id"), Key("created")),
-            IndexSpec("by_deployment", Key("deployment_id"), Key("created")),
-            IndexSpec("by_state", Key("kind_state"), Key("state_timestamp")),
+            IndexSpec("by_kind", Key("kind_shard"), Key("created"), "KEYS_ONLY"),
+            IndexSpec("by_flow", Key("flow_name"), Key("created"), "KEYS_ONLY"),
+            IndexSpec("by_parent", Key("parent_id"), Key("created"), "KEYS_ONLY"),
+            IndexSpec("by_deployment", Key("deployment_id"), Key("created"), "KEYS_ONLY"),
+            IndexSpec("by_state", Key("kind_state"), Key("state_timestamp"), "KEYS_ONLY"),
         ),
         ttl_attribute="expires_at",
     )
@@ -189,7 +203,8 @@ def specs(prefix: str = "stratoflow", results_bucket: str | None = None) -> Reso
         logical_name="registry",
         name=f"{prefix}-registry",
         partition_key=Key("pk"),
-        indexes=(IndexSpec("by_type", Key("item_type"), Key("sort_value")),),
+        # keys only: a deployment of up to 300 KB is not written twice on every change
+        indexes=(IndexSpec("by_type", Key("item_type"), Key("sort_value"), "KEYS_ONLY"),),
         ttl_attribute="ttl_at",
     )
     return ResourceSpecs(

@@ -10,7 +10,11 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from runtime.limits import INLINE_RESULT_DEFAULT_BYTES, INLINE_RESULT_MAX_BYTES
+from runtime.limits import (
+    DEFAULT_RETENTION_DAYS,
+    INLINE_RESULT_DEFAULT_BYTES,
+    INLINE_RESULT_MAX_BYTES,
+)
 
 
 class Settings(BaseSettings):
@@ -47,6 +51,12 @@ class Settings(BaseSettings):
     payload_key_secret: str | None = Field(
         default=None,
         description="Secrets Manager secret holding that key (in AWS: <prefix>/payload-key)",
+    )
+    retention_days: int = Field(
+        default=DEFAULT_RETENTION_DAYS,
+        ge=1,
+        le=3650,
+        description="Days finished runs and log lines are kept before DynamoDB's TTL removes them",
     )
     cache_lock_seconds: float = Field(
         default=30.0,

@@ -43,9 +43,10 @@ CacheKey = Annotated[str, Path(min_length=1, max_length=1024, description="The c
 
 
 class CacheRecords(BaseModel):
-    """``GET /cache``: cache records, newest first."""
+    """``GET /cache``: one page of cache records, newest first within the page."""
 
     items: list[CacheRecord]
+    next_cursor: str | None = None
 
 
 def _check_bucket(storage_key: str | None, field: str) -> None:
@@ -120,9 +121,15 @@ def load_result(body: Annotated[ResultRef, Body()]) -> ResultPayload:
 def list_cache(
     task_key: Annotated[str | None, Query(min_length=1)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    cursor: Annotated[str | None, Query(description="The next_cursor of the previous page")] = None,
 ) -> CacheRecords:
-    """Live cache records (of one task, or all), newest first."""
-    return CacheRecords(items=get_stores().cache.list(task_key, limit))
+    """One page of live cache records (of one task, or all): a bounded scan of the table.
+
+    Pages follow the table's order, each newest first; a page may be short (even
+    empty) and still have a ``next_cursor``. Read every page for the newest overall.
+    """
+    page = get_stores().cache.list_page(task_key, limit=limit, cursor=cursor)
+    return CacheRecords(items=page.items, next_cursor=page.next_cursor)
 
 
 @router.delete("/cache", summary="Clear cache records", tags=["cache"])

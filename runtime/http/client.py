@@ -490,9 +490,18 @@ class HttpApi:
     def list_cache_records(
         self, task_key: str | None = None, limit: int | None = None
     ) -> list[CacheRecord]:
-        """``GET /cache``: live records, newest first (of one task, or all)."""
-        body = self._call("GET", "/cache", query={"task_key": task_key, "limit": limit})
-        return [CacheRecord.model_validate(r) for r in body.get("items", [])]
+        """``GET /cache``, every page: live records, newest first (of one task, or all)."""
+        records: list[CacheRecord] = []
+        cursor = None
+        while True:
+            query = {"task_key": task_key, "limit": 1000, "cursor": cursor}
+            body = self._call("GET", "/cache", query=query)
+            records += [CacheRecord.model_validate(r) for r in body.get("items", [])]
+            cursor = body.get("next_cursor")
+            if not cursor:
+                break
+        records.sort(key=lambda r: r.created, reverse=True)
+        return records[: 200 if limit is None else limit]  # the route's default page
 
     def clear_cache(self, key: str | None = None, task_key: str | None = None) -> int:
         """``DELETE /cache``: one key, every key of a task, or (neither) everything."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from runtime.resources import ResourceSpecs, provision, specs
 from runtime.results import ResultStore
+from runtime.settings import get_settings
 from runtime.stores.cache import CacheStore
 from runtime.stores.concurrency import ConcurrencyStore
 from runtime.stores.dynamo import Dynamo
@@ -78,6 +79,7 @@ class Stores:
         inline_result_max_bytes: int = 16_384,
         serialize_requests: bool = False,
         provision_resources: bool = False,
+        retention_days: int | None = None,
     ) -> Stores:
         """Connect to the installation named ``prefix`` at boto3's configured endpoint.
 
@@ -85,7 +87,11 @@ class Stores:
         in-process moto backend, whose conditional writes are not atomic under threads.
         ``provision_resources`` creates missing tables and buckets first.
         ``endpoint_url`` overrides boto3's configured endpoint for these clients only.
+        ``retention_days`` (default: ``STRATOFLOW_RETENTION_DAYS``, 30) is how long
+        finished runs and log lines are kept.
         """
+        if retention_days is None:
+            retention_days = get_settings().retention_days
         session = session or aws_session()
         resource_specs = specs(prefix, results_bucket)
         config = client_config()
@@ -99,10 +105,10 @@ class Stores:
         return cls(
             specs=resource_specs,
             db=db,
-            runs=RunStore(db, resource_specs.runs),
+            runs=RunStore(db, resource_specs.runs, retention_days=retention_days),
             concurrency=ConcurrencyStore(db, resource_specs.concurrency),
             cache=CacheStore(db, resource_specs.cache),
-            logs=LogStore(db, resource_specs.logs),
+            logs=LogStore(db, resource_specs.logs, retention_days),
             registry=RegistryStore(db, resource_specs.registry),
             results=ResultStore(s3, resource_specs.results.name, inline_result_max_bytes),
             session=session,

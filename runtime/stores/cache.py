@@ -72,10 +72,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from runtime.errors import CacheKeyLocked, CacheLockLost
-from runtime.models import CacheRecord, LockAttempt
+from runtime.models import CacheRecord, LockAttempt, Page
 from runtime.resources import TableSpec
 from runtime.states import utcnow
 from runtime.stores.dynamo import ConditionFailed, Dynamo, Item, epoch, iso
+from runtime.stores.paging import MAX_PAGE_LIMIT, SCAN, SCAN_BUDGET, Listing, read_page
 
 __all__ = ["CacheKeyLocked", "CacheLockLost", "CacheRecord", "CacheStore", "LockAttempt"]
 
@@ -297,26 +298,66 @@ class CacheStore:
     ) -> list[CacheRecord]:
         """Cache records (of ``task_key``, or all), newest first, at most ``limit``.
 
-        An admin operation: a ``Scan`` with a filter, so it reads the whole
-        table (cost grows with the table, not with the answer). The engine never
-        calls it. Pending locks are not records and are left out; expired
-        records too unless ``include_expired``.
+        An admin operation: it reads every page of :meth:`list_page` (the whole
+        table, a bounded ``Scan`` per page) and keeps the newest. The engine never
+        calls it. Pending locks are not records and are left out; expired records
+        too unless ``include_expired``.
         """
-        flt = "#s = :ready"
-        values: dict[str, Any] = {":ready": READY}
-        if task_key is not None:
-            flt += " AND task_key = :tk"
-            values[":tk"] = task_key
-        ts = _ts(now)
-        records = []
-        for item in self.db.scan(self.table.name, flt, {"#s": "status"}, values):
-            if not include_expired and self._state(item, ts) != "ready":
-                continue
-            record = self.from_item(item)
-            if record is not None:
-                records.append(record)
+        records: list[CacheRecord] = []
+        cursor = None
+        while True:
+            page = self.list_page(
+                task_key,
+                limit=MAX_PAGE_LIMIT,
+                cursor=cursor,
+                include_expired=include_expired,
+                now=now,
+            )
+            records += page.items
+            cursor = page.next_cursor
+            if cursor is None:
+                break
         records.sort(key=lambda r: r.created, reverse=True)
         return records[: max(limit, 0)]
+
+    def list_page(
+        self,
+        task_key: str | None = None,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        include_expired: bool = False,
+        now: datetime | None = None,
+        budget: int = SCAN_BUDGET,
+    ) -> Page[CacheRecord]:
+        """One page of cache records (of ``task_key``, or all), newest first within the page.
+
+        Pages follow the table's own order (a strongly consistent ``Scan``, at most
+        ``budget`` items examined per call, so a call stays short however large the
+        table); pass ``next_cursor`` back for the next one. A page may hold fewer
+        than ``limit`` records, even none, and still have a cursor.
+        """
+        ts = _ts(now)
+
+        def matches(item: Item) -> bool:
+            if task_key is not None and item.get("task_key") != task_key:
+                return False
+            if item.get("status") != READY:
+                return False
+            return include_expired or self._state(item, ts) == "ready"
+
+        page = read_page(
+            self.db,
+            Listing(self.table, None, (SCAN,)),
+            limit=limit,
+            cursor=cursor,
+            fetch=lambda entries: entries,
+            matches=matches,
+            budget=budget,
+        )
+        records = [r for r in (self.from_item(i) for i in page.items) if r is not None]
+        records.sort(key=lambda r: r.created, reverse=True)
+        return Page[CacheRecord](items=records, next_cursor=page.next_cursor)
 
     def clear(self, key: str | None = None, task_key: str | None = None) -> int:
         """Delete cache items; returns how many were deleted.

@@ -16,6 +16,7 @@ releasing early frees nothing, which is what a rate limit means.
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,6 +46,16 @@ def _limit_key(name: str) -> dict[str, str]:
 
 def _lease_key(lease_id: str) -> dict[str, str]:
     return {"pk": f"lease#{lease_id}"}
+
+
+LEASE_SHARDS = 8
+"""``by_type`` partitions leases are spread over (``lease#0`` ... ``lease#7``, from the id):
+every acquire writes a lease, so one ``lease`` partition would take them all."""
+
+
+def lease_type(lease_id: str) -> str:
+    """The ``item_type`` (and ``by_type`` partition) of a lease: ``lease#<shard>``."""
+    return f"lease#{zlib.crc32(lease_id.encode()) % LEASE_SHARDS}"
 
 
 def _as_limit(item: Item) -> ConcurrencyLimit:
@@ -246,7 +257,7 @@ class ConcurrencyStore:
                         "TableName": self.table.name,
                         "Item": {
                             **_lease_key(lease_id),
-                            "item_type": "lease",
+                            "item_type": lease_type(lease_id),
                             "sort_value": iso(expires),
                             "lease_id": lease_id,
                             "limits": wanted,
@@ -400,13 +411,20 @@ class ConcurrencyStore:
 
     def expired_leases(self, now: datetime | None = None) -> list[Lease]:
         """Leases whose expiry has passed and that nobody has reclaimed yet."""
-        items = self.db.query(
-            self.table.name,
-            index="by_type",
-            key_condition="item_type = :t AND sort_value <= :now",
-            values={":t": "lease", ":now": iso(now or utcnow())},
-        )
-        return [_as_lease(i) for i in items]
+        return [_as_lease(i) for i in self._expired_items(iso(now or utcnow()))]
+
+    def _expired_items(self, moment: str) -> list[Item]:
+        """Lease items past ``moment``, from every lease shard of ``by_type``."""
+        return [
+            item
+            for shard in range(LEASE_SHARDS)
+            for item in self.db.query(
+                self.table.name,
+                index="by_type",
+                key_condition="item_type = :t AND sort_value <= :now",
+                values={":t": f"lease#{shard}", ":now": moment},
+            )
+        ]
 
     def sweep(self, now: datetime | None = None) -> int:
         """Reclaim every expired lease; returns how many this call reclaimed.
@@ -417,13 +435,7 @@ class ConcurrencyStore:
         """
         moment = iso(now or utcnow())
         reclaimed = 0
-        items = self.db.query(
-            self.table.name,
-            index="by_type",
-            key_condition="item_type = :t AND sort_value <= :now",
-            values={":t": "lease", ":now": moment},
-        )
-        for item in list(items):
+        for item in self._expired_items(moment):
             if self._free(
                 item,
                 condition="attribute_exists(pk) AND sort_value <= :now",
@@ -444,8 +456,8 @@ class ConcurrencyStore:
             limit = self._limit_item(name)
             leases = self.db.scan(
                 self.table.name,
-                "item_type = :t AND contains(limits, :name)",
-                values={":t": "lease", ":name": name},
+                "begins_with(item_type, :t) AND contains(limits, :name)",
+                values={":t": "lease#", ":name": name},
             )
             held = sum(i["slots"] for i in leases)
             if held == limit.get("active", 0):

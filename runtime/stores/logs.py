@@ -20,31 +20,41 @@ marker saying how long they were: a DynamoDB item holds at most 400 KB.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from runtime.errors import InvalidInput
+from runtime.limits import (
+    DEFAULT_RETENTION_DAYS,
+    LOG_MESSAGE_MAX_BYTES,
+    LOG_NAME_MAX_CHARS,
+    LOG_PAGE_MAX_BYTES,
+    LOG_RUN_ID_MAX_BYTES,
+    LOG_TRUNCATION_MARKER,
+    truncate_text,
+)
 from runtime.log_ids import new_log_id
 from runtime.models import LogRecord, Page
 from runtime.resources import TableSpec
 from runtime.states import utcnow
-from runtime.stores.dynamo import Dynamo, Item, decode_cursor, encode_cursor, epoch, iso
+from runtime.stores.dynamo import Dynamo, Item, epoch, iso
+from runtime.stores.paging import Listing, check_limit, read_page
 
-MAX_MESSAGE_BYTES = 64 * 1024
+MAX_MESSAGE_BYTES = LOG_MESSAGE_MAX_BYTES
 """Longest message stored whole, in UTF-8 bytes; longer ones are truncated with a marker."""
 
-MAX_NAME_CHARS = 512
+MAX_NAME_CHARS = LOG_NAME_MAX_CHARS
 """Longest logger name stored; longer names are cut."""
 
-MAX_ID_BYTES = 1024
+MAX_ID_BYTES = LOG_RUN_ID_MAX_BYTES
 """Longest flow or task run id accepted (DynamoDB partition keys hold at most 2048 bytes)."""
 
-MAX_PAGE_MESSAGE_BYTES = 4 * 1024 * 1024
+MAX_PAGE_MESSAGE_BYTES = LOG_PAGE_MAX_BYTES
 """A page of :meth:`LogStore.read` ends early once its messages reach this size (a Lambda
 response holds at most 6 MB); the cursor continues from there."""
 
-TRUNCATION_MARKER = "\n...[truncated by stratoflow: message was {size} bytes]"
+TRUNCATION_MARKER = LOG_TRUNCATION_MARKER
 """Appended to a truncated message; ``{size}`` is the original size in UTF-8 bytes."""
 
 
@@ -54,16 +64,7 @@ def truncate_message(message: str, max_bytes: int = MAX_MESSAGE_BYTES) -> str:
     The result, marker included, is at most ``max_bytes`` long and never splits a
     character. Lone surrogates (not encodable as UTF-8) become ``?``.
     """
-    try:
-        data = message.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates: DynamoDB would reject the whole batch
-        data = message.encode("utf-8", errors="replace")
-        message = data.decode("utf-8")
-    if len(data) <= max_bytes:
-        return message
-    marker = TRUNCATION_MARKER.format(size=len(data))
-    keep = max(0, max_bytes - len(marker.encode()))
-    return data[:keep].decode("utf-8", errors="ignore") + marker
+    return truncate_text(message, max_bytes, LOG_TRUNCATION_MARKER)
 
 
 def _check_id(value: str | None, field: str) -> None:
@@ -78,7 +79,9 @@ def _check_id(value: str | None, field: str) -> None:
 class LogStore:
     """Writing and reading the log lines of flow runs and their task runs."""
 
-    def __init__(self, db: Dynamo, table: TableSpec, retention_days: int = 30) -> None:
+    def __init__(
+        self, db: Dynamo, table: TableSpec, retention_days: int = DEFAULT_RETENTION_DAYS
+    ) -> None:
         if retention_days < 1:
             raise InvalidInput("retention_days must be at least 1", field="retention_days")
         self.db = db
@@ -178,67 +181,33 @@ class LogStore:
         than ``limit`` lines when their messages are large (see
         :data:`MAX_PAGE_MESSAGE_BYTES`). Lines past their retention are left out.
         """
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-            raise InvalidInput("limit must be between 1 and 1000", field="limit")
+        check_limit(limit)
         if level_ge is not None and (isinstance(level_ge, bool) or not isinstance(level_ge, int)):
             raise InvalidInput("level_ge must be an integer", field="level_ge")
         _check_id(flow_run_id, "flow_run_id")
-        start = self._start_key(flow_run_id, cursor)
+        now = epoch(utcnow())
 
-        names: dict[str, str] = {"#pk": "flow_run_id", "#exp": "expires_at"}
-        values: dict[str, Any] = {":pk": flow_run_id, ":now": epoch(utcnow())}
-        filters = ["(attribute_not_exists(#exp) OR #exp > :now)"]
-        if task_run_id is not None:
-            names["#task"] = "task_run_id"
-            values[":task"] = task_run_id
-            filters.append("#task = :task")
-        if level_ge is not None:
-            names["#level"] = "level"
-            values[":level"] = level_ge
-            filters.append("#level >= :level")
-        selective = len(filters) > 1
-        stream: Iterator[Item] = self.db.query(
-            self.table.name,
-            key_condition="#pk = :pk",
-            filter_expression=" AND ".join(filters),
-            names=names,
-            values=values,
-            start_key=start,
-            page_size=min(1000, (limit + 1) * (4 if selective else 1)),
-            consistent=True,
+        def matches(item: Item) -> bool:
+            expires = item.get("expires_at")
+            return (
+                (expires is None or expires > now)
+                and (task_run_id is None or item.get("task_run_id") == task_run_id)
+                and (level_ge is None or item.get("level", 0) >= level_ge)
+            )
+
+        page = read_page(
+            self.db,
+            Listing(self.table, None, (flow_run_id,), forward=True, consistent=True),
+            limit=limit,
+            cursor=cursor,
+            fetch=lambda entries: entries,
+            matches=matches,
+            weigh=lambda item: len(item.get("message", "").encode("utf-8", errors="replace")),
+            max_weight=MAX_PAGE_MESSAGE_BYTES,
         )
-        found: list[Item] = []
-        size = 0
-        more = False
-        for item in stream:
-            length = len(item.get("message", "").encode("utf-8", errors="replace"))
-            if len(found) >= limit or (found and size + length > MAX_PAGE_MESSAGE_BYTES):
-                more = True
-                break
-            found.append(item)
-            size += length
-        next_cursor = None
-        if more:
-            last = found[-1]
-            next_cursor = encode_cursor({"flow_run_id": last["flow_run_id"], "seq": last["seq"]})
-        return Page[LogRecord](items=[self.from_item(i) for i in found], next_cursor=next_cursor)
-
-    @staticmethod
-    def _start_key(flow_run_id: str, cursor: str | None) -> dict[str, Any] | None:
-        if cursor is None:
-            return None
-        try:
-            key = decode_cursor(cursor)
-        except ValueError as exc:
-            raise InvalidInput(str(exc), field="cursor") from None
-        if (
-            set(key) != {"flow_run_id", "seq"}
-            or key["flow_run_id"] != flow_run_id
-            or not isinstance(key["seq"], str)
-            or not key["seq"]
-        ):
-            raise InvalidInput("cursor does not belong to this flow run's logs", field="cursor")
-        return key
+        return Page[LogRecord](
+            items=[self.from_item(i) for i in page.items], next_cursor=page.next_cursor
+        )
 
 
 __all__ = [

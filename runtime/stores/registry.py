@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -47,10 +47,9 @@ from runtime.stores.dynamo import (
     ConditionFailed,
     Dynamo,
     Item,
-    decode_cursor,
-    encode_cursor,
     iso,
 )
+from runtime.stores.paging import Listing, batch_get, read_page
 
 DEPLOYMENT_NAMESPACE = uuid.UUID("3d0c2f7e-8b7a-4f0e-b3c1-5e2a9d4c6f18")
 """Namespace of deployment ids (uuid5 of ``"<flow_name>/<name>"``)."""
@@ -423,52 +422,33 @@ class RegistryStore:
         prefix: str | None = None,
         equals: dict[str, Any] | None = None,
     ) -> Page[Item]:
-        """One page of ``item_type`` items in ``sort_value`` order (``limit`` + 1 read ahead)."""
-        if not 1 <= limit <= 1000:
-            raise InvalidInput("limit must be between 1 and 1000", field="limit")
-        key_names = self.table.key_names("by_type")
-        start = None
-        if cursor:
-            try:
-                start = decode_cursor(cursor)
-            except ValueError as exc:
-                raise InvalidInput(str(exc), field="cursor") from None
-            if (
-                set(start) != set(key_names)
-                or start.get("item_type") != item_type
-                or not all(isinstance(v, str) and v for v in start.values())
-                or (prefix is not None and not start["sort_value"].startswith(prefix))
-            ):
-                raise InvalidInput("cursor does not belong to this listing", field="cursor")
-        names = {"#t": "item_type"}
-        values: dict[str, Any] = {":t": item_type}
-        key_condition = "#t = :t"
+        """One page of ``item_type`` items in ``sort_value`` order (``runtime.stores.paging``)."""
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        condition = None
         if prefix is not None:
             names["#s"] = "sort_value"
             values[":prefix"] = prefix
-            key_condition += " AND begins_with(#s, :prefix)"
-        filters = []
-        for i, (attr, value) in enumerate(sorted((equals or {}).items())):
-            names[f"#e{i}"] = attr
-            values[f":e{i}"] = value
-            filters.append(f"#e{i} = :e{i}")
-        stream: Iterator[Item] = self.db.query(
-            self.table.name,
-            index="by_type",
-            key_condition=key_condition,
-            filter_expression=" AND ".join(filters) or None,
+            condition = "begins_with(#s, :prefix)"
+        listing = Listing(
+            self.table,
+            "by_type",
+            (item_type,),
+            forward=True,
+            range_condition=condition,
             names=names,
             values=values,
-            start_key=start,
-            page_size=min(1000, max(limit, 25) * 2),
+            position_ok=lambda key: prefix is None or key["sort_value"].startswith(prefix),
         )
-        found: list[Item] = []
-        for item in stream:
-            found.append(item)
-            if len(found) == limit + 1:
-                break
-        next_cursor = None
-        if len(found) > limit:
-            found = found[:limit]
-            next_cursor = encode_cursor({k: found[-1][k] for k in key_names})
-        return Page[Item](items=found, next_cursor=next_cursor)
+        wanted = sorted((equals or {}).items())
+        page = read_page(
+            self.db,
+            listing,
+            limit=limit,
+            cursor=cursor,
+            fetch=lambda entries: batch_get(
+                self.db, self.table.name, [{"pk": e["pk"]} for e in entries], ("pk",)
+            ),
+            matches=lambda item: all(item.get(k) == v for k, v in wanted),
+        )
+        return Page[Item](items=page.items, next_cursor=page.next_cursor)

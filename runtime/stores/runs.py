@@ -17,8 +17,9 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Iterator
-from datetime import datetime
+import zlib
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar, overload
 
 from runtime.errors import (
@@ -31,6 +32,7 @@ from runtime.errors import (
 )
 from runtime.limits import (
     BATCH_WRITE_MAX_ITEMS,
+    DEFAULT_RETENTION_DAYS,
     ITEM_BUDGET_BYTES,
     TRANSACTION_MAX_BYTES,
     TRANSACTION_MAX_ITEMS,
@@ -67,10 +69,10 @@ from runtime.stores.dynamo import (
     Dynamo,
     Item,
     TransactionFailed,
-    decode_cursor,
-    encode_cursor,
+    epoch,
     iso,
 )
+from runtime.stores.paging import SCAN_BUDGET, Listing, batch_get, read_page
 
 RunKind = Literal["flow_run", "task_run"]
 R = TypeVar("R", FlowRun, TaskRun)
@@ -84,6 +86,28 @@ MAX_HISTORY = 100
 
 MAX_CONFLICT_ATTEMPTS = 5
 """Tries of a record transaction that DynamoDB cancelled for a concurrent write."""
+
+SHARDS: dict[str, int] = {"flow_run": 4, "task_run": 8}
+"""Index partitions per kind (``by_kind``, and ``by_state`` for flow runs): a run's shard
+comes from its id, so writes of an installation spread over this many partitions."""
+
+STATE_ATTRIBUTES = ("state_type", "state_name", "kind_state", "state_timestamp", "expires_at")
+"""The item attributes a transition rewrites besides the document and the history."""
+
+
+def shard_of(kind: str, run_id: str) -> int:
+    """The index shard of a run: a stable hash of its id, modulo the kind's shard count."""
+    return zlib.crc32(run_id.encode("utf-8", errors="surrogatepass")) % SHARDS[kind]
+
+
+def kind_shards(kind: str) -> tuple[str, ...]:
+    """Every ``by_kind`` partition of ``kind`` (``task_run#0`` ...)."""
+    return tuple(f"{kind}#{n}" for n in range(SHARDS[kind]))
+
+
+def state_shards(kind: str, state_type: StateType) -> tuple[str, ...]:
+    """Every ``by_state`` partition of ``kind`` in ``state_type`` (``flow_run#RUNNING#0`` ...)."""
+    return tuple(f"{kind}#{state_type.value}#{n}" for n in range(SHARDS[kind]))
 
 
 def idempotency_scope(request: RunCreateBase) -> str:
@@ -182,12 +206,28 @@ def _too_large(run: RunBase, size: int) -> ItemTooLarge:
     )
 
 
+def _common_match(run: FlowRun | TaskRun, flt: FlowRunFilter | TaskRunFilter) -> bool:
+    """The filters flow-run and task-run listings share: states, tags, creation window."""
+    return (
+        (not flt.state_types or run.state.type in flt.state_types)
+        and (not flt.state_names or run.state.name in flt.state_names)
+        and all(tag in run.tags for tag in flt.tags_all or [])
+        and (flt.created_after is None or run.created >= flt.created_after)
+        and (flt.created_before is None or run.created <= flt.created_before)
+    )
+
+
 class RunStore:
     """Every operation on flow runs and task runs."""
 
-    def __init__(self, db: Dynamo, table: TableSpec) -> None:
+    def __init__(
+        self, db: Dynamo, table: TableSpec, *, retention_days: int = DEFAULT_RETENTION_DAYS
+    ) -> None:
+        if retention_days < 1:
+            raise InvalidInput("retention_days must be at least 1", field="retention_days")
         self.db = db
         self.table = table
+        self.retention_days = retention_days
 
     # ------------------------------------------------------------------ items
 
@@ -198,35 +238,43 @@ class RunStore:
         *,
         entries: list[str] | None = None,
         dropped: int = 0,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
     ) -> Item:
         """The DynamoDB item for a run, sized to fit (``history`` defaults to its state).
 
-        The history (``entries`` when already JSON) is fitted in what the item budget
-        leaves after the document (:func:`fit_history`); ``history_dropped`` counts the
-        states left out, ``dropped`` earlier ones included. ItemTooLarge when even the
-        run with its current state cannot fit.
+        The document leaves out fields at their defaults; the other attributes are
+        the keys of the indexes the run belongs to and what conditions read (see
+        docs/data-model.md). A run in a final state gets ``expires_at``, its state's
+        time plus ``retention_days`` (DynamoDB's TTL); a run still going has none.
+        The history (``entries`` when already JSON) is fitted in what the item
+        budget leaves after the document (:func:`fit_history`); ``history_dropped``
+        counts the states left out, ``dropped`` earlier ones included. ItemTooLarge
+        when even the run with its current state cannot fit.
         """
+        shard = shard_of(run.kind, run.id)
         item: Item = {
             "id": run.id,
             "kind": run.kind,
-            "doc": run.model_dump_json(),
+            "doc": run.model_dump_json(exclude_defaults=True),
             "state_version": run.state_version,
             "created": iso(run.created),
-            "state_type": run.state.type.value,
-            "state_name": run.state.name,
-            "kind_state": f"{run.kind}#{run.state.type.value}",
-            "state_timestamp": iso(run.state.timestamp),
-            "tags": list(run.tags),
+            "kind_shard": f"{run.kind}#{shard}",
         }
         if isinstance(run, FlowRun):
+            # what conditions and the engine's cancellation check read of a flow run
             item.update(
+                state_type=run.state.type.value,
+                state_name=run.state.name,
+                kind_state=f"{run.kind}#{run.state.type.value}#{shard}",
+                state_timestamp=iso(run.state.timestamp),
                 flow_name=run.flow_name,
                 parent_id=run.parent_flow_run_id,
                 deployment_id=run.deployment_id,
-                work_pool_name=run.work_pool_name,
             )
         else:
-            item.update(task_key=run.task_key, parent_id=run.flow_run_id)
+            item.update(parent_id=run.flow_run_id)
+        if run.state.type in TERMINAL_TYPES:
+            item["expires_at"] = epoch(run.state.timestamp + timedelta(days=retention_days))
         if entries is None:
             entries = [history_entry(s) for s in (history or [run.state])]
         # room for the two history attributes' names and the dropped count
@@ -257,7 +305,10 @@ class RunStore:
         stored counts as written. A transaction DynamoDB keeps cancelling for
         concurrent writes is TransactionConflict.
         """
-        items = [self.to_item(run, history) for run, history in records]
+        items = [
+            self.to_item(run, history, retention_days=self.retention_days)
+            for run, history in records
+        ]
         if not guard:
             for start in range(0, len(items), BATCH_WRITE_MAX_ITEMS):
                 self.db.batch_write(self.table.name, items[start : start + BATCH_WRITE_MAX_ITEMS])
@@ -490,7 +541,7 @@ class RunStore:
             run.next_scheduled_start_time = state.details.scheduled_time
             if getattr(run, "expected_start_time", None) is None:
                 run.expected_start_time = state.details.scheduled_time
-        item = self.to_item(run)
+        item = self.to_item(run, retention_days=self.retention_days)
         if run.idempotency_key is not None:
             item["request_hash"] = fingerprint
         try:
@@ -555,159 +606,138 @@ class RunStore:
     # ------------------------------------------------------------------ list
 
     def list_flow_runs(
-        self, flt: FlowRunFilter | None = None, *, limit: int = 200, cursor: str | None = None
+        self,
+        flt: FlowRunFilter | None = None,
+        *,
+        limit: int = 200,
+        cursor: str | None = None,
+        budget: int = SCAN_BUDGET,
     ) -> Page[FlowRun]:
-        """Flow runs matching ``flt``, newest first, ``limit`` per page."""
+        """Flow runs matching ``flt``, newest first, ``limit`` per page.
+
+        At most ``budget`` index entries are examined per call: a selective filter
+        may return a short (even empty) page with a ``next_cursor`` to go on from.
+        """
         flt = flt or FlowRunFilter()
-        conditions: dict[str, Any] = {}
-        index, pk_name, pk_value = "by_kind", "kind", "flow_run"
+        index, partitions = "by_kind", kind_shards("flow_run")
         if flt.parent_flow_run_id:
-            index, pk_name, pk_value = "by_parent", "parent_id", flt.parent_flow_run_id
+            index, partitions = "by_parent", (flt.parent_flow_run_id,)
         elif flt.deployment_id:
-            index, pk_name, pk_value = "by_deployment", "deployment_id", flt.deployment_id
+            index, partitions = "by_deployment", (flt.deployment_id,)
         elif flt.flow_name:
-            index, pk_name, pk_value = "by_flow", "flow_name", flt.flow_name
+            index, partitions = "by_flow", (flt.flow_name,)
         elif flt.state_types and len(flt.state_types) == 1:
-            index, pk_name = "by_state", "kind_state"
-            pk_value = f"flow_run#{flt.state_types[0].value}"
-        conditions["kind"] = "flow_run"
-        for attr in ("flow_name", "deployment_id", "work_pool_name"):
-            if getattr(flt, attr) is not None:
-                conditions[attr] = getattr(flt, attr)
-        if flt.parent_flow_run_id:
-            conditions["parent_id"] = flt.parent_flow_run_id
-        items = self._list(index, pk_name, pk_value, conditions, flt, limit, cursor)
+            index, partitions = "by_state", state_shards("flow_run", flt.state_types[0])
+
+        def matches(run: FlowRun | TaskRun) -> bool:
+            return (
+                isinstance(run, FlowRun)
+                and _common_match(run, flt)
+                and all(
+                    getattr(flt, attr) is None or getattr(run, attr) == getattr(flt, attr)
+                    for attr in ("flow_name", "deployment_id", "work_pool_name")
+                )
+                and (
+                    flt.parent_flow_run_id is None
+                    or run.parent_flow_run_id == flt.parent_flow_run_id
+                )
+            )
+
+        page = self._list(index, partitions, flt, matches, limit, cursor, budget)
         return Page[FlowRun](
-            items=[FlowRun.model_validate_json(i["doc"]) for i in items.items],
-            next_cursor=items.next_cursor,
+            items=[r for r in page.items if isinstance(r, FlowRun)],
+            next_cursor=page.next_cursor,
         )
 
     def list_task_runs(
-        self, flt: TaskRunFilter | None = None, *, limit: int = 200, cursor: str | None = None
+        self,
+        flt: TaskRunFilter | None = None,
+        *,
+        limit: int = 200,
+        cursor: str | None = None,
+        budget: int = SCAN_BUDGET,
     ) -> Page[TaskRun]:
-        """Task runs matching ``flt``, newest first, ``limit`` per page."""
+        """Task runs matching ``flt``, newest first, ``limit`` per page (see list_flow_runs)."""
         flt = flt or TaskRunFilter()
-        index, pk_name, pk_value = "by_kind", "kind", "task_run"
+        index, partitions = "by_kind", kind_shards("task_run")
         if flt.flow_run_id:
-            index, pk_name, pk_value = "by_parent", "parent_id", flt.flow_run_id
-        elif flt.state_types and len(flt.state_types) == 1:
-            index, pk_name = "by_state", "kind_state"
-            pk_value = f"task_run#{flt.state_types[0].value}"
-        conditions: dict[str, Any] = {"kind": "task_run"}
-        if flt.task_key:
-            conditions["task_key"] = flt.task_key
-        if flt.flow_run_id:
-            conditions["parent_id"] = flt.flow_run_id
-        items = self._list(index, pk_name, pk_value, conditions, flt, limit, cursor)
+            index, partitions = "by_parent", (flt.flow_run_id,)
+
+        def matches(run: FlowRun | TaskRun) -> bool:
+            return (
+                isinstance(run, TaskRun)
+                and _common_match(run, flt)
+                and (flt.task_key is None or run.task_key == flt.task_key)
+                and (flt.flow_run_id is None or run.flow_run_id == flt.flow_run_id)
+            )
+
+        page = self._list(index, partitions, flt, matches, limit, cursor, budget)
         return Page[TaskRun](
-            items=[TaskRun.model_validate_json(i["doc"]) for i in items.items],
-            next_cursor=items.next_cursor,
+            items=[r for r in page.items if isinstance(r, TaskRun)],
+            next_cursor=page.next_cursor,
         )
 
     def _list(
         self,
         index: str,
-        pk_name: str,
-        pk_value: str,
-        equals: dict[str, Any],
+        partitions: tuple[str, ...],
         flt: FlowRunFilter | TaskRunFilter,
+        matches: Any,
         limit: int,
         cursor: str | None,
-    ) -> Page[Item]:
-        if not 1 <= limit <= 1000:
-            raise InvalidInput("limit must be between 1 and 1000", field="limit")
-        key_names = self.table.key_names(index)
-        start = self._start_key(cursor, key_names, pk_name, pk_value)
-        names: dict[str, str] = {"#pk": pk_name}
-        values: dict[str, Any] = {":pk": pk_value}
-        key_condition = "#pk = :pk"
-        filters: list[str] = []
-        sort_is_created = index != "by_state"
+        budget: int,
+    ) -> Page[FlowRun | TaskRun]:
+        """One page through ``runtime.stores.paging``: keys from the index, runs fetched.
+
+        The indexes project keys only; the runs a page of keys names are read with
+        ``BatchGetItem`` and filtered here. On the indexes sorted by ``created`` the
+        time window is part of the key condition.
+        """
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        condition = None
         after = iso(flt.created_after) if flt.created_after else None
         before = iso(flt.created_before) if flt.created_before else None
-        if after or before:
-            target = key_condition if sort_is_created else None
+        if index != "by_state" and (after or before):
             names["#created"] = "created"
             if after and before:
-                clause = "#created BETWEEN :after AND :before"
+                condition = "#created BETWEEN :after AND :before"
                 values.update({":after": after, ":before": before})
             elif after:
-                clause, values[":after"] = "#created >= :after", after
+                condition, values[":after"] = "#created >= :after", after
             else:
-                clause, values[":before"] = "#created <= :before", before
-            if target is not None:
-                key_condition = f"{key_condition} AND {clause}"
-            else:
-                filters.append(clause)
-        for i, (attr, value) in enumerate(sorted(equals.items())):
-            if attr == pk_name:
-                continue
-            names[f"#e{i}"] = attr
-            values[f":e{i}"] = value
-            filters.append(f"#e{i} = :e{i}")
-        if flt.state_types:
-            names["#st"] = "state_type"
-            keys = []
-            for i, st in enumerate(flt.state_types):
-                values[f":st{i}"] = st.value
-                keys.append(f":st{i}")
-            filters.append(f"#st IN ({', '.join(keys)})")
-        if flt.state_names:
-            names["#sn"] = "state_name"
-            keys = []
-            for i, sn in enumerate(flt.state_names):
-                values[f":sn{i}"] = sn
-                keys.append(f":sn{i}")
-            filters.append(f"#sn IN ({', '.join(keys)})")
-        for i, tag in enumerate(flt.tags_all or []):
-            names["#tags"] = "tags"
-            values[f":tag{i}"] = tag
-            filters.append(f"contains(#tags, :tag{i})")
-        found: list[Item] = []
-        stream: Iterator[Item] = self.db.query(
-            self.table.name,
-            index=index,
-            key_condition=key_condition,
-            filter_expression=" AND ".join(filters) or None,
+                condition, values[":before"] = "#created <= :before", before
+        listing = Listing(
+            self.table,
+            index,
+            partitions,
+            forward=False,
+            range_condition=condition,
             names=names,
             values=values,
-            forward=False,
-            start_key=start,
-            page_size=min(1000, max(limit, 25) * 2),
         )
-        for item in stream:
-            found.append(item)
-            if len(found) == limit + 1:
-                break
-        next_cursor = None
-        if len(found) > limit:
-            found = found[:limit]
-            last = found[-1]
-            next_cursor = encode_cursor({k: last[k] for k in key_names})
-        return Page[Item](items=found, next_cursor=next_cursor)
+        page = read_page(
+            self.db,
+            listing,
+            limit=limit,
+            cursor=cursor,
+            fetch=self._fetch_runs,
+            matches=matches,
+            budget=budget,
+        )
+        return Page[FlowRun | TaskRun](items=page.items, next_cursor=page.next_cursor)
 
-    @staticmethod
-    def _start_key(
-        cursor: str | None, key_names: tuple[str, ...], pk_name: str, pk_value: str
-    ) -> dict[str, Any] | None:
-        """The query's ExclusiveStartKey from a cursor this listing returned, else InvalidInput.
-
-        A cursor of another listing (other index or partition) would reach DynamoDB as
-        an invalid start key; it is refused here instead.
-        """
-        if not cursor:
-            return None
-        try:
-            key = decode_cursor(cursor)
-        except ValueError as exc:
-            raise InvalidInput(str(exc), field="cursor") from None
-        if (
-            set(key) != set(key_names)
-            or key.get(pk_name) != pk_value
-            or not all(isinstance(v, str) and v for v in key.values())
-        ):
-            raise InvalidInput("cursor does not belong to this listing", field="cursor")
-        return key
+    def _fetch_runs(self, entries: list[Item]) -> Sequence[FlowRun | TaskRun | None]:
+        """The runs index entries name (None where deleted since), in their order."""
+        items = batch_get(
+            self.db,
+            self.table.name,
+            [{"id": e["id"]} for e in entries],
+            ("id",),
+            projection="id, kind, #d",
+            names={"#d": "doc"},
+        )
+        return [None if i is None else self.from_item(i) for i in items]
 
     # ------------------------------------------------------------------ transitions
 
@@ -848,24 +878,24 @@ class RunStore:
         ``parent_check`` the update is a transaction that also checks the parent flow
         run's version, so a task never starts on a flow-run state that just changed.
         """
+        entries = [*(history if history is not None else []), history_entry(new.state)]
+        item = self.to_item(
+            new, entries=entries, dropped=history_dropped, retention_days=self.retention_days
+        )
         values: dict[str, Any] = {
-            ":doc": new.model_dump_json(),
+            ":doc": item["doc"],
             ":nv": new.state_version,
             ":v": old.state_version,
-            ":st": new.state.type.value,
-            ":sn": new.state.name,
-            ":ks": f"{new.kind}#{new.state.type.value}",
-            ":ts": iso(new.state.timestamp),
+            ":h": item["history"],
+            ":hd": item.get("history_dropped", 0),
         }
-        entries = [*(history if history is not None else []), history_entry(new.state)]
-        item = self.to_item(new, entries=entries, dropped=history_dropped)
-        values[":h"] = item["history"]
-        values[":hd"] = item.get("history_dropped", 0)
-        set_history = "history = :h, history_dropped = :hd"
-        update = (
-            "SET #doc = :doc, state_version = :nv, state_type = :st, state_name = :sn, "
-            f"kind_state = :ks, state_timestamp = :ts, {set_history}"
-        )
+        # the state's copies the item has (kind_state: flow runs; expires_at: final runs)
+        written = [a for a in STATE_ATTRIBUTES if a in item]
+        values.update({f":{a}": item[a] for a in written})
+        update = "SET #doc = :doc, state_version = :nv, history = :h, history_dropped = :hd"
+        update += "".join(f", {a} = :{a}" for a in written)
+        if "expires_at" not in item:
+            update += " REMOVE expires_at"  # back from a final state: it must not expire
         if parent_check is None:
             self.db.update(
                 self.table.name,

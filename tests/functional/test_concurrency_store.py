@@ -16,7 +16,7 @@ from runtime.errors import AlreadyExists, Conflict, InvalidInput, LimitExceeded,
 from runtime.models import ConcurrencyLimitCreate, Lease
 from runtime.states import utcnow
 from runtime.stores import Stores
-from runtime.stores.concurrency import TTL_GRACE
+from runtime.stores.concurrency import TTL_GRACE, lease_type
 from runtime.stores.dynamo import Item, epoch, iso
 
 T0 = utcnow().replace(microsecond=0)
@@ -152,7 +152,9 @@ def test_acquire_n_slots_on_one_limit(stores: Stores) -> None:
 
     item = raw(stores, f"lease#{lease.id}")
     assert item is not None
-    assert (item["item_type"], item["sort_value"]) == ("lease", iso(lease.expires_at))
+    # leases are spread over by_type shards by their id (issue 8, item 11)
+    assert (item["item_type"], item["sort_value"]) == (lease_type(lease.id), iso(lease.expires_at))
+    assert item["item_type"].startswith("lease#")
     assert item["ttl_at"] == epoch(lease.expires_at + TTL_GRACE)
 
     assert take(stores, ["tag:db"], 2) is not None

@@ -43,7 +43,7 @@ from runtime.states import (
 )
 from runtime.stores import Stores
 from runtime.stores.dynamo import Item, encode_cursor
-from runtime.stores.runs import RunStore, run_id_for_key
+from runtime.stores.runs import RunStore, run_id_for_key, shard_of
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -136,9 +136,12 @@ def test_create_flow_run_generates_name_id_and_pending_state(stores: Stores) -> 
     assert item["kind"] == "flow_run"
     assert item["flow_name"] == "etl"
     assert item["state_type"] == "PENDING" and item["state_name"] == "Pending"
-    assert item["kind_state"] == "flow_run#PENDING"
+    # index partitions are sharded by the run's id (issue 8, item 11)
+    shard = shard_of("flow_run", run.id)
+    assert item["kind_state"] == f"flow_run#PENDING#{shard}"
+    assert item["kind_shard"] == f"flow_run#{shard}"
     assert item["state_version"] == 0
-    assert item["tags"] == ["db", "nightly"]
+    assert "tags" not in item  # filters read the document; no copy (issue 8, item 9)
     assert [json.loads(h)["name"] for h in item["history"]] == ["Pending"]
     # Sparse index attributes: absent, not null, when the run has none.
     assert "deployment_id" not in item and "parent_id" not in item
@@ -154,8 +157,10 @@ def test_create_task_run_generates_name_from_task_key(stores: Stores) -> None:
     assert stores.runs.read_task_run(run.id) == run
     item = raw(stores, run.id)
     assert item is not None
-    assert (item["kind"], item["task_key"], item["parent_id"]) == ("task_run", "load", parent.id)
-    assert item["kind_state"] == "task_run#PENDING"
+    assert (item["kind"], item["parent_id"]) == ("task_run", parent.id)
+    # task runs are in by_kind (sharded) and by_parent only, not in by_state (issue 8, item 9)
+    assert item["kind_shard"] == f"task_run#{shard_of('task_run', run.id)}"
+    assert "kind_state" not in item and "task_key" not in item
 
 
 def test_create_keeps_caller_id_and_name(stores: Stores) -> None:
@@ -554,7 +559,7 @@ def test_flow_run_accepted_transitions_keep_history_and_version(stores: Stores) 
     assert item is not None
     assert item["state_version"] == 2
     assert (item["state_type"], item["state_name"]) == ("COMPLETED", "Completed")
-    assert item["kind_state"] == "flow_run#COMPLETED"
+    assert item["kind_state"] == f"flow_run#COMPLETED#{shard_of('flow_run', run.id)}"
     assert len(item["history"]) == item["state_version"] + 1
 
 

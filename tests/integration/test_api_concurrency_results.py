@@ -347,7 +347,7 @@ def test_cache_list_and_clear(api: str) -> None:
     assert call(api, "DELETE", "/cache?key=k3")[1] == {"deleted": 0}
     assert call(api, "DELETE", "/cache?task_key=t1")[1] == {"deleted": 2}
     assert call(api, "DELETE", "/cache")[1] == {"deleted": 2}  # k4 and the lock on k5
-    assert call(api, "GET", "/cache")[1] == {"items": []}
+    assert call(api, "GET", "/cache")[1] == {"items": [], "next_cursor": None}
     status, err = call(api, "GET", "/cache?limit=0")
     assert status == 422 and "query.limit" in err["error"]["message"]
 
