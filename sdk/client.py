@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from runtime.engine.client import TAG_LIMIT_PREFIX, tag_limit_name
 from runtime.errors import AlreadyExists, NotFound
@@ -25,6 +25,7 @@ from runtime.models import (
     FlowRunFilter,
     LogRecord,
     OrchestrationResult,
+    Page,
     TaskRun,
     TaskRunFilter,
 )
@@ -34,6 +35,27 @@ from sdk.client_backends import ClientBackend, HttpBackend, StoresBackend
 if TYPE_CHECKING:
     from runtime.stores import Stores
     from sdk.http_client import StratoflowClient
+
+
+_T = TypeVar("_T")
+
+
+def _collect(read: Callable[[int, str | None], Page[_T]], limit: int) -> list[_T]:
+    """Up to ``limit`` items, following cursors.
+
+    A listing may end a page early (its scan budget ran out under a selective filter)
+    and hand back a cursor: the client keeps reading until it has ``limit`` items or
+    the listing is exhausted, so a caller never gets fewer runs than exist.
+    """
+    items: list[_T] = []
+    cursor: str | None = None
+    while len(items) < limit:
+        page = read(limit - len(items), cursor)
+        items.extend(page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return items[:limit]
 
 
 class ObjectNotFound(NotFound):
@@ -163,7 +185,7 @@ class SyncClient:
             tags_all=tags,
             parent_flow_run_id=parent_flow_run_id,
         )
-        return list(self.backend.list_flow_runs(flt, limit).items)
+        return _collect(lambda n, cursor: self.backend.list_flow_runs(flt, n, cursor), limit)
 
     def read_flow_run_states(self, flow_run_id: str) -> list[State]:
         """Every state of a flow run, oldest first."""
@@ -192,7 +214,7 @@ class SyncClient:
     ) -> list[TaskRun]:
         """Task runs, newest first, filtered by the given fields."""
         flt = TaskRunFilter(flow_run_id=flow_run_id, task_key=task_key, state_types=state_types)
-        return list(self.backend.list_task_runs(flt, limit).items)
+        return _collect(lambda n, cursor: self.backend.list_task_runs(flt, n, cursor), limit)
 
     def read_task_run_states(self, task_run_id: str) -> list[State]:
         """Every state of a task run, oldest first."""

@@ -53,8 +53,10 @@ class ClientBackend(Protocol):
     def read_flow_run(self, flow_run_id: str) -> FlowRun:
         """One flow run (NotFound if absent)."""
 
-    def list_flow_runs(self, flt: FlowRunFilter, limit: int) -> Page[FlowRun]:
-        """The first page of flow runs matching ``flt``, newest first."""
+    def list_flow_runs(
+        self, flt: FlowRunFilter, limit: int, cursor: str | None = None
+    ) -> Page[FlowRun]:
+        """One page of flow runs matching ``flt``, newest first (from ``cursor``)."""
 
     def read_flow_run_states(self, flow_run_id: str) -> list[State]:
         """Every state of a flow run, oldest first."""
@@ -67,8 +69,10 @@ class ClientBackend(Protocol):
     def read_task_run(self, task_run_id: str) -> TaskRun:
         """One task run (NotFound if absent)."""
 
-    def list_task_runs(self, flt: TaskRunFilter, limit: int) -> Page[TaskRun]:
-        """The first page of task runs matching ``flt``, newest first."""
+    def list_task_runs(
+        self, flt: TaskRunFilter, limit: int, cursor: str | None = None
+    ) -> Page[TaskRun]:
+        """One page of task runs matching ``flt``, newest first (from ``cursor``)."""
 
     def read_task_run_states(self, task_run_id: str) -> list[State]:
         """Every state of a task run, oldest first."""
@@ -115,9 +119,11 @@ class StoresBackend:
         """One flow run (NotFound if absent)."""
         return self.stores.runs.read_flow_run(flow_run_id)
 
-    def list_flow_runs(self, flt: FlowRunFilter, limit: int) -> Page[FlowRun]:
-        """The first page of flow runs matching ``flt``, newest first."""
-        return pages.list_flow_runs(self.stores, flt, limit=limit)
+    def list_flow_runs(
+        self, flt: FlowRunFilter, limit: int, cursor: str | None = None
+    ) -> Page[FlowRun]:
+        """One page of flow runs matching ``flt``, newest first (from ``cursor``)."""
+        return pages.list_flow_runs(self.stores, flt, limit=limit, cursor=cursor)
 
     def read_flow_run_states(self, flow_run_id: str) -> list[State]:
         """Every state of a flow run, oldest first."""
@@ -133,9 +139,11 @@ class StoresBackend:
         """One task run (NotFound if absent)."""
         return self.stores.runs.read_task_run(task_run_id)
 
-    def list_task_runs(self, flt: TaskRunFilter, limit: int) -> Page[TaskRun]:
-        """The first page of task runs matching ``flt``, newest first."""
-        return pages.list_task_runs(self.stores, flt, limit=limit)
+    def list_task_runs(
+        self, flt: TaskRunFilter, limit: int, cursor: str | None = None
+    ) -> Page[TaskRun]:
+        """One page of task runs matching ``flt``, newest first (from ``cursor``)."""
+        return pages.list_task_runs(self.stores, flt, limit=limit, cursor=cursor)
 
     def read_task_run_states(self, task_run_id: str) -> list[State]:
         """Every state of a task run, oldest first."""
@@ -188,7 +196,9 @@ class HttpBackend:
         """``GET /flow_runs/{id}``."""
         return self.api.read_flow_run(flow_run_id)
 
-    def list_flow_runs(self, flt: FlowRunFilter, limit: int) -> Page[FlowRun]:
+    def list_flow_runs(
+        self, flt: FlowRunFilter, limit: int, cursor: str | None = None
+    ) -> Page[FlowRun]:
         """``GET /flow_runs`` with the filter's fields as query parameters."""
         return self.api.list_flow_runs(
             flow_name=flt.flow_name,
@@ -201,6 +211,7 @@ class HttpBackend:
             created_after=flt.created_after,
             created_before=flt.created_before,
             limit=limit,
+            cursor=cursor,
         )
 
     def read_flow_run_states(self, flow_run_id: str) -> list[State]:
@@ -217,7 +228,9 @@ class HttpBackend:
         """``GET /task_runs/{id}``."""
         return self.api.read_task_run(task_run_id)
 
-    def list_task_runs(self, flt: TaskRunFilter, limit: int) -> Page[TaskRun]:
+    def list_task_runs(
+        self, flt: TaskRunFilter, limit: int, cursor: str | None = None
+    ) -> Page[TaskRun]:
         """``GET /task_runs`` with the filter's fields as query parameters."""
         return self.api.list_task_runs(
             flow_run_id=flt.flow_run_id,
@@ -228,6 +241,7 @@ class HttpBackend:
             created_after=flt.created_after,
             created_before=flt.created_before,
             limit=limit,
+            cursor=cursor,
         )
 
     def read_task_run_states(self, task_run_id: str) -> list[State]:

@@ -112,3 +112,32 @@ def test_cache_entries(client: SyncClient, stores: Stores) -> None:
     assert [r.key for r in client.read_cache_entries()] == ["k3"]
     assert client.clear_cache() == 1
     assert client.read_cache_entries() == []
+
+
+def test_listings_follow_cursors_past_pages_the_scan_budget_cut_short(
+    client: SyncClient, stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a listing ends a page after examining its budget of entries and hands back a
+    # cursor: under a selective filter the first pages hold nothing, yet the client
+    # must still return every match rather than stop at the first (empty) page
+    name = f"flow-{uuid.uuid4().hex[:6]}"
+    rare = stores.runs.create_flow_run(FlowRunCreate(flow_name=name, tags=["rare"]))
+    for _ in range(11):
+        stores.runs.create_flow_run(FlowRunCreate(flow_name=name))
+    parent = stores.runs.create_flow_run(FlowRunCreate(flow_name=name))
+    rare_task = stores.runs.create_task_run(
+        TaskRunCreate(task_key="t", flow_run_id=parent.id, tags=["rare"])
+    )
+    for i in range(11):
+        stores.runs.create_task_run(TaskRunCreate(task_key=f"t{i}", flow_run_id=parent.id))
+    list_flow_runs, list_task_runs = stores.runs.list_flow_runs, stores.runs.list_task_runs
+    monkeypatch.setattr(
+        stores.runs, "list_flow_runs", lambda *a, **k: list_flow_runs(*a, **k, budget=4)
+    )
+    monkeypatch.setattr(
+        stores.runs, "list_task_runs", lambda *a, **k: list_task_runs(*a, **k, budget=4)
+    )
+    assert [r.id for r in client.read_flow_runs(flow_name=name, tags=["rare"])] == [rare.id]
+    assert len(client.read_flow_runs(flow_name=name, limit=5)) == 5
+    tasks = client.read_task_runs(flow_run_id=parent.id, limit=200)
+    assert rare_task.id in {t.id for t in tasks} and len(tasks) == 12
