@@ -44,7 +44,6 @@ lease, overwrites the same lines, writes the same object).
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import json
 import os
@@ -999,30 +998,103 @@ class HttpApi:
     def upload_result(
         self, payload: bytes, *, serializer: str, storage_key: str | None = None
     ) -> ResultRef:
-        """``POST /results``: store serialized bytes; inline when small, else in S3.
+        """Store serialized bytes: inline in the reference when small, else straight to S3.
 
-        The result's id is chosen here: a retry after a lost response writes the same
-        S3 object, never a second (orphaned) one.
+        A payload that fits ``STRATOFLOW_INLINE_RESULT_MAX_BYTES`` (and no ``storage_key``)
+        needs no request. Otherwise ``POST /results`` returns the reference and a presigned
+        PUT, and the bytes go to S3 directly (never through the API and its 6 MB limit).
+        The result's id is chosen here: a retry after a lost response targets the same S3
+        object, never a second (orphaned) one.
         """
+        from runtime.api_schemas import ResultUploadTicket
+        from runtime.results import inline_ref
+        from runtime.settings import get_settings
+
+        if storage_key is None:
+            ref = inline_ref(payload, serializer, get_settings().inline_result_max_bytes)
+            if ref is not None:
+                return ref
         body = self._call(
             "POST",
             "/results",
             json_body={
                 "serializer": serializer,
-                "payload": base64.b64encode(payload).decode(),
+                "size": len(payload),
                 "storage_key": storage_key,
                 "id": new_id(),
             },
             idempotent=True,
         )
-        return ResultRef.model_validate(body)
+        ticket = ResultUploadTicket.model_validate(body)
+        self._presigned(ticket.upload.method, ticket.upload.url, ticket.upload.headers, payload)
+        return ticket.ref
 
     def download_result(self, ref: ResultRef) -> bytes:
-        """``POST /results/load``: the stored bytes of a reference (ResultNotFound if gone)."""
+        """The stored bytes of a reference: inline ones decoded here, S3 ones fetched directly.
+
+        ``POST /results/download`` returns a presigned GET (404 ``result_not_found`` when
+        the object is gone: :class:`ResultNotFound`); the bytes come from S3 itself.
+        """
+        from runtime.api_schemas import ResultDownloadTicket
+        from runtime.results import inline_bytes
+
+        if ref.inline is not None:
+            return inline_bytes(ref)
         body = self._call(
-            "POST", "/results/load", json_body=ref.model_dump(mode="json"), idempotent=True
+            "POST", "/results/download", json_body=ref.model_dump(mode="json"), idempotent=True
         )
-        return base64.b64decode(body["payload"])
+        download = ResultDownloadTicket.model_validate(body).download
+        return self._presigned(download.method, download.url, download.headers, None)
+
+    def _presigned(
+        self, method: str, url: str, headers: Mapping[str, str], data: bytes | None
+    ) -> bytes:
+        """Send a presigned S3 request; the response body.
+
+        Retries connection errors, 5xx and 503 SlowDown (a PUT or GET of one key is
+        idempotent); a missing object is :class:`ResultNotFound`, another refusal an
+        :class:`ApiError` naming S3's error code.
+        """
+        from runtime.backoff import Backoff
+
+        backoff = Backoff(base=self.transport.backoff, cap=self.transport.max_backoff)
+        where = urlsplit(url)
+        what = f"{method} {where.scheme}://{where.netloc}{where.path}"
+        attempt = 0
+        while True:
+            try:
+                response = self.transport._pool.request(
+                    method, url, body=data, headers=dict(headers), redirect=False, retries=False
+                )
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                if attempt >= self.transport.retries:
+                    raise ApiConnectionError(
+                        0,
+                        "connection_error",
+                        f"{what}: no response after {attempt + 1} attempt(s): {exc}",
+                    ) from exc
+            else:
+                if response.status < 300:
+                    return bytes(response.data)
+                code = _s3_error_code(response.data)
+                if response.status == 404 or code == "NoSuchKey":
+                    raise ResultNotFound(
+                        404,
+                        "result_not_found",
+                        f"result {where.path.lstrip('/')} not found in S3 ({code or 404})",
+                    )
+                if (response.status < 500 and response.status != 429) or (
+                    attempt >= self.transport.retries
+                ):
+                    cls = ServerError if response.status >= 500 else ApiError
+                    raise cls(
+                        response.status,
+                        "s3_error",
+                        f"{what}: S3 answered {response.status} {code or ''}".rstrip(),
+                        {"code": code} if code else None,
+                    )
+            backoff.sleep(attempt, sleep=self.transport._sleep)
+            attempt += 1
 
     def persist_result(
         self,
@@ -1168,6 +1240,12 @@ class HttpApi:
         if result.accepted and state.has_data and result.state.type is state.type:
             result.state.with_data(state.data)
         return result
+
+
+def _s3_error_code(body: bytes) -> str | None:
+    """The ``<Code>`` of an S3 XML error body, if any."""
+    match = re.search(rb"<Code>([^<]{1,64})</Code>", body or b"")
+    return match.group(1).decode("ascii", "replace") if match else None
 
 
 def _listify(query: dict[str, Any]) -> dict[str, Any]:
