@@ -1007,7 +1007,7 @@ class HttpApi:
         object, never a second (orphaned) one.
         """
         from runtime.api_schemas import ResultUploadTicket
-        from runtime.results import inline_ref
+        from runtime.inline_results import inline_ref
         from runtime.settings import get_settings
 
         if storage_key is None:
@@ -1036,7 +1036,7 @@ class HttpApi:
         the object is gone: :class:`ResultNotFound`); the bytes come from S3 itself.
         """
         from runtime.api_schemas import ResultDownloadTicket
-        from runtime.results import inline_bytes
+        from runtime.inline_results import inline_bytes
 
         if ref.inline is not None:
             return inline_bytes(ref)

@@ -30,8 +30,6 @@ by the API, neither seal nor open anything.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,9 +37,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from runtime.errors import NotFound
+from runtime.inline_results import inline_bytes, inline_ref
 from runtime.limits import INLINE_RESULT_MAX_BYTES, RESULT_UPLOAD_MAX_BYTES
 from runtime.payload_auth import PayloadAuthenticationError, PayloadKey, needs_mac
-from runtime.serializers import SerializationError, get_serializer
+from runtime.serializers import get_serializer
 from runtime.states import ResultRef
 
 __all__ = [
@@ -109,46 +108,6 @@ def open_payload(ref: ResultRef, data: bytes, payload_key: PayloadKey | None) ->
 
 def _content_type(serializer: str) -> str:
     return "application/json" if serializer == "json" else "application/octet-stream"
-
-
-def inline_ref(data: bytes, serializer: str, max_bytes: int) -> ResultRef | None:
-    """``data`` kept inline in a reference, or None when it does not fit ``max_bytes``.
-
-    Inline, a ``json`` payload is kept as its UTF-8 text (None if it is not UTF-8) and
-    anything else as base64; ``max_bytes`` bounds that text. ValueError for an unknown
-    serializer.
-    """
-    ser = get_serializer(serializer)
-    text: str | None
-    if ser.name == "json":
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    else:
-        text = base64.b64encode(data).decode()
-    if len(text.encode("utf-8")) > max_bytes:
-        return None
-    return ResultRef(serializer=ser.name, inline=text, size=len(data))
-
-
-def inline_bytes(ref: ResultRef) -> bytes:
-    """The serialized bytes of an inline reference (the reverse of :func:`inline_ref`).
-
-    Raises :class:`~runtime.serializers.SerializationError` when an inline pickle is not
-    valid base64, ValueError when ``ref`` is not inline.
-    """
-    ser = get_serializer(ref.serializer)
-    if ref.inline is None:
-        raise ValueError("the result reference is not inline")
-    if ser.name == "json":
-        return ref.inline.encode("utf-8")
-    try:
-        return base64.b64decode(ref.inline.encode(), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise SerializationError(
-            f"the inline pickle result is not valid base64: {exc}", serializer=ser.name
-        ) from exc
 
 
 @dataclass(frozen=True)
