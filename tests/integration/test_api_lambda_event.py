@@ -29,9 +29,26 @@ REQUEST_ID = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
 #: Invokes the handler once per event in argv[1] (a JSON list), then reports the
 #: responses and the tracer's state on stderr (stdout is the handler's alone).
 DRIVER = """
-import json, sys
+import json, os, sys
 import aws_xray_sdk
-from handlers.api import lambda_handler, tracer
+from handlers.api import app, lambda_handler, tracer
+
+if os.environ.get("DRIVER_FAILING_ROUTES"):
+    from botocore.exceptions import ClientError
+    from runtime.errors import ItemTooLarge
+
+    @app.get("/_throttled")
+    def _throttled():
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow"}}, "Query")
+
+    @app.get("/_too_large")
+    def _too_large():
+        raise ItemTooLarge("the run item would be 401000 bytes")
+
+    @app.get("/_backend_too_large")
+    def _backend_too_large():
+        error = {"Code": "ValidationException", "Message": "Item size has exceeded the maximum"}
+        raise ClientError({"Error": error}, "PutItem")
 
 class Context:
     function_name = "stratoflow-api"
@@ -49,7 +66,9 @@ print("REPORT " + json.dumps(report), file=sys.stderr)
 """
 
 
-def invoke(events: list[dict[str, Any]], prefix: str, tmp_path: Path) -> dict[str, Any]:
+def invoke(
+    events: list[dict[str, Any]], prefix: str, tmp_path: Path, **extra_env: str
+) -> dict[str, Any]:
     """Run the handler on ``events`` in a new process; its stdout lines and its report."""
     path = tmp_path / "events.json"
     path.write_text(json.dumps(events))
@@ -58,7 +77,7 @@ def invoke(events: list[dict[str, Any]], prefix: str, tmp_path: Path) -> dict[st
         for k, v in os.environ.items()
         if not k.startswith(("POWERTOOLS_", "LAMBDA_", "AWS_LAMBDA_", "STRATOFLOW_API_URL"))
     }
-    env.update(STRATOFLOW_PREFIX=prefix, PYTHONPATH=str(ROOT))
+    env.update(STRATOFLOW_PREFIX=prefix, PYTHONPATH=str(ROOT), **extra_env)
     proc = subprocess.run(
         [sys.executable, "-c", DRIVER, str(path)],
         env=env,
@@ -156,3 +175,24 @@ def test_conflicts_and_transition_rejections_are_counted(
     assert statuses[1] == 409 and bodies[1]["error"]["type"] == "transition_rejected", bodies[1]
     (doc,) = emf_metrics(report["stdout"])
     assert metric_values(doc) == {"Conflicts": [1.0], "TransitionsRejected": [1.0]}
+
+
+def test_throttles_and_item_size_refusals_are_counted(
+    provisioned: Stores, prefix: str, tmp_path: Path
+) -> None:
+    """Routes added by the driver raise what the backend raises when it throttles or an
+    item is too large (moto never throttles); the handler's own error mapping counts them."""
+    events = []
+    for path in ("/_throttled", "/_too_large", "/_backend_too_large"):
+        event = copy.deepcopy(recorded_event())
+        event.update(path=path, httpMethod="GET", body=None, pathParameters={"proxy": path[1:]})
+        events.append(event)
+    report = invoke(events, prefix, tmp_path, DRIVER_FAILING_ROUTES="1")
+
+    assert [r["statusCode"] for r in report["responses"]] == [429, 413, 413]
+    docs = emf_metrics(report["stdout"])
+    assert [metric_values(doc) for doc in docs] == [
+        {"Throttles": [1.0]},
+        {"ItemSizeRefusals": [1.0]},
+        {"ItemSizeRefusals": [1.0]},
+    ]
