@@ -39,17 +39,27 @@ class EmbeddedBackendUnavailable(RuntimeError):
     """The embedded default cannot start here (inside Lambda, or without the ``local`` extra)."""
 
 
-def import_local_aws() -> ModuleType:
-    """``runtime.localaws`` (moto's server), or a one-line error naming the extra to install."""
+_USE_A_RUNNING_STACK = (
+    " (or set STRATOFLOW_API_URL, or AWS_ENDPOINT_URL / STRATOFLOW_PREFIX, to use a running stack)"
+)
+
+
+def import_local_aws(
+    user: str = "the embedded default", alternatives: str = _USE_A_RUNNING_STACK
+) -> ModuleType:
+    """``runtime.localaws`` (moto's server), or a one-line error naming the extra to install.
+
+    ``user`` names what needs it in that error and ``alternatives`` ends it
+    (``stratoflow dev`` passes its own name and none).
+    """
     try:
         import runtime.localaws as localaws
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in _LOCAL_EXTRA_MODULES:
             raise
         raise EmbeddedBackendUnavailable(
-            f"the embedded default runs a moto server in this process, and {exc.name!r} "
-            f"is not installed: {LOCAL_EXTRA_INSTALL} (or set STRATOFLOW_API_URL, or "
-            "AWS_ENDPOINT_URL / STRATOFLOW_PREFIX, to use a running stack)"
+            f"{user} runs a moto server in this process, and {exc.name!r} "
+            f"is not installed: {LOCAL_EXTRA_INSTALL}{alternatives}"
         ) from None
     return localaws
 

@@ -73,6 +73,21 @@ def test_without_moto_the_embedded_default_names_the_extra() -> None:
     assert "'moto' is not installed: pip install 'stratoflow[local]'" in line
 
 
+def test_without_moto_stratoflow_dev_names_the_extra() -> None:
+    cli = (
+        "import sys\n"
+        "from sdk.cli import main\n"
+        "sys.argv = ['stratoflow', 'dev', '--port', '0']\n"
+        "main()\n"
+    )
+    result = run_python(BLOCK_MOTO + cli)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "Error: stratoflow dev runs a moto server in this process, and 'moto' is not "
+        "installed: pip install 'stratoflow[local]'"
+    ]
+
+
 def test_the_blocker_blocks_only_moto() -> None:
     """The same process without the blocker runs the flow: the failure above is moto's absence."""
     result = run_python(FLOW)
