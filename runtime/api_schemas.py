@@ -9,8 +9,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runtime.limits import RESULT_UPLOAD_MAX_BYTES
 from runtime.models import Lease, TaskRun
-from runtime.states import State
+from runtime.states import ResultRef, State
 
 
 class _Strict(BaseModel):
@@ -87,23 +88,45 @@ class LimitUpdate(_Strict):
 
 
 class ResultUpload(_Strict):
-    """``POST /results``: a serialized value to store."""
+    """``POST /results``: a result the client is about to upload (its bytes go to S3)."""
 
     serializer: Literal["json", "pickle"]
-    payload: str = Field(description="base64 of the serialized bytes")
+    size: int = Field(
+        ge=0,
+        le=RESULT_UPLOAD_MAX_BYTES,
+        description="Bytes the client will PUT (at most 5 GiB: one S3 PUT)",
+    )
     storage_key: str | None = Field(default=None, max_length=900)
     id: str | None = Field(
         default=None,
         pattern=UUID_PATTERN,
-        description="The result's id, chosen by the client (a UUID): a payload too large to "
-        "stay inline is stored at results/<id>, so a repeat writes the same object",
+        description="The result's id, chosen by the client (a UUID): the object is "
+        "results/<id>, so a repeat targets the same object",
     )
 
 
-class ResultPayload(BaseModel):
-    """``POST /results/load``: the stored bytes, base64."""
+class ResultTransfer(BaseModel):
+    """A presigned S3 request: send ``method`` to ``url`` with exactly ``headers``."""
 
-    payload: str
+    url: str = Field(description="Presigned S3 URL (at the installation's S3 endpoint)")
+    method: Literal["PUT", "GET"]
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Headers to send as given (they are signed)"
+    )
+    expires_in: int = Field(description="Seconds the URL stays valid")
+
+
+class ResultUploadTicket(BaseModel):
+    """``POST /results``: the new result's reference and where to PUT its bytes."""
+
+    ref: ResultRef
+    upload: ResultTransfer
+
+
+class ResultDownloadTicket(BaseModel):
+    """``POST /results/download``: where to GET a stored result's bytes."""
+
+    download: ResultTransfer
 
 
 class CacheLockRequest(_Strict):

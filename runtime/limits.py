@@ -41,6 +41,9 @@ INLINE_RESULT_MAX_BYTES = 64 * 1024
 INLINE_RESULT_DEFAULT_BYTES = 16 * 1024
 """Default of ``STRATOFLOW_INLINE_RESULT_MAX_BYTES``: larger results go to S3."""
 
+RESULT_UPLOAD_MAX_BYTES = 5 * 1024**3
+"""Largest result uploaded through the API: one S3 PUT (presigned) holds at most 5 GiB."""
+
 STATE_MAX_BYTES = 128 * 1024
 """Largest state (as JSON) accepted: a message, an inline result and details fit."""
 

@@ -3,8 +3,7 @@
 Used by the embedded default (a flow called in a plain script), by
 ``stratoflow dev``, and by the test harness.
 
-Why this exists (measured on these machines, see
-the shared reference ``local-aws-facts.md``): moto 5.x's server handles each
+Why this exists (measured on these machines, see docs/local-aws.md): moto 5.x's server handles each
 request on its own thread and takes no lock around its DynamoDB backend, so a
 conditional write is a read, a check and a write that other threads can
 interleave. 16 threads racing one conditional ``UpdateItem`` produced two or

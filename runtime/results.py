@@ -14,6 +14,12 @@
 :meth:`ResultStore.load` reverses either form; a reference whose S3 object is
 gone raises :class:`ResultNotFound` naming the URI.
 
+Through the API, result bytes never pass through Lambda (whose payloads stop at 6 MB):
+:meth:`ResultStore.presign_upload` hands the client a presigned S3 ``PUT`` URL for a new
+result's object and :meth:`ResultStore.presign_download` a presigned ``GET`` URL for a
+stored one; small results stay inline in the reference (:func:`inline_ref`) and need no
+request at all.
+
 A ``pickle`` payload is sealed with the installation's payload key (an HMAC,
 :mod:`runtime.payload_auth`) by :meth:`ResultStore.persist` and opened by
 :meth:`ResultStore.load`, which refuses (``PayloadAuthenticationError``) a
@@ -24,30 +30,37 @@ by the API, neither seal nor open anything.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from runtime.errors import ResultNotFound
-from runtime.limits import INLINE_RESULT_MAX_BYTES
+from runtime.inline_results import inline_bytes, inline_ref
+from runtime.limits import INLINE_RESULT_MAX_BYTES, RESULT_UPLOAD_MAX_BYTES
 from runtime.payload_auth import PayloadAuthenticationError, PayloadKey, needs_mac
-from runtime.serializers import SerializationError, get_serializer
+from runtime.serializers import get_serializer
 from runtime.states import ResultRef
 
 __all__ = [
+    "PRESIGNED_URL_SECONDS",
     "RESULTS_PREFIX",
+    "PresignedTransfer",
     "ResultNotFound",
     "ResultStore",
     "describe_ref",
+    "inline_bytes",
+    "inline_ref",
     "open_payload",
     "parse_s3_uri",
 ]
 
 RESULTS_PREFIX = "results/"
 """Every result object's key starts with this."""
+
+PRESIGNED_URL_SECONDS = 900
+"""How long a presigned upload or download URL stays valid (15 minutes)."""
 
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
 
@@ -85,6 +98,20 @@ def open_payload(ref: ResultRef, data: bytes, payload_key: PayloadKey | None) ->
             )
         data = payload_key.open(data, ser.name, what=describe_ref(ref))
     return ser.loads(data)
+
+
+def _content_type(serializer: str) -> str:
+    return "application/json" if serializer == "json" else "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class PresignedTransfer:
+    """A presigned S3 request: send ``method`` to ``url`` with exactly ``headers``."""
+
+    url: str
+    method: str
+    expires_in: int
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class ResultStore:
@@ -162,26 +189,80 @@ class ResultStore:
         """
         ser = get_serializer(serializer)
         if storage_key is None:
-            text: str | None
-            if ser.name == "json":
-                try:
-                    text = data.decode("utf-8")
-                except UnicodeDecodeError:
-                    text = None
-            else:
-                text = base64.b64encode(data).decode()
-            if text is not None and len(text.encode("utf-8")) <= self.inline_max_bytes:
-                return ResultRef(serializer=ser.name, inline=text, size=len(data))
+            ref = inline_ref(data, ser.name, self.inline_max_bytes)
+            if ref is not None:
+                return ref
             storage_key = result_id or str(uuid.uuid4())
         bucket, key = self._locate(storage_key)
         self.s3.put_object(
             Bucket=bucket,
             Key=key,
             Body=data,
-            ContentType="application/json" if ser.name == "json" else "application/octet-stream",
+            ContentType=_content_type(ser.name),
             Metadata={"stratoflow-serializer": ser.name},
         )
         return ResultRef(serializer=ser.name, storage_key=f"s3://{bucket}/{key}", size=len(data))
+
+    def presign_upload(
+        self,
+        *,
+        serializer: str,
+        size: int,
+        storage_key: str | None = None,
+        result_id: str | None = None,
+        expires_in: int = PRESIGNED_URL_SECONDS,
+    ) -> tuple[ResultRef, PresignedTransfer]:
+        """The reference a result of ``size`` bytes will have, and the presigned PUT storing it.
+
+        The object goes where :meth:`persist_bytes` would put a result too large for
+        inline: ``results/<storage_key>``, else ``results/<result_id>`` (the caller's id,
+        so a repeat targets the same object), else a fresh UUID. Nothing is written
+        until the client sends the bytes. ValueError for an unknown serializer or a
+        size outside ``0..RESULT_UPLOAD_MAX_BYTES``.
+        """
+        ser = get_serializer(serializer)
+        if not 0 <= size <= RESULT_UPLOAD_MAX_BYTES:
+            raise ValueError(f"size must be between 0 and {RESULT_UPLOAD_MAX_BYTES} bytes")
+        bucket, key = self._locate(storage_key or result_id or str(uuid.uuid4()))
+        headers = {
+            "Content-Type": _content_type(ser.name),
+            "x-amz-meta-stratoflow-serializer": ser.name,
+        }
+        url = self.s3.generate_presigned_url(
+            "put_object",
+            Params={
+                "Bucket": bucket,
+                "Key": key,
+                "ContentType": headers["Content-Type"],
+                "Metadata": {"stratoflow-serializer": ser.name},
+            },
+            ExpiresIn=expires_in,
+        )
+        ref = ResultRef(serializer=ser.name, storage_key=f"s3://{bucket}/{key}", size=size)
+        return ref, PresignedTransfer(url, "PUT", expires_in, headers)
+
+    def presign_download(
+        self, ref: ResultRef, *, expires_in: int = PRESIGNED_URL_SECONDS
+    ) -> PresignedTransfer:
+        """A presigned GET of the S3 object ``ref`` points at.
+
+        Raises :class:`ResultNotFound` when the object is missing (checked first, so a
+        caller learns it now rather than from the URL), ValueError for an inline
+        reference (its bytes are in the reference) or one without a storage key.
+        """
+        if ref.inline is not None or not ref.storage_key:
+            raise ValueError("only a result stored in S3 (a storage_key, no inline) is downloaded")
+        bucket, key = self._locate(ref.storage_key)
+        if not self.exists(ref.storage_key):
+            raise ResultNotFound(
+                f"result s3://{bucket}/{key} not found: it was deleted, expired by a bucket "
+                f"lifecycle rule, or written to another installation",
+                uri=f"s3://{bucket}/{key}",
+            )
+        url = self.s3.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
+        )
+        return PresignedTransfer(url, "GET", expires_in)
 
     # ------------------------------------------------------------------ read
 
@@ -203,16 +284,9 @@ class ResultStore:
         :class:`~runtime.serializers.SerializationError` when an inline pickle is
         not valid base64, and ValueError for a reference with neither form.
         """
-        ser = get_serializer(ref.serializer)
         if ref.inline is not None:
-            if ser.name == "json":
-                return ref.inline.encode("utf-8")
-            try:
-                return base64.b64decode(ref.inline.encode(), validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise SerializationError(
-                    f"the inline pickle result is not valid base64: {exc}", serializer=ser.name
-                ) from exc
+            return inline_bytes(ref)
+        get_serializer(ref.serializer)
         if not ref.storage_key:
             raise ValueError("the result reference has neither an inline value nor a storage key")
         return self.read_bytes(ref.storage_key)

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     )
 
     def backend(self) -> Literal["api", "aws", "embedded"]:
-        """Which backend the SDK and engine use (ARCHITECTURE.md, "the embedded default")."""
+        """Which backend the SDK and engine use (docs/architecture.md, "Backends")."""
         if self.api_url:
             return "api"
         if os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("STRATOFLOW_PREFIX"):

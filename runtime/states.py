@@ -9,6 +9,7 @@ A state has a *type* (what the orchestration rules reason about) and a *name*
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -26,6 +27,27 @@ from pydantic import (
 
 from runtime.limits import STATE_MESSAGE_MAX_BYTES, truncate_text
 from runtime.names import check_printable
+
+ResultLoader = Callable[["State", bool], Any]
+"""``loader(state, raise_on_failure)``: the value (or exception) a state stands for."""
+
+_result_loader: ResultLoader | None = None
+
+
+class ResultLoaderNotRegistered(RuntimeError):
+    """``State.result()`` was called in a process where the engine never registered its loader."""
+
+
+def register_result_loader(loader: ResultLoader | None) -> ResultLoader | None:
+    """Install the function ``State.result()`` delegates to; returns the previous one.
+
+    States are plain data and ``runtime.states`` imports nothing of the engine:
+    the engine (``runtime.engine``) registers its loader when it is imported, so
+    the dependency points from the engine to the states, never back.
+    """
+    global _result_loader
+    previous, _result_loader = _result_loader, loader
+    return previous
 
 
 def utcnow() -> datetime:
@@ -201,11 +223,16 @@ class State(BaseModel):
     def result(self, raise_on_failure: bool = True) -> Any:
         """The run's return value, or its exception (raised unless ``raise_on_failure=False``).
 
-        Works in another process too when the result was persisted.
+        Works in another process too when the result was persisted. The loading is
+        the engine's (see :func:`register_result_loader`): a process that never
+        imported ``runtime.engine`` (or ``sdk``) gets :class:`ResultLoaderNotRegistered`.
         """
-        from runtime.engine.results import state_result
-
-        return state_result(self, raise_on_failure=raise_on_failure)
+        if _result_loader is None:
+            raise ResultLoaderNotRegistered(
+                "State.result() needs the engine's result loader: import sdk "
+                "(or runtime.engine) in this process first"
+            )
+        return _result_loader(self, raise_on_failure)
 
     def fresh_copy(self, **updates: Any) -> State:
         """A copy with a new timestamp (and the given field updates), keeping attached data."""

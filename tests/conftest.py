@@ -13,8 +13,8 @@ Tiers (``aws_backend`` yields a :class:`Backend`):
   points at it for the duration of the test, so plain ``boto3.client(...)``
   and any subprocess that inherits the environment reach it.
 * ``external``: when ``AWS_ENDPOINT_URL`` is already set when pytest starts
-  (``make test-localstack``: LocalStack on http://localhost:4566), every tier
-  uses that endpoint and nothing is mocked.
+  (e.g. LocalStack on http://localhost:4566; a ``make test-localstack`` target is
+  planned), every tier uses that endpoint and nothing is mocked.
 
 Isolation between tests comes from names, not resets: take the ``prefix``
 fixture (``sf-1a2b3c4d``, unique per test) and derive every table, queue,

@@ -1,16 +1,15 @@
 """Persisted results (``/results``) and the task cache (``/cache``).
 
-Results travel as base64 of their serialized bytes: the API stores and returns
-bytes and never deserializes them (a pickle is only ever loaded by the client
-that asked for it). References handed in or out must point into this
-installation's results bucket.
+Result bytes never travel through the API (Lambda's payloads stop at 6 MB): the
+API hands out presigned S3 URLs, a PUT for a new result (``POST /results``) and a
+GET for a stored one (``POST /results/download``), and the client sends or fetches
+the bytes itself. The API never sees, let alone deserializes, a payload (a pickle is
+only ever loaded by the engine, once its MAC checks out). References handed in or out
+must point into this installation's results bucket, under ``results/``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -25,8 +24,10 @@ from runtime.api_schemas import (
     CacheWriteRequest,
     Deleted,
     Locked,
-    ResultPayload,
+    ResultDownloadTicket,
+    ResultTransfer,
     ResultUpload,
+    ResultUploadTicket,
     Unlocked,
 )
 from runtime.errors import InvalidInput, NotFound
@@ -50,68 +51,81 @@ class CacheRecords(BaseModel):
 
 
 def _check_bucket(storage_key: str | None, field: str) -> None:
-    """Refuse an ``s3://`` URI outside this installation's results bucket."""
+    """Refuse an ``s3://`` URI outside this installation's results (bucket and prefix)."""
     if storage_key is None or not storage_key.startswith("s3://"):
         return
-    from runtime.results import parse_s3_uri
+    from runtime.results import RESULTS_PREFIX, parse_s3_uri
 
     bucket = get_stores().results.bucket
     try:
-        named, _ = parse_s3_uri(storage_key)
+        named, key = parse_s3_uri(storage_key)
     except ValueError as exc:
         raise InvalidInput(f"{field}: {exc}", field=field) from None
     if named != bucket:
         raise InvalidInput(
             f"{field}: results live in s3://{bucket}/, not s3://{named}/", field=field
         )
+    if not key.startswith(RESULTS_PREFIX) or ".." in key.split("/"):
+        raise InvalidInput(
+            f"{field}: results live under s3://{bucket}/{RESULTS_PREFIX}, not at {key!r}",
+            field=field,
+        )
+
+
+def _as_uri(storage_key: str) -> str:
+    """The ``s3://`` URI of a storage key (a bare key lives under the bucket's ``results/``)."""
+    if storage_key.startswith("s3://"):
+        return storage_key
+    return get_stores().results.uri(storage_key)
 
 
 # ----------------------------------------------------------------------------- results
 
 
-@router.post("/results", summary="Store a result", tags=["results"])
-def persist_result(body: Annotated[ResultUpload, Body()]) -> Response[ResultRef]:
-    """201 ``ResultRef``: inline when small, else in S3 (always S3 with a ``storage_key``).
+@router.post("/results", summary="Get an upload URL for a result", tags=["results"])
+def upload_result(body: Annotated[ResultUpload, Body()]) -> Response[ResultUploadTicket]:
+    """201: the new result's ``ref`` (in S3) and a presigned ``upload`` (PUT) for its bytes.
 
-    Without a ``storage_key``, a large payload goes to ``results/<id>`` (the client's id:
-    a repeat writes the same object) or to a fresh UUID.
+    The object is ``results/<storage_key>``, else ``results/<id>`` (the client's id: a
+    repeat targets the same object), else a fresh UUID. Small results need no request:
+    the engine keeps them inline in the reference.
     """
-    try:
-        data = base64.b64decode(body.payload.encode("ascii"), validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput("body.payload: not valid base64", field="payload") from None
-    if body.serializer == "json":
-        try:
-            json.loads(data)
-        except ValueError as exc:
-            raise InvalidInput(
-                f"body.payload: not valid JSON for the json serializer: {exc}", field="payload"
-            ) from None
     if body.storage_key is not None:
-        _check_bucket(body.storage_key, "body.storage_key")
         if not body.storage_key.strip("/"):
             raise InvalidInput("body.storage_key: must not be empty", field="storage_key")
-    ref = get_stores().results.persist_bytes(
-        data, serializer=body.serializer, storage_key=body.storage_key, result_id=body.id
+        _check_bucket(_as_uri(body.storage_key), "body.storage_key")
+    ref, transfer = get_stores().results.presign_upload(
+        serializer=body.serializer,
+        size=body.size,
+        storage_key=body.storage_key,
+        result_id=body.id,
     )
-    return Response(status_code=201, content_type="application/json", body=ref)
+    ticket = ResultUploadTicket(ref=ref, upload=ResultTransfer(**vars(transfer)))
+    return Response(status_code=201, content_type="application/json", body=ticket)
 
 
-@router.post("/results/load", summary="Load a result", tags=["results"])
-def load_result(body: Annotated[ResultRef, Body()]) -> ResultPayload:
-    """The stored bytes as base64; 404 ``result_not_found`` when the S3 object is gone."""
+@router.post("/results/download", summary="Get a download URL for a result", tags=["results"])
+def download_result(body: Annotated[ResultRef, Body()]) -> ResultDownloadTicket:
+    """A presigned ``download`` (GET) of a result stored in S3.
+
+    404 ``result_not_found`` when the object is gone; 422 for an inline reference
+    (its bytes are in the reference) or one outside this installation's results.
+    """
     if body.serializer not in ("json", "pickle"):
         raise InvalidInput(
             f"body.serializer: unknown serializer {body.serializer!r}: use json or pickle",
             field="serializer",
         )
-    if body.inline is None and not body.storage_key:
+    if body.inline is not None:
         raise InvalidInput(
-            "body: a result reference needs inline or storage_key", field="storage_key"
+            "body.inline: an inline result's bytes are in the reference: nothing to download",
+            field="inline",
         )
-    _check_bucket(body.storage_key if body.inline is None else None, "body.storage_key")
-    data = get_stores().results.load_bytes(body)
-    return ResultPayload(payload=base64.b64encode(data).decode("ascii"))
+    if not body.storage_key or not body.storage_key.strip("/"):
+        raise InvalidInput("body.storage_key: a stored result needs one", field="storage_key")
+    _check_bucket(_as_uri(body.storage_key), "body.storage_key")
+    transfer = get_stores().results.presign_download(body)
+    return ResultDownloadTicket(download=ResultTransfer(**vars(transfer)))
 
 
 # ----------------------------------------------------------------------------- cache

@@ -9,7 +9,7 @@ when the flow call returns everything it did is durable.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_jsonable_python
 
@@ -18,7 +18,6 @@ from runtime.engine.cancellation import CancellationWatcher
 from runtime.engine.client import EngineClient
 from runtime.engine.context import FlowRunContext, current_flow_run, flow_run_scope
 from runtime.engine.driver import Call, Lifecycle, Sleep, drive_async, drive_sync
-from runtime.engine.flows import Flow
 from runtime.engine.inputs import resolve
 from runtime.engine.runlogs import setup_logging
 from runtime.engine.signals import (
@@ -39,6 +38,9 @@ from runtime.states import (
     TimedOut,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    from runtime.engine.flows import Flow  # annotations only: flows calls the engine
 
 logger = logging.getLogger("stratoflow.flow_runs")
 

@@ -12,6 +12,7 @@ from pydantic import ConfigDict, ValidationError, create_model
 from runtime.engine import options
 from runtime.engine.calls import bind_parameters
 from runtime.engine.exceptions import ParameterTypeError
+from runtime.engine.flow_engine import run_flow, run_flow_async
 from runtime.engine.task_runners import ThreadPoolTaskRunner
 from runtime.engine.tasks import SERIALIZERS
 from runtime.names import escape_unprintable
@@ -183,8 +184,6 @@ class Flow(Generic[P, R]):
 
         An async flow returns a coroutine to await.
         """
-        from runtime.engine.flow_engine import run_flow, run_flow_async
-
         return_state = bool(kwargs.pop("return_state", False))
         wait_for = kwargs.pop("wait_for", None)
         parameters = self.validate_parameters(bind_parameters(self.fn, args, kwargs))

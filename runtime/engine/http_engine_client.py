@@ -15,8 +15,9 @@ Every :class:`~runtime.engine.client.EngineClient` operation goes through
   set of limits polls with backoff, the others sleep until a release in this
   process wakes them; held leases are renewed in the background;
 * results: serialized here (pickles sealed with the payload key, which the API
-  never sees), sent base64 to ``POST /results``; inline results are decoded here,
-  others fetched with ``POST /results/load``, and verified here;
+  never sees); small ones stay inline in the reference, others go straight to S3
+  through the presigned URLs of ``POST /results`` and ``POST /results/download``,
+  and are verified here;
 * the cache: :class:`ApiCache`, a :class:`~runtime.engine.cache_backend.CacheBackend`
   over the cache routes.
 

@@ -18,7 +18,6 @@ lease, overwrites the same lines, writes the same object).
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -422,30 +421,55 @@ class HttpApi:
     def upload_result(
         self, payload: bytes, *, serializer: str, storage_key: str | None = None
     ) -> ResultRef:
-        """``POST /results``: store serialized bytes; inline when small, else in S3.
+        """Store serialized bytes: inline in the reference when small, else straight to S3.
 
-        The result's id is chosen here: a retry after a lost response writes the same
-        S3 object, never a second (orphaned) one.
+        A payload that fits ``STRATOFLOW_INLINE_RESULT_MAX_BYTES`` (and no ``storage_key``)
+        needs no request. Otherwise ``POST /results`` returns the reference and a presigned
+        PUT, and the bytes go to S3 directly (never through the API and its 6 MB limit).
+        The result's id is chosen here: a retry after a lost response targets the same S3
+        object, never a second (orphaned) one.
         """
+        from runtime.api_schemas import ResultUploadTicket
+        from runtime.inline_results import inline_ref
+        from runtime.settings import get_settings
+
+        if storage_key is None:
+            ref = inline_ref(payload, serializer, get_settings().inline_result_max_bytes)
+            if ref is not None:
+                return ref
         body = self._call(
             "POST",
             "/results",
             json_body={
                 "serializer": serializer,
-                "payload": base64.b64encode(payload).decode(),
+                "size": len(payload),
                 "storage_key": storage_key,
                 "id": new_id(),
             },
             idempotent=True,
         )
-        return ResultRef.model_validate(body)
+        ticket = ResultUploadTicket.model_validate(body)
+        self.transport.presigned(
+            ticket.upload.method, ticket.upload.url, ticket.upload.headers, payload
+        )
+        return ticket.ref
 
     def download_result(self, ref: ResultRef) -> bytes:
-        """``POST /results/load``: the stored bytes of a reference (ResultNotFound if gone)."""
+        """The stored bytes of a reference: inline ones decoded here, S3 ones fetched directly.
+
+        ``POST /results/download`` returns a presigned GET (404 ``result_not_found`` when
+        the object is gone: :class:`ResultNotFound`); the bytes come from S3 itself.
+        """
+        from runtime.api_schemas import ResultDownloadTicket
+        from runtime.inline_results import inline_bytes
+
+        if ref.inline is not None:
+            return inline_bytes(ref)
         body = self._call(
-            "POST", "/results/load", json_body=ref.model_dump(mode="json"), idempotent=True
+            "POST", "/results/download", json_body=ref.model_dump(mode="json"), idempotent=True
         )
-        return base64.b64decode(body["payload"])
+        download = ResultDownloadTicket.model_validate(body).download
+        return self.transport.presigned(download.method, download.url, download.headers, None)
 
     def persist_result(
         self,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -38,7 +39,10 @@ from pydantic import BaseModel
 from runtime.backoff import Backoff
 from runtime.http.errors import (
     ApiConnectionError,
+    ApiError,
     LimitExceeded,
+    ResultNotFound,
+    ServerError,
     Unauthorized,
     error_from_response,
 )
@@ -313,6 +317,58 @@ class ApiTransport:
             attempt += 1
             self._sleep(wait)
 
+    def presigned(
+        self, method: str, url: str, headers: Mapping[str, str], data: bytes | None
+    ) -> bytes:
+        """Send a presigned S3 request; the response body.
+
+        Retries connection errors, 5xx and 503 SlowDown (a PUT or GET of one key is
+        idempotent); a missing object is :class:`ResultNotFound`, another refusal an
+        :class:`ApiError` naming S3's error code.
+        """
+        backoff = Backoff(base=self.backoff, cap=self.max_backoff)
+        where = urlsplit(url)
+        what = f"{method} {where.scheme}://{where.netloc}{where.path}"
+        attempt = 0
+        while True:
+            try:
+                response = self._pool.request(
+                    method, url, body=data, headers=dict(headers), redirect=False, retries=False
+                )
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                if attempt >= self.retries:
+                    raise ApiConnectionError(
+                        0,
+                        "connection_error",
+                        f"{what}: no response after {attempt + 1} attempt(s): {exc}",
+                    ) from exc
+            else:
+                if response.status < 300:
+                    return bytes(response.data)
+                code = _s3_error_code(response.data)
+                if response.status == 404 or code == "NoSuchKey":
+                    raise ResultNotFound(
+                        404,
+                        "result_not_found",
+                        f"result {where.path.lstrip('/')} not found in S3 ({code or 404})",
+                    )
+                if (response.status < 500 and response.status != 429) or (attempt >= self.retries):
+                    cls = ServerError if response.status >= 500 else ApiError
+                    raise cls(
+                        response.status,
+                        "s3_error",
+                        f"{what}: S3 answered {response.status} {code or ''}".rstrip(),
+                        {"code": code} if code else None,
+                    )
+            backoff.sleep(attempt, sleep=self._sleep)
+            attempt += 1
+
     def close(self) -> None:
         """Close pooled connections."""
         self._pool.clear()
+
+
+def _s3_error_code(body: bytes) -> str | None:
+    """The ``<Code>`` of an S3 XML error body, if any."""
+    match = re.search(rb"<Code>([^<]{1,64})</Code>", body or b"")
+    return match.group(1).decode("ascii", "replace") if match else None

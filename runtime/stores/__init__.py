@@ -94,6 +94,8 @@ class Stores:
             retention_days = get_settings().retention_days
         session = session or aws_session()
         resource_specs = specs(prefix, results_bucket)
+        from botocore.config import Config
+
         config = client_config()
         with _explained():
             if provision_resources:
@@ -101,7 +103,9 @@ class Stores:
             ddb = session.client("dynamodb", config=config, endpoint_url=endpoint_url)
         db = Dynamo(ddb, serialize_requests=serialize_requests)
         with _explained():
-            s3 = session.client("s3", config=config, endpoint_url=endpoint_url)
+            # SigV4 for the presigned result URLs too (botocore may presign S3 with SigV2)
+            s3_config = config.merge(Config(signature_version="s3v4"))
+            s3 = session.client("s3", config=s3_config, endpoint_url=endpoint_url)
         return cls(
             specs=resource_specs,
             db=db,

@@ -213,6 +213,12 @@ def dev(
     Prints the environment to export in other shells; Ctrl-C or SIGTERM stops
     everything (and saves the state with --state-dir).
     """
+    from runtime.engine.backend import EmbeddedBackendUnavailable, import_local_aws
+
+    try:  # moto's server and werkzeug (the local API) come with the `local` extra
+        import_local_aws("stratoflow dev", alternatives="")
+    except EmbeddedBackendUnavailable as exc:
+        fail(str(exc))
     from handlers.deps import set_stores
     from runtime.localaws import LockedMotoServer, MotoStateError, MotoStateFile
 

@@ -412,6 +412,25 @@ def test_results(client: StratoflowClient, stores: Stores) -> None:
     assert isinstance(info.value, errors.NotFound)
 
 
+def test_a_result_larger_than_a_lambda_payload_goes_straight_to_s3(
+    client: StratoflowClient, stores: Stores
+) -> None:
+    """7 MiB: more than a Lambda invocation carries (6 MB), so it cannot cross the API."""
+    value = bytes(range(256)) * (7 * 1024 * 1024 // 256)
+    ref = client.persist_result(value, serializer="pickle")
+    assert ref.storage_key and ref.size > 7 * 1024 * 1024  # sealed: a MAC more
+    assert client.load_result(ref) == value
+    assert stores.results.load(ref, payload_key=load_payload_key()) == value
+
+
+def test_a_small_result_needs_no_request() -> None:
+    """Inline results are encoded by the client: nothing listens at this URL."""
+    offline = make_client("http://127.0.0.1:9")
+    ref = offline.upload_result(b'{"x": 1}', serializer="json")
+    assert (ref.inline, ref.storage_key, ref.size) == ('{"x": 1}', None, 8)
+    assert offline.download_result(ref) == b'{"x": 1}'
+
+
 # ----------------------------------------------------------------------------- cache
 
 

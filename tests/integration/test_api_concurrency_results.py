@@ -21,6 +21,7 @@ import pytest
 from runtime.payload_auth import PayloadAuthenticationError, PayloadKey
 from runtime.states import ResultRef
 from runtime.stores import Stores
+from tests.conftest import Backend
 from tests.integration.http_calls import call
 
 
@@ -171,63 +172,105 @@ def test_renew_and_release(api: str, stores: Stores) -> None:
 # ============================================================================ results
 
 
-def test_json_result_inline_round_trip(api: str) -> None:
+def s3_send(transfer: dict[str, Any], data: bytes | None = None) -> tuple[int, bytes]:
+    """Send a presigned request as a client does: straight to S3, not through the API."""
+    request = urllib.request.Request(
+        transfer["url"], data=data, method=transfer["method"], headers=transfer["headers"]
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def upload(api: str, data: bytes, **fields: Any) -> dict[str, Any]:
+    """``POST /results`` then the presigned PUT; the new result's reference."""
+    status, ticket = call(api, "POST", "/results", {"size": len(data), **fields})
+    assert status == 201, ticket
+    assert s3_send(ticket["upload"], data)[0] == 200
+    ref: dict[str, Any] = ticket["ref"]
+    return ref
+
+
+def download(api: str, ref: dict[str, Any]) -> bytes:
+    """``POST /results/download`` then the presigned GET; the stored bytes."""
+    status, ticket = call(api, "POST", "/results/download", ref)
+    assert status == 200, ticket
+    status, data = s3_send(ticket["download"])
+    assert status == 200
+    return data
+
+
+def test_results_travel_through_presigned_s3_urls_at_the_configured_endpoint(
+    api: str, stores: Stores, aws_backend: Backend
+) -> None:
     data = json.dumps({"rows": [1, 2, 3]}).encode()
-    status, ref = call(api, "POST", "/results", {"serializer": "json", "payload": b64(data)})
+    status, ticket = call(api, "POST", "/results", {"serializer": "json", "size": len(data)})
     assert status == 201
-    assert ref["inline"] == data.decode() and ref["storage_key"] is None
-    assert ref["size"] == len(data)
-    status, loaded = call(api, "POST", "/results/load", ref)
-    assert status == 200 and base64.b64decode(loaded["payload"]) == data
-
-
-def test_pickle_result_inline_is_never_unpickled_by_the_api(api: str) -> None:
-    data = pickle.dumps({"a": {1, 2}})
-    status, ref = call(api, "POST", "/results", {"serializer": "pickle", "payload": b64(data)})
-    assert status == 201 and ref["inline"] == b64(data)
-    assert base64.b64decode(call(api, "POST", "/results/load", ref)[1]["payload"]) == data
-    # bytes that are no pickle at all are stored and returned as they are
-    junk = b"\x80\x05not really a pickle"
-    _, ref = call(api, "POST", "/results", {"serializer": "pickle", "payload": b64(junk)})
-    assert base64.b64decode(call(api, "POST", "/results/load", ref)[1]["payload"]) == junk
-
-
-def test_large_result_goes_to_s3(api: str, stores: Stores) -> None:
-    data = json.dumps(["x" * 100] * 400).encode()  # > 16 KiB inline limit
-    status, ref = call(api, "POST", "/results", {"serializer": "json", "payload": b64(data)})
-    assert status == 201 and ref["inline"] is None
+    ref, put = ticket["ref"], ticket["upload"]
     bucket = stores.specs.results.name
-    assert ref["storage_key"].startswith(f"s3://{bucket}/results/")
-    assert stores.results.exists(ref["storage_key"])
-    status, loaded = call(api, "POST", "/results/load", ref)
-    assert status == 200 and base64.b64decode(loaded["payload"]) == data
-    assert stores.results.load_bytes(stores.results.persist_bytes(data, serializer="json")) == data
+    assert ref["storage_key"].startswith(f"s3://{bucket}/results/") and ref["inline"] is None
+    assert ref["size"] == len(data)
+    # the URL is presigned for the installation's S3 endpoint: here the moto server on loopback
+    assert aws_backend.endpoint_url is not None
+    assert put["url"].startswith(f"{aws_backend.endpoint_url}/{bucket}/results/")
+    assert urllib.parse.urlsplit(put["url"]).hostname == "127.0.0.1"
+    assert put["method"] == "PUT" and put["expires_in"] == 900
+    assert put["headers"] == {
+        "Content-Type": "application/json",
+        "x-amz-meta-stratoflow-serializer": "json",
+    }
+    assert "X-Amz-Signature=" in put["url"]  # SigV4 query authentication
+    assert not stores.results.exists(ref["storage_key"])  # nothing written before the PUT
+    assert s3_send(put, data)[0] == 200
+    assert stores.results.load_bytes(ResultRef.model_validate(ref)) == data
+
+    status, ticket = call(api, "POST", "/results/download", ref)
+    assert status == 200
+    get = ticket["download"]
+    assert get["method"] == "GET" and get["url"].startswith(f"{aws_backend.endpoint_url}/")
+    assert s3_send(get) == (200, data)
+
+
+def test_a_result_larger_than_a_lambda_payload_round_trips(api: str) -> None:
+    data = bytes(range(256)) * (7 * 1024 * 1024 // 256)  # 7 MiB: more than Lambda's 6 MB
+    ref = upload(api, data, serializer="pickle")
+    assert ref["size"] == len(data)
+    assert download(api, ref) == data
+
+
+def test_a_client_chosen_id_names_the_object(api: str, stores: Stores) -> None:
+    result_id = "0b7c6f1e-5a43-4c1e-9a3e-2f1d0c9b8a71"
+    body = {"serializer": "json", "size": 1, "id": result_id}
+    first = call(api, "POST", "/results", body)[1]["ref"]
+    again = call(api, "POST", "/results", body)[1]["ref"]  # a retry: the same object
+    assert first == again
+    assert first["storage_key"] == f"s3://{stores.specs.results.name}/results/{result_id}"
+
+
+def test_pickle_bytes_are_never_unpickled_by_the_api(api: str) -> None:
+    junk = b"\x80\x05not really a pickle"  # stored and returned as they are
+    assert download(api, upload(api, junk, serializer="pickle")) == junk
 
 
 def test_storage_key_result_goes_to_s3(api: str, stores: Stores) -> None:
     key = PayloadKey.from_text("k" * 64)
     data = key.seal(pickle.dumps(42))  # as the engine uploads it
-    status, ref = call(
-        api,
-        "POST",
-        "/results",
-        {"serializer": "pickle", "payload": b64(data), "storage_key": "reports/answer.pkl"},
-    )
-    assert status == 201
+    ref = upload(api, data, serializer="pickle", storage_key="reports/answer.pkl")
     assert ref["storage_key"] == f"s3://{stores.specs.results.name}/results/reports/answer.pkl"
     assert stores.results.load(ResultRef.model_validate(ref), payload_key=key) == 42
-    assert base64.b64decode(call(api, "POST", "/results/load", ref)[1]["payload"]) == data
+    assert download(api, ref) == data
 
 
 def test_a_pickle_uploaded_without_the_key_is_never_unpickled(api: str, stores: Stores) -> None:
     """Anyone may upload bytes; a pickle without the engine's MAC is refused when loaded."""
     key = PayloadKey.from_text("k" * 64)
-    for storage_key in (None, "reports/forged.pkl"):  # inline, and in S3
-        body = {"serializer": "pickle", "payload": b64(pickle.dumps(42))}
+    for storage_key in (None, "reports/forged.pkl"):
+        fields: dict[str, Any] = {"serializer": "pickle"}
         if storage_key:
-            body["storage_key"] = storage_key
-        status, ref = call(api, "POST", "/results", body)
-        assert status == 201
+            fields["storage_key"] = storage_key
+        ref = upload(api, pickle.dumps(42), **fields)
         with pytest.raises(PayloadAuthenticationError, match="failed authentication"):
             stores.results.load(ResultRef.model_validate(ref), payload_key=key)
         with pytest.raises(PayloadAuthenticationError, match="without the payload key"):
@@ -240,23 +283,24 @@ def test_missing_s3_result_is_404(api: str, stores: Stores) -> None:
         "storage_key": f"s3://{stores.specs.results.name}/results/gone",
         "size": 3,
     }
-    status, err = call(api, "POST", "/results/load", ref)
+    status, err = call(api, "POST", "/results/download", ref)
     assert status == 404 and err["error"]["type"] == "result_not_found"
+    assert "results/gone" in err["error"]["message"]
 
 
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"serializer": "json", "payload": "%%%"}, "body.payload"),
-        ({"serializer": "json", "payload": b64(b"{not json")}, "body.payload"),
-        ({"serializer": "xml", "payload": b64(b"1")}, "body.serializer"),
-        ({"payload": b64(b"1")}, "body.serializer"),
-        ({"serializer": "json"}, "body.payload"),
-        (
-            {"serializer": "json", "payload": b64(b"1"), "storage_key": "s3://elsewhere/k"},
-            "body.storage_key",
-        ),
-        ({"serializer": "json", "payload": b64(b"1"), "storage_key": "/"}, "body.storage_key"),
+        ({"serializer": "xml", "size": 1}, "body.serializer"),
+        ({"size": 1}, "body.serializer"),
+        ({"serializer": "json"}, "body.size"),
+        ({"serializer": "json", "size": -1}, "body.size"),
+        ({"serializer": "json", "size": 5 * 1024**3 + 1}, "body.size"),
+        ({"serializer": "json", "size": "many"}, "body.size"),
+        ({"serializer": "json", "size": 1, "payload": b64(b"1")}, "body.payload"),
+        ({"serializer": "json", "size": 1, "id": "../x"}, "body.id"),
+        ({"serializer": "json", "size": 1, "storage_key": "s3://elsewhere/k"}, "body.storage_key"),
+        ({"serializer": "json", "size": 1, "storage_key": "/"}, "body.storage_key"),
     ],
 )
 def test_bad_result_upload_is_422(api: str, body: dict[str, Any], field: str) -> None:
@@ -265,19 +309,36 @@ def test_bad_result_upload_is_422(api: str, body: dict[str, Any], field: str) ->
     assert field in err["error"]["message"]
 
 
+def test_an_upload_url_outside_the_results_prefix_is_refused(api: str, stores: Stores) -> None:
+    bucket = stores.specs.results.name
+    for key in (f"s3://{bucket}/other/x", f"s3://{bucket}/results/../other/x"):
+        body = {"serializer": "json", "size": 1, "storage_key": key}
+        status, err = call(api, "POST", "/results", body)
+        assert status == 422 and "body.storage_key" in err["error"]["message"], err
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"serializer": "json"}, "body"),
-        ({"serializer": "yaml", "inline": "1"}, "body.serializer"),
+        ({"serializer": "json"}, "body.storage_key"),
+        ({"serializer": "yaml", "storage_key": "results/x"}, "body.serializer"),
         ({"serializer": "json", "storage_key": "s3://other-bucket/results/x"}, "body.storage_key"),
-        ({"serializer": "json", "inline": "1", "extra": 1}, "body.extra"),
+        ({"serializer": "json", "inline": "1"}, "body.inline"),
+        ({"serializer": "json", "storage_key": "results/x", "extra": 1}, "body.extra"),
     ],
 )
-def test_bad_result_load_is_422(api: str, body: dict[str, Any], field: str) -> None:
-    status, err = call(api, "POST", "/results/load", body)
+def test_bad_result_download_is_422(api: str, body: dict[str, Any], field: str) -> None:
+    status, err = call(api, "POST", "/results/download", body)
     assert status == 422, err
     assert field in err["error"]["message"]
+
+
+def test_a_download_outside_the_results_prefix_is_refused(api: str, stores: Stores) -> None:
+    bucket = stores.specs.results.name
+    stores.results.s3.put_object(Bucket=bucket, Key="other/x", Body=b"1")
+    body = {"serializer": "json", "storage_key": f"s3://{bucket}/other/x"}
+    status, err = call(api, "POST", "/results/download", body)
+    assert status == 422 and "body.storage_key" in err["error"]["message"], err
 
 
 # ============================================================================ cache

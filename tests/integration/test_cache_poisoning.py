@@ -11,6 +11,7 @@ task run's logs.
 from __future__ import annotations
 
 import base64
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -137,13 +138,24 @@ def test_a_poisoned_cache_record_is_refused_reported_and_recomputed(
 def test_a_forged_result_reference_raises_instead_of_running_code(
     api: str, engine: EngineClient, tmp_path: Path
 ) -> None:
-    """A pickle uploaded through POST /results (inline or in S3) is refused by state.result()."""
+    """A pickle uploaded through POST /results (to S3) or forged inline is refused by
+    state.result()."""
     marker = tmp_path / "the-result-payload-ran"
     payload = cloudpickle.dumps(CreatesAFile(marker))
+    inline = {"serializer": "pickle", "inline": base64.b64encode(payload).decode()}
+    refs = [inline]
     for extra in ({}, {"storage_key": "reports/forged.pkl"}):
-        body = {"serializer": "pickle", "payload": base64.b64encode(payload).decode(), **extra}
-        status, ref = call(api, "POST", "/results", body)
+        body = {"serializer": "pickle", "size": len(payload), **extra}
+        status, ticket = call(api, "POST", "/results", body)
         assert status == 201
+        upload = ticket["upload"]
+        put = urllib.request.Request(
+            upload["url"], data=payload, method="PUT", headers=upload["headers"]
+        )
+        with urllib.request.urlopen(put, timeout=60) as response:  # straight to S3
+            assert response.status == 200
+        refs.append(ticket["ref"])
+    for ref in refs:
         state = Completed()
         state.details.result = ResultRef.model_validate(ref)  # as a record read from the API
         with pytest.raises(PayloadAuthenticationError, match="failed authentication"):
