@@ -249,7 +249,10 @@ def set_flow_run_state(id: RunId, body: Annotated[SetStateRequest, Body()]) -> O
     """200 for ACCEPT and WAIT; 409 ``transition_rejected`` (with the current state) otherwise."""
     request = body
     _check_size(request.state, "body.state", MAX_STATE_JSON_BYTES)
-    result = get_stores().runs.set_state("flow_run", id, request.state, force=request.force)
+    runs, expected = get_stores().runs, request.expected_version
+    result = runs.set_state(
+        "flow_run", id, request.state, force=request.force, expected_version=expected
+    )
     return _orchestrated(result)
 
 
@@ -377,7 +380,10 @@ def set_task_run_state(id: RunId, body: Annotated[SetStateRequest, Body()]) -> O
     """200 for ACCEPT and WAIT; 409 ``transition_rejected`` (with the current state) otherwise."""
     request = body
     _check_size(request.state, "body.state", MAX_STATE_JSON_BYTES)
-    result = get_stores().runs.set_state("task_run", id, request.state, force=request.force)
+    runs, expected = get_stores().runs, request.expected_version
+    result = runs.set_state(
+        "task_run", id, request.state, force=request.force, expected_version=expected
+    )
     return _orchestrated(result)
 
 

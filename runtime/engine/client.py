@@ -54,11 +54,24 @@ class EngineClient(ABC):
     def read_flow_run(self, run_id: str) -> FlowRun:
         """Read a flow run."""
 
+    def start_flow_run(self, request: FlowRunCreate) -> tuple[FlowRun, bool]:
+        """Create a flow run, RUNNING at once where the rules allow; True if it started."""
+        return self.create_flow_run(request), False
+
     @abstractmethod
     def set_flow_run_state(
-        self, run_id: str, state: State, *, force: bool = False
+        self,
+        run_id: str,
+        state: State,
+        *,
+        force: bool = False,
+        expected_version: int | None = None,
     ) -> OrchestrationResult:
-        """Propose a flow-run state (one conditional write when accepted)."""
+        """Propose a flow-run state (one conditional write when accepted).
+
+        ``expected_version``: the ``state_version`` the caller last wrote, so that the
+        backend need not read the run before its conditional write.
+        """
 
     def read_flow_run_state(self, run_id: str) -> State:
         """The flow run's current state (read often while it runs: keep it cheap)."""
@@ -72,6 +85,10 @@ class EngineClient(ABC):
     @abstractmethod
     def flush(self) -> None:
         """Make every queued task-run record and log line durable."""
+
+    def flush_task_runs(self) -> None:
+        """Make every queued task-run record durable (log lines may still wait)."""
+        self.flush()
 
     # -- logs ---------------------------------------------------------------------------
     @abstractmethod
@@ -321,6 +338,9 @@ class BufferedEngineClient(EngineClient):
         self._recorder.flush()
         self._logs.flush()
 
+    def flush_task_runs(self) -> None:
+        self._recorder.flush()
+
     def emit_log(self, record: LogRecord) -> None:
         self._logs.emit(record)
 
@@ -389,6 +409,13 @@ class DirectEngineClient(BufferedEngineClient):
             self._known_flows.add(run.flow_name)
         return run
 
+    def start_flow_run(self, request: FlowRunCreate) -> tuple[FlowRun, bool]:
+        run, started = self.stores.runs.start_flow_run(request)
+        if run.flow_name not in self._known_flows:  # once per flow and process
+            self.stores.registry.ensure_flow(run.flow_name)
+            self._known_flows.add(run.flow_name)
+        return run, started
+
     def read_flow_run(self, run_id: str) -> FlowRun:
         return self.stores.runs.read_flow_run(run_id)  # type: ignore[no-any-return]
 
@@ -406,10 +433,15 @@ class DirectEngineClient(BufferedEngineClient):
         return State(type=StateType(item["state_type"]), name=item["state_name"])
 
     def set_flow_run_state(
-        self, run_id: str, state: State, *, force: bool = False
+        self,
+        run_id: str,
+        state: State,
+        *,
+        force: bool = False,
+        expected_version: int | None = None,
     ) -> OrchestrationResult:
         return self.stores.runs.set_state(  # type: ignore[no-any-return]
-            "flow_run", run_id, state, force=force
+            "flow_run", run_id, state, force=force, expected_version=expected_version
         )
 
     # -- task runs and limits ----------------------------------------------------------
