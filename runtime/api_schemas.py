@@ -27,6 +27,12 @@ class SetStateRequest(_Strict):
 
     state: State
     force: bool = False
+    expected_version: int | None = Field(
+        default=None,
+        ge=0,
+        description="The state_version the caller last wrote: lets the API skip reading the "
+        "run first when it wrote that version itself (the write is conditional either way)",
+    )
 
 
 class TaskRunRecord(_Strict):

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol, TextIO, runtime_checkable
 
+from runtime.backoff import Backoff
 from runtime.log_ids import new_log_id
 from runtime.models import LogRecord
 from runtime.stores.dynamo import Item
@@ -57,8 +58,9 @@ class LogShipper:
     ``emit`` is thread-safe and cheap (it only queues). At most ``max_pending``
     lines wait in memory; beyond that new lines are dropped and the loss reported,
     so a store that is down cannot exhaust the process's memory. A write is tried
-    ``max_attempts`` times, sleeping ``backoff``, ``2 * backoff``, ... (at most
-    5 s) in between. Reports go to ``stream`` (default: ``sys.stderr`` at the time
+    ``max_attempts`` times, with a :class:`~runtime.backoff.Backoff` in between
+    (full jitter under a ceiling of ``backoff``, ``2 * backoff``, ... at most
+    5 s). Reports go to ``stream`` (default: ``sys.stderr`` at the time
     of the report). The shipper closes itself at interpreter exit, flushing what
     is left.
     """
@@ -87,6 +89,7 @@ class LogShipper:
         self.interval = interval
         self.max_attempts = max_attempts
         self.backoff = backoff
+        self._backoff = Backoff(base=backoff, cap=5.0)
         self.max_pending = max_pending
         self._stream = stream
         self._cond = threading.Condition()
@@ -291,7 +294,7 @@ class LogShipper:
                         f"after {attempt} failed write attempt(s): {exc!r}"
                     )
                     return 0
-                time.sleep(min(5.0, self.backoff * 2 ** (attempt - 1)))
+                self._backoff.sleep(attempt - 1, sleep=time.sleep)
         return 0  # pragma: no cover - the loop always returns
 
 

@@ -213,7 +213,13 @@ def set_flow_run_state(id: RunId, body: Annotated[SetStateRequest, Body()]) -> O
     request = body
     _check_size(request.state, "body.state", MAX_STATE_JSON_BYTES)
     return flow_runs.set_run_state(
-        get_stores(), "flow_run", id, request.state, force=request.force, raise_on_reject=True
+        get_stores(),
+        "flow_run",
+        id,
+        request.state,
+        force=request.force,
+        expected_version=request.expected_version,
+        raise_on_reject=True,
     )
 
 
@@ -338,7 +344,13 @@ def set_task_run_state(id: RunId, body: Annotated[SetStateRequest, Body()]) -> O
     request = body
     _check_size(request.state, "body.state", MAX_STATE_JSON_BYTES)
     return flow_runs.set_run_state(
-        get_stores(), "task_run", id, request.state, force=request.force, raise_on_reject=True
+        get_stores(),
+        "task_run",
+        id,
+        request.state,
+        force=request.force,
+        expected_version=request.expected_version,
+        raise_on_reject=True,
     )
 
 

@@ -5,19 +5,37 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import ctypes
-import functools
 import inspect
 import os
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
+_SIGNATURES: weakref.WeakKeyDictionary[Callable[..., Any], inspect.Signature] = (
+    weakref.WeakKeyDictionary()
+)
+_SIGNATURES_LOCK = threading.Lock()
 
-@functools.lru_cache(maxsize=4096)
+
 def signature_of(fn: Callable[..., Any]) -> inspect.Signature:
-    """``inspect.signature(fn)``, computed once per function (it is on every call's path)."""
-    return inspect.signature(fn)
+    """``inspect.signature(fn)``, computed once per function (it is on every call's path).
+
+    Cached by a weak reference to ``fn``: a function defined inside a flow (and what
+    its closure holds: results, exceptions with their tracebacks and the engines in
+    them) is released with the function, not kept for the life of the process.
+    Callables that take no weak reference are not cached.
+    """
+    try:
+        cached = _SIGNATURES.get(fn)
+    except TypeError:  # not weakly referenceable
+        return inspect.signature(fn)
+    if cached is None:
+        cached = inspect.signature(fn)
+        with _SIGNATURES_LOCK:
+            _SIGNATURES[fn] = cached
+    return cached
 
 
 def bind_parameters(

@@ -61,11 +61,24 @@ class EngineClient(ABC):
     def read_flow_run(self, run_id: str) -> FlowRun:
         """Read a flow run."""
 
+    def start_flow_run(self, request: FlowRunCreate) -> tuple[FlowRun, bool]:
+        """Create a flow run, RUNNING at once where the rules allow; True if it started."""
+        return self.create_flow_run(request), False
+
     @abstractmethod
     def set_flow_run_state(
-        self, run_id: str, state: State, *, force: bool = False
+        self,
+        run_id: str,
+        state: State,
+        *,
+        force: bool = False,
+        expected_version: int | None = None,
     ) -> OrchestrationResult:
-        """Propose a flow-run state (one conditional write when accepted)."""
+        """Propose a flow-run state (one conditional write when accepted).
+
+        ``expected_version``: the ``state_version`` the caller last wrote, so that the
+        backend need not read the run before its conditional write.
+        """
 
     def read_flow_run_state(self, run_id: str) -> State:
         """The flow run's current state (read often while it runs: keep it cheap)."""
@@ -79,6 +92,10 @@ class EngineClient(ABC):
     @abstractmethod
     def flush(self) -> None:
         """Make every queued task-run record and log line durable."""
+
+    def flush_task_runs(self) -> None:
+        """Make every queued task-run record durable (log lines may still wait)."""
+        self.flush()
 
     # -- logs ---------------------------------------------------------------------------
     @abstractmethod
@@ -328,6 +345,9 @@ class BufferedEngineClient(EngineClient):
         self._recorder.flush()
         self._logs.flush()
 
+    def flush_task_runs(self) -> None:
+        self._recorder.flush()
+
     def emit_log(self, record: LogRecord) -> None:
         self._logs.emit(record)
 
@@ -397,6 +417,9 @@ class DirectEngineClient(BufferedEngineClient):
         )
         return run
 
+    def start_flow_run(self, request: FlowRunCreate) -> tuple[FlowRun, bool]:
+        return flow_runs.start_flow_run(self.stores, request, known_flows=self._known_flows)
+
     def read_flow_run(self, run_id: str) -> FlowRun:
         return self.stores.runs.read_flow_run(run_id)
 
@@ -414,9 +437,16 @@ class DirectEngineClient(BufferedEngineClient):
         return State(type=StateType(item["state_type"]), name=item["state_name"])
 
     def set_flow_run_state(
-        self, run_id: str, state: State, *, force: bool = False
+        self,
+        run_id: str,
+        state: State,
+        *,
+        force: bool = False,
+        expected_version: int | None = None,
     ) -> OrchestrationResult:
-        return flow_runs.set_run_state(self.stores, "flow_run", run_id, state, force=force)
+        return flow_runs.set_run_state(
+            self.stores, "flow_run", run_id, state, force=force, expected_version=expected_version
+        )
 
     # -- task runs and limits ----------------------------------------------------------
     def _write_task_runs(self, batch: list[tuple[TaskRun, list[State]]]) -> None:

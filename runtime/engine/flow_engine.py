@@ -77,6 +77,8 @@ class FlowRunEngine:
         """True once a final state was proposed: nothing is proposed after it."""
         self._cancel_requested: State | None = None
         self._watcher: CancellationWatcher | None = None
+        self._started = False
+        """True when the run was created RUNNING (its first attempt needs no proposal)."""
 
     # ------------------------------------------------------------------ helpers
 
@@ -90,7 +92,9 @@ class FlowRunEngine:
 
     def _propose(self, state: State, *, force: bool = False) -> tuple[bool, State, float]:
         assert self.flow_run is not None
-        result = self.client.set_flow_run_state(self.flow_run.id, state, force=force)
+        result = self.client.set_flow_run_state(
+            self.flow_run.id, state, force=force, expected_version=self.flow_run.state_version
+        )
         self._refusal = None if result.accepted else result.reason
         if result.accepted:
             self.flow_run = self.flow_run.model_copy(
@@ -145,7 +149,10 @@ class FlowRunEngine:
             ),
             state=Pending(),
         )
-        self.flow_run = self.client.create_flow_run(request)
+        if self.wait_for:  # its upstreams are resolved while it is Pending
+            self.flow_run = self.client.create_flow_run(request)
+        else:  # one request: created and started, where the rules allow
+            self.flow_run, self._started = self.client.start_flow_run(request)
         logger.info(
             "Created flow run %r for flow %r", self.flow_run.name, flow.name, extra=self._extra()
         )
@@ -170,6 +177,8 @@ class FlowRunEngine:
         flow = self.flow
         assert self.flow_run is not None
         if self.parent is not None:
+            if self._started:  # the mirror gets the Pending state its child was created in
+                self._mirror_in_parent(Pending())
             self._mirror_in_parent(self.flow_run.state)
         try:
             for item in self.wait_for:
@@ -177,7 +186,11 @@ class FlowRunEngine:
         except Exception as exc:
             return self._end(Failed(message=str(exc)).with_data(exc))
         while True:
-            accepted, state, delay = self._propose(Running())
+            if self._started:
+                self._started = False
+                accepted, state, delay = True, self.flow_run.state, 0.0
+            else:
+                accepted, state, delay = self._propose(Running())
             if not accepted:
                 if delay > 0:
                     yield Sleep(delay)
@@ -240,7 +253,8 @@ class FlowRunEngine:
                 proposed = Completed()
                 proposed.details.result = result
                 proposed.with_data(value)
-            self.client.flush()  # a store failing here crashes the run (see lifecycle())
+            # task runs are durable before the final state (log lines are shipped once, after)
+            self.client.flush_task_runs()  # a store failing here crashes the run (lifecycle())
             accepted, state, _ = self._propose(proposed)
             if accepted and state.type is StateType.SCHEDULED:
                 logger.info(

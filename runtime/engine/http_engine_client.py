@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from runtime.backoff import Backoff
 from runtime.engine.client import BufferedEngineClient, PayloadKeyHolder
 from runtime.errors import NotFound
 from runtime.http.client import HttpApi
@@ -152,16 +153,14 @@ class ApiCache:
     def wait_for(self, key: str, timeout: float, poll: float = 0.05) -> CacheRecord | None:
         """The holder's record once written; None after ``min(timeout, probe)`` without one."""
         deadline = time.monotonic() + max(0.0, min(timeout, self.probe))
-        delay = poll
-        while True:
-            record = self.read(key)
-            if record is not None:
-                return record
+        backoff, attempt = Backoff(base=poll, cap=max(poll, self.max_poll)), 0
+        while (record := self.read(key)) is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 2, self.max_poll)
+            backoff.sleep(attempt, sleep=time.sleep, limit=remaining)
+            attempt += 1
+        return record
 
     def list(self, task_key: str | None = None, limit: int = 100, **_: Any) -> list[CacheRecord]:
         """Live cache records, newest first (of ``task_key``, or all)."""
@@ -230,9 +229,16 @@ class ApiEngineClient(BufferedEngineClient):
         return self.api.read_flow_run(run_id)
 
     def set_flow_run_state(
-        self, run_id: str, state: State, *, force: bool = False
+        self,
+        run_id: str,
+        state: State,
+        *,
+        force: bool = False,
+        expected_version: int | None = None,
     ) -> OrchestrationResult:
-        return self.api.set_flow_run_state(run_id, state, force=force)
+        return self.api.set_flow_run_state(
+            run_id, state, force=force, expected_version=expected_version
+        )
 
     # -- task runs and limits ----------------------------------------------------------
     def _write_task_runs(self, batch: list[tuple[TaskRun, list[State]]]) -> None:

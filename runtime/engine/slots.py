@@ -11,12 +11,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from runtime.backoff import Backoff
 from runtime.errors import NotFound
 from runtime.models import Lease
 
 POLL_START = 0.02
 POLL_MAX = 0.5
-"""A waiting task polls for slots freed by other processes every 20 ms, backing off to 0.5 s."""
+"""A waiting task polls for slots freed by other processes after a jittered backoff whose
+ceiling starts at 20 ms and doubles up to 0.5 s (:class:`runtime.backoff.Backoff`)."""
+POLL_BACKOFF = Backoff(base=POLL_START, cap=POLL_MAX)
 IDLE_WAIT = 5.0
 """Waiters that are not the poller re-check this often even if never woken (a safety net)."""
 
@@ -58,7 +61,7 @@ class SlotWaiter:
         self, names: list[str], *, holder: str, on_wait: Callable[[], None] | None = None
     ) -> Lease:
         """Block until a lease on every named limit is held (see the class docstring)."""
-        delay = POLL_START
+        polls = 0
         waited = polling = False
         key = frozenset(names)
         condition: threading.Condition | None = None
@@ -86,9 +89,10 @@ class SlotWaiter:
                         self._pollers.add(key)
                         polling = True
                     if self._releases.get(key, 0) == seen:
-                        condition.wait(timeout=delay if polling else IDLE_WAIT)
+                        wait = POLL_BACKOFF.delay(polls) if polling else IDLE_WAIT
+                        condition.wait(timeout=wait)
                 if polling:
-                    delay = min(delay * 2, POLL_MAX)
+                    polls += 1
         finally:
             if polling and condition is not None:
                 with self._lock:

@@ -68,13 +68,19 @@ def _resolve_delays(
 
 
 def source_fingerprint(fn: Callable[..., Any]) -> str:
-    """A stable fingerprint of a function's source (its bytecode when no source exists)."""
+    """The task's source fingerprint: :func:`runtime.cache_policies.task_source_hash`.
+
+    One fingerprint for the task key and ``TASK_SOURCE``: the source text, or for a
+    function without one (a REPL, ``exec``) its bytecode, names and constants, so
+    two such tasks differing only in a constant never share a key. A callable with
+    neither source nor code object (a C function) is fingerprinted by its repr.
+    """
+    from runtime.cache_policies import CacheKeyError, task_source_hash
+
     try:
-        text = inspect.getsource(fn)
-    except (OSError, TypeError):
-        code = getattr(fn, "__code__", None)
-        text = repr(code.co_code if code else fn)
-    return hashlib.sha256(text.encode()).hexdigest()
+        return task_source_hash(fn)
+    except CacheKeyError:
+        return hashlib.sha256(b"repr:" + repr(fn).encode()).hexdigest()
 
 
 class Task(Generic[P, R]):

@@ -186,7 +186,13 @@ class HttpApi:
         return _page(FlowRun, self._call("GET", "/flow_runs", query=_listify(query)))
 
     def set_flow_run_state(
-        self, flow_run_id: str, state: State, force: bool = False, *, raise_on_reject: bool = False
+        self,
+        flow_run_id: str,
+        state: State,
+        force: bool = False,
+        *,
+        raise_on_reject: bool = False,
+        expected_version: int | None = None,
     ) -> OrchestrationResult:
         """``POST /flow_runs/{id}/set_state``: what the rules did.
 
@@ -194,7 +200,9 @@ class HttpApi:
         REJECT or ABORT and the run's current state, as the engine needs; pass
         ``raise_on_reject=True`` to get :class:`TransitionRejected` instead.
         """
-        return self._set_state("flow_run", flow_run_id, state, force, raise_on_reject)
+        return self._set_state(
+            "flow_run", flow_run_id, state, force, raise_on_reject, expected_version
+        )
 
     def cancel_flow_run(
         self, flow_run_id: str, *, raise_on_reject: bool = False
@@ -597,14 +605,21 @@ class HttpApi:
             return self._call("GET", f"{path}/{segment(chosen_id)}")
 
     def _set_state(
-        self, kind: str, run_id: str, state: State, force: bool, raise_on_reject: bool
+        self,
+        kind: str,
+        run_id: str,
+        state: State,
+        force: bool,
+        raise_on_reject: bool,
+        expected_version: int | None = None,
     ) -> OrchestrationResult:
         doc, tid = _state_body(state)
         path = f"/{kind}s/{segment(run_id)}/set_state"
+        request: dict[str, Any] = {"state": doc, "force": force}
+        if expected_version is not None:
+            request["expected_version"] = expected_version
         try:
-            body = self._call(
-                "POST", path, json_body={"state": doc, "force": force}, idempotent=True
-            )
+            body = self._call("POST", path, json_body=request, idempotent=True)
         except TransitionRejected as exc:
             current = exc.state
             if current is not None and current.details.transition_id == tid:

@@ -58,13 +58,35 @@ def create_flow_run(
     if check_references:
         check_flow_run_references(stores, request)
     run, created = stores.runs.create_flow_run_once(request)
+    _record_flow(stores, run.flow_name, created, known_flows)
+    return run, created
+
+
+def start_flow_run(
+    stores: Stores, request: FlowRunCreate, *, known_flows: set[str] | None = None
+) -> tuple[FlowRun, bool]:
+    """Create a locally called flow run already RUNNING, where the rules allow, and record its flow.
+
+    One conditional put instead of a create and a transition (``RunStore.start_flow_run``
+    says when it applies: no deployment, no idempotency key, requested PENDING, and the
+    flow rules accept PENDING -> RUNNING); otherwise the run is created as requested.
+    Returns ``(run, started)``. References are not checked: only the engine calls
+    this, and its subflow's parent task run may still be buffered. ``known_flows`` as
+    for :func:`create_flow_run`.
+    """
+    run, started = stores.runs.start_flow_run(request)
+    _record_flow(stores, run.flow_name, True, known_flows)
+    return run, started
+
+
+def _record_flow(stores: Stores, name: str, created: bool, known_flows: set[str] | None) -> None:
+    """Record flow ``name`` when a run was created, or once per process with ``known_flows``."""
     if known_flows is None:
         if created:
-            stores.registry.ensure_flow(run.flow_name)
-    elif run.flow_name not in known_flows:
-        stores.registry.ensure_flow(run.flow_name)
-        known_flows.add(run.flow_name)
-    return run, created
+            stores.registry.ensure_flow(name)
+    elif name not in known_flows:
+        stores.registry.ensure_flow(name)
+        known_flows.add(name)
 
 
 def set_run_state(
@@ -74,15 +96,19 @@ def set_run_state(
     state: State,
     *,
     force: bool = False,
+    expected_version: int | None = None,
     raise_on_reject: bool = False,
 ) -> OrchestrationResult:
     """Propose ``state`` for a flow or task run: what the orchestration rules decided.
 
-    One conditional write when accepted. A refusal comes back as the REJECT or
-    ABORT result (with the run's current state), or, with ``raise_on_reject``, as
-    TransitionRejected.
+    One conditional write when accepted; with ``expected_version`` (the version the
+    caller holds) no read before it when this store holds that version. A refusal
+    comes back as the REJECT or ABORT result (with the run's current state), or, with
+    ``raise_on_reject``, as TransitionRejected.
     """
-    result = stores.runs.set_state(kind, run_id, state, force=force)
+    result = stores.runs.set_state(
+        kind, run_id, state, force=force, expected_version=expected_version
+    )
     return raise_if_refused(result) if raise_on_reject else result
 
 

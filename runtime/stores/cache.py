@@ -71,6 +71,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
+from runtime.backoff import Backoff
 from runtime.errors import CacheKeyLocked, CacheLockLost
 from runtime.models import CacheRecord, LockAttempt, Page
 from runtime.resources import TableSpec
@@ -264,14 +265,17 @@ class CacheStore:
     ) -> CacheRecord | None:
         """Wait for the lock holder's record; None when the caller should try the lock again.
 
-        Polls with consistent reads, every ``poll`` seconds at first, doubling up
-        to ``max_poll``. Returns the record as soon as a live one is there;
+        Polls with consistent reads after a backoff with full jitter
+        (:class:`~runtime.backoff.Backoff`) whose ceiling starts at ``poll`` seconds
+        and doubles up to ``max_poll``: a waiter averages at most a few reads a
+        second, fewer the longer it waits. Returns the record as soon as a live one is there;
         returns None when the key has no live lock any more (the holder gave up
         or its lease expired: take the lock with :meth:`try_lock` and compute)
         or after ``timeout`` seconds.
         """
         deadline = time.monotonic() + max(timeout, 0.0)
-        delay = poll
+        backoff = Backoff(base=poll, cap=max(max_poll, poll))
+        attempt = 0
         while True:
             item = self.db.get(self.table.name, {"cache_key": key})
             state = self._state(item, _ts(None))
@@ -283,8 +287,8 @@ class CacheStore:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 2, max(max_poll, poll))
+            backoff.sleep(attempt, sleep=time.sleep, limit=remaining)
+            attempt += 1
 
     # ------------------------------------------------------------------ admin
 

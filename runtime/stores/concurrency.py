@@ -15,12 +15,14 @@ releasing early frees nothing, which is what a rate limit means.
 
 from __future__ import annotations
 
+import time
 import uuid
 import zlib
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from runtime.backoff import Backoff
 from runtime.errors import AlreadyExists, Conflict, InvalidInput, LimitExceeded, NotFound
 from runtime.models import ConcurrencyLimit, ConcurrencyLimitCreate, Lease
 from runtime.resources import TableSpec
@@ -38,6 +40,9 @@ TTL_GRACE = timedelta(hours=1)
 """DynamoDB TTL deletes a lease item this long after it expires: the sweep comes first."""
 
 MAX_ATTEMPTS = 10
+
+CONFLICT_BACKOFF = Backoff(base=0.01, cap=0.5)
+"""The wait before ``acquire`` tries again after a transaction conflict or a resized limit."""
 
 
 def _limit_key(name: str) -> dict[str, str]:
@@ -211,6 +216,7 @@ class ConcurrencyStore:
         chosen = lease_id is not None
         lease_id = lease_id if lease_id is not None else str(uuid.uuid4())
         swept = False
+        retries = 0
         for _ in range(MAX_ATTEMPTS):
             moment = now or utcnow()
             limits = {n: self._known.get(n) or self._limit_item(n) for n in wanted}
@@ -302,7 +308,9 @@ class ConcurrencyStore:
                         continue
                 if full:
                     return None
-                # the limit changed size, or a transaction conflict: read again and retry
+                # the limit changed size, or a transaction conflict: back off, read, retry
+                CONFLICT_BACKOFF.sleep(retries, sleep=time.sleep)
+                retries += 1
         raise Conflict(f"could not acquire {wanted}: limits kept changing")
 
     def _limit_item(self, name: str) -> Item:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,12 +23,26 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from runtime.errors import ItemTooLarge
+from runtime.backoff import Backoff
+from runtime.errors import ItemTooLarge, StratoflowError
 
 _ser = TypeSerializer()
 _deser = TypeDeserializer()
 
 Item = dict[str, Any]
+
+UNPROCESSED_BACKOFF = Backoff(base=0.05, cap=2.0)
+"""How ``BatchWriteItem`` leftovers are retried (AWS: exponential backoff with jitter)."""
+
+MAX_BATCH_ATTEMPTS = 10
+"""Requests per ``BatchWriteItem`` chunk before the leftovers are given up on (an error)."""
+
+
+class Unprocessed(StratoflowError):
+    """DynamoDB kept returning some items of a batch as unprocessed (throttling): retry later."""
+
+    status_code = 503
+    error_type = "unprocessed_items"
 
 
 class ConditionFailed(Exception):
@@ -135,8 +150,18 @@ def _raise_unavailable(exc: Exception, client: Any, table: str | None) -> None:
 class Dynamo:
     """The DynamoDB client every store uses, with optional request serialization."""
 
-    def __init__(self, client: Any, *, serialize_requests: bool = False) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        serialize_requests: bool = False,
+        backoff: Backoff = UNPROCESSED_BACKOFF,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.client = client
+        self.backoff = backoff
+        """The wait between retries of a batch's unprocessed items."""
+        self.sleep = sleep
         self._lock: AbstractContextManager[Any] = (
             threading.RLock() if serialize_requests else nullcontext()
         )
@@ -338,15 +363,34 @@ class Dynamo:
             kwargs["ExclusiveStartKey"] = last
 
     def batch_write(self, table: str, items: Sequence[Mapping[str, Any]]) -> None:
-        """Put many items, 25 per request, retrying unprocessed ones."""
+        """Put many items, 25 per request, retrying unprocessed ones with backoff.
+
+        DynamoDB returns the items it could not write (throttling) as
+        ``UnprocessedItems``; they are sent again after an exponential backoff with
+        full jitter (:attr:`backoff`), as AWS asks. After :data:`MAX_BATCH_ATTEMPTS`
+        requests for one chunk, :class:`Unprocessed` names how many are left (the
+        puts are idempotent: sending the batch again later is safe).
+        """
         for start in range(0, len(items), 25):
             requests: list[dict[str, Any]] = [
                 {"PutRequest": {"Item": serialize(i)}} for i in items[start : start + 25]
             ]
             pending: dict[str, Any] = {table: requests}
-            while pending:
+            for attempt in range(MAX_BATCH_ATTEMPTS):
+                if attempt:
+                    self.backoff.sleep(attempt - 1, sleep=self.sleep)
                 try:
                     out = self._call("batch_write_item", RequestItems=pending)
                 except ClientError as exc:
                     raise item_size_error(exc) or exc from None
                 pending = out.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+            else:
+                left = sum(len(v) for v in pending.values())
+                raise Unprocessed(
+                    f"DynamoDB left {left} item(s) of a batch unprocessed after "
+                    f"{MAX_BATCH_ATTEMPTS} requests (throttled); nothing is lost by sending "
+                    "the batch again",
+                    unprocessed=left,
+                )

@@ -18,10 +18,11 @@ import json
 import time
 import uuid
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar, overload
 
+from runtime.backoff import Backoff
 from runtime.errors import (
     AlreadyExists,
     Conflict,
@@ -60,6 +61,7 @@ from runtime.states import (
     Cancelled,
     Cancelling,
     Pending,
+    Running,
     State,
     StateType,
     utcnow,
@@ -72,6 +74,7 @@ from runtime.stores.dynamo import (
     epoch,
     iso,
 )
+from runtime.stores.held import HeldItems
 from runtime.stores.paging import SCAN_BUDGET, Listing, batch_get, read_page
 
 RunKind = Literal["flow_run", "task_run"]
@@ -108,6 +111,10 @@ def kind_shards(kind: str) -> tuple[str, ...]:
 def state_shards(kind: str, state_type: StateType) -> tuple[str, ...]:
     """Every ``by_state`` partition of ``kind`` in ``state_type`` (``flow_run#RUNNING#0`` ...)."""
     return tuple(f"{kind}#{state_type.value}#{n}" for n in range(SHARDS[kind]))
+
+
+CONFLICT_BACKOFF = Backoff(base=0.02, cap=0.5)
+"""The wait before a cancelled record transaction is sent again."""
 
 
 def idempotency_scope(request: RunCreateBase) -> str:
@@ -228,6 +235,8 @@ class RunStore:
         self.db = db
         self.table = table
         self.retention_days = retention_days
+        self.held = HeldItems()
+        """Flow-run items as this store last wrote them (see :mod:`runtime.stores.held`)."""
 
     # ------------------------------------------------------------------ items
 
@@ -363,8 +372,8 @@ class RunStore:
                 olds = failed.items + [None] * (len(ops) - len(failed.items))
             if "ConditionalCheckFailed" not in reasons:
                 if "TransactionConflict" in reasons and conflicts + 1 < MAX_CONFLICT_ATTEMPTS:
+                    CONFLICT_BACKOFF.sleep(conflicts, sleep=time.sleep)
                     conflicts += 1
-                    time.sleep(0.01 * 2**conflicts)
                     continue
                 ids = [i["id"] for i in pending]
                 raise TransactionConflict(
@@ -750,6 +759,7 @@ class RunStore:
         *,
         force: bool = ...,
         now: datetime | None = ...,
+        expected_version: int | None = ...,
     ) -> OrchestrationResult: ...
     @overload
     def set_state(
@@ -760,6 +770,7 @@ class RunStore:
         *,
         force: bool = ...,
         now: datetime | None = ...,
+        expected_version: int | None = ...,
     ) -> OrchestrationResult: ...
 
     def set_state(
@@ -770,36 +781,19 @@ class RunStore:
         *,
         force: bool = False,
         now: datetime | None = None,
+        expected_version: int | None = None,
     ) -> OrchestrationResult:
         """Propose ``state`` for a run: the rules decide, one conditional write persists it.
 
-        The write is conditioned on the version read; if another party changed the
-        run in between, the rules run again on the run as it is now, so a lost race
-        comes back as a rejection naming the current state.
+        ``expected_version`` is the ``state_version`` the caller holds (the engine
+        knows the version of every state it wrote): when this store wrote that very
+        version itself, the rules run on what it wrote and the conditional write is
+        the only request. Otherwise the run is read first. Either way the write is
+        conditioned on the version the rules saw; a lost race returns the run as it
+        is now (``ALL_OLD``) and the rules run again on it, so a lost race comes
+        back as a rejection naming the current state.
         """
-        item = self.db.get(self.table.name, {"id": run_id})
-        if item is None or item["kind"] != kind:
-            label = "flow run" if kind == "flow_run" else "task run"
-            raise NotFound(f"{label} {run_id} not found", id=run_id)
-        for _ in range(MAX_TRANSITION_ATTEMPTS):
-            run = self.from_item(item)
-            result, written, parent_check = self._decide(run, state, force, now)
-            if written is None:
-                return result
-            try:
-                self._write_transition(
-                    run,
-                    written,
-                    item.get("history"),
-                    parent_check,
-                    int(item.get("history_dropped", 0)),
-                )
-                return result
-            except ConditionFailed as lost:
-                item = lost.current or self.db.get(self.table.name, {"id": run_id})
-                if item is None:
-                    raise NotFound(f"run {run_id} was deleted", id=run_id) from None
-        raise Conflict(f"run {run_id} kept changing; gave up after {MAX_TRANSITION_ATTEMPTS} tries")
+        return self._transition(kind, run_id, lambda run: state, force, now, expected_version)
 
     def cancel_flow_run(self, run_id: str, *, now: datetime | None = None) -> OrchestrationResult:
         """Cancel a flow run through the rules: Cancelled if it has not started, else Cancelling.
@@ -811,27 +805,94 @@ class RunStore:
         again on every attempt, so a run claimed in between gets Cancelling, never
         Cancelled under its process.
         """
-        item = self.db.get(self.table.name, {"id": run_id})
-        if item is None or item["kind"] != "flow_run":
-            raise NotFound(f"flow run {run_id} not found", id=run_id)
+
+        def target(run: FlowRun | TaskRun) -> State:
+            if run.state.type in (StateType.RUNNING, StateType.CANCELLING):
+                return Cancelling(message="Cancellation requested.")
+            return Cancelled(message="Cancelled on request.")
+
+        return self._transition("flow_run", run_id, target, False, now, None)
+
+    def start_flow_run(
+        self, request: FlowRunCreate, *, now: datetime | None = None
+    ) -> tuple[FlowRun, bool]:
+        """Create a flow run already RUNNING when the rules let a new run start at once.
+
+        One conditional ``PutItem`` instead of a creation and a transition: the run
+        is built PENDING exactly as :meth:`create_flow_run` builds it, the flow
+        policy decides PENDING -> RUNNING on it, and the item is written with both
+        states in its history (``state_version`` 1). True says it started. A run that
+        may not skip its claim is created as requested instead (False): a deployment
+        run (its worker claims it), a request with another initial state or with an
+        idempotency key (a repeat must return the first run as it is), or a run the
+        rules do not let start.
+        """
+        eligible = (
+            request.deployment_id is None
+            and request.idempotency_key is None
+            and (request.state is None or request.state.type is StateType.PENDING)
+        )
+        if not eligible:
+            return self.create_flow_run(request), False
+        moment = now or utcnow()
+        fields = request.model_dump(exclude={"id", "name", "state", "idempotency_key"})
+        run_id, pending = self._identity("flow_run", request)
+        run = FlowRun(id=run_id, name=request.name or generate_name(), **fields)
+        run.state = pending
+        run.created = run.updated = moment
+        _, started = apply_transition(run, Running(), now=moment)
+        if started is None:
+            return self.create_flow_run(request), False
+        item = self.to_item(started, [pending, started.state])
+        try:
+            self.db.put(self.table.name, item, condition="attribute_not_exists(id)")
+        except ConditionFailed:
+            raise AlreadyExists(f"a run with id {run_id} already exists", id=run_id) from None
+        self.held.keep(item)
+        return started, True
+
+    def _transition(
+        self,
+        kind: RunKind,
+        run_id: str,
+        propose: Callable[[FlowRun | TaskRun], State],
+        force: bool,
+        now: datetime | None,
+        expected_version: int | None,
+    ) -> OrchestrationResult:
+        """The one transition loop: decide on the run as known, write, re-decide on a loss.
+
+        The run as known is the snapshot this store wrote at ``expected_version``
+        (no read), else a consistent read. ``propose`` picks the state to propose
+        from the run (it may depend on the run's state, as a cancellation does).
+        """
+        item = self.held.get(run_id, expected_version) if expected_version is not None else None
+        if item is None:
+            item = self.db.get(self.table.name, {"id": run_id})
+        if item is None or item["kind"] != kind:
+            label = "flow run" if kind == "flow_run" else "task run"
+            raise NotFound(f"{label} {run_id} not found", id=run_id)
         for _ in range(MAX_TRANSITION_ATTEMPTS):
             run = self.from_item(item)
-            if run.state.type in (StateType.RUNNING, StateType.CANCELLING):
-                proposed = Cancelling(message="Cancellation requested.")
-            else:
-                proposed = Cancelled(message="Cancelled on request.")
-            result, written, _ = self._decide(run, proposed, False, now)
+            result, written, parent_check = self._decide(run, propose(run), force, now)
             if written is None:
                 return result
             try:
-                self._write_transition(
-                    run, written, item.get("history"), None, int(item.get("history_dropped", 0))
+                new_item = self._write_transition(
+                    run,
+                    written,
+                    item.get("history"),
+                    parent_check,
+                    int(item.get("history_dropped", 0)),
                 )
-                return result
             except ConditionFailed as lost:
+                self.held.forget(run_id)
                 item = lost.current or self.db.get(self.table.name, {"id": run_id})
                 if item is None:
                     raise NotFound(f"run {run_id} was deleted", id=run_id) from None
+                continue
+            self.held.keep(new_item)
+            return result
         raise Conflict(f"run {run_id} kept changing; gave up after {MAX_TRANSITION_ATTEMPTS} tries")
 
     def _decide(
@@ -869,7 +930,7 @@ class RunStore:
         history: list[str] | None = None,
         parent_check: tuple[str, int] | None = None,
         history_dropped: int = 0,
-    ) -> None:
+    ) -> Item:
         """Persist an accepted transition: one UpdateItem conditioned on ``state_version``.
 
         The new state is appended to the history, which is then fitted to the item's
@@ -877,6 +938,7 @@ class RunStore:
         ``history_dropped`` counts the others): an item stays under 400 KB. With
         ``parent_check`` the update is a transaction that also checks the parent flow
         run's version, so a task never starts on a flow-run state that just changed.
+        Returns the run's item as written.
         """
         entries = [*(history if history is not None else []), history_entry(new.state)]
         item = self.to_item(
@@ -906,7 +968,7 @@ class RunStore:
                 values=values,
                 return_new=False,
             )
-            return
+            return item
         parent_id, parent_version = parent_check
         try:
             self.db.transact(
@@ -934,9 +996,11 @@ class RunStore:
         except TransactionFailed as failed:
             # either side changed: read the task run again and let the rules decide again
             raise ConditionFailed(failed.items[0] if failed.items else None) from None
+        return item
 
     def delete_run(self, run_id: str) -> None:
         """Delete a run record (no-op when absent)."""
+        self.held.forget(run_id)
         self.db.delete(self.table.name, {"id": run_id})
 
 

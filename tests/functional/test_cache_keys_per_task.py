@@ -91,3 +91,40 @@ def test_a_cache_key_fn_shares_an_entry_across_tasks_on_purpose(
     assert built.details.cache_key == rebuilt.details.cache_key == "daily-report-7"
     assert rebuilt.name == "Cached" and rebuilt.result() == "report 7"
     assert computed == ["build"]
+
+
+def _repl_task(constant: int) -> Any:
+    """A task whose function has no source file (as typed in a REPL): only its code object."""
+    namespace: dict[str, Any] = {}
+    code = compile(f"def scale(x):\n    return x * {constant}\n", "<stdin>", "exec")
+    exec(code, namespace)
+    return task(cache_policy=TASK_SOURCE)(namespace["scale"])
+
+
+def test_repl_tasks_differing_only_in_a_constant_get_different_keys(
+    engine: DirectEngineClient,
+) -> None:
+    double, triple = _repl_task(2), _repl_task(3)
+    assert double.source_fingerprint != triple.source_fingerprint
+    assert double.task_key != triple.task_key
+
+    @flow
+    def scale_both() -> list[int]:
+        return [double(5), triple(5)]
+
+    assert scale_both() == [10, 15]  # the second is not the first one's cached value
+    keys = {r.key for r in engine.stores.cache.list()}
+    assert len(keys) == 2
+
+
+def test_a_task_fingerprint_is_the_cache_policies_source_hash() -> None:
+    from runtime.cache_policies import task_source_hash
+
+    double = _repl_task(2)
+    assert double.source_fingerprint == task_source_hash(double.fn)
+
+    @task
+    def with_source(x: int) -> int:
+        return x
+
+    assert with_source.source_fingerprint == task_source_hash(with_source.fn)

@@ -833,3 +833,32 @@ def test_a_body_that_is_not_json_is_415_not_500(api: str, flow_name: str) -> Non
     except urllib.error.HTTPError as exc:
         assert exc.code == 415
         assert json.loads(exc.read())["error"]["type"] == "unsupported_media_type"
+
+
+def test_set_state_takes_the_version_the_caller_holds(
+    api: str, flow_name: str, stores: Stores
+) -> None:
+    """``expected_version`` lets the API skip its read when it wrote that version; stale is fine."""
+    from runtime.stores.metrics import RequestCounter
+
+    run = new_flow_run(api, flow_name)
+    path = f"/flow_runs/{run['id']}/set_state"
+    running = call(api, "POST", path, {"state": state("RUNNING", "Running"), "expected_version": 0})
+    assert running.status == 200 and running.body["state_version"] == 1, running.body
+
+    counter = RequestCounter().attach(stores.db.client)
+    before = counter.snapshot()
+    done = call(
+        api, "POST", path, {"state": state("COMPLETED", "Completed"), "expected_version": 1}
+    )
+    assert done.status == 200 and done.body["state_version"] == 2, done.body
+    assert dict(counter.snapshot() - before) == {"dynamodb.UpdateItem": 1}  # no read first
+
+    # a version the caller holds that is no longer current: the rules decide on the run as is
+    stale = call(api, "POST", path, {"state": state("RUNNING", "Running"), "expected_version": 0})
+    assert "terminal" in stale.error(409, "transition_rejected")["message"]
+    err = call(
+        api, "POST", path, {"state": state("RUNNING", "Running"), "expected_version": -1}
+    ).error(422)
+    assert "body.expected_version" in err["message"]
+    assert call(api, "GET", f"/flow_runs/{run['id']}").body["state_version"] == 2
