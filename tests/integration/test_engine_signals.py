@@ -36,14 +36,20 @@ SCRIPT = textwrap.dedent(
 
     from sdk import flow, task
 
+    def started(i: int) -> None:
+        # one write: print() writes the text and the newline separately, so two
+        # tasks starting at once could interleave into "STARTED 1STARTED 2"
+        sys.stdout.write(f"STARTED {i}\\n")
+        sys.stdout.flush()
+
     @task(tags=["sigterm"])
     def long(i: int) -> None:
-        print(f"STARTED {i}", flush=True)
+        started(i)
         time.sleep(300)
 
     @task(tags=["sigterm"])
     async def along(i: int) -> None:
-        print(f"STARTED {i}", flush=True)
+        started(i)
         await asyncio.sleep(300)
 
     @flow(name="terminated-async")
