@@ -41,6 +41,10 @@ TTL_GRACE = timedelta(hours=1)
 
 MAX_ATTEMPTS = 10
 
+SWEEP_INTERVAL = timedelta(seconds=1)
+"""A full ``acquire`` sweeps expired leases at most this often per store (by its clock): the
+sweep queries every lease shard, and waiters poll a full limit many times a second."""
+
 CONFLICT_BACKOFF = Backoff(base=0.01, cap=0.5)
 """The wait before ``acquire`` tries again after a transaction conflict or a resized limit."""
 
@@ -105,6 +109,8 @@ class ConcurrencyStore:
         # Limit sizes last seen: acquire conditions on the size it assumes, so a stale
         # one costs a failed condition (which returns the item as it is), never a wrong grant.
         self._known: dict[str, Item] = {}
+        # when a full acquire last swept expired leases (see SWEEP_INTERVAL)
+        self._last_sweep: datetime | None = None
 
     # ------------------------------------------------------------------ limits
 
@@ -302,7 +308,7 @@ class ConcurrencyStore:
                     and old.get("limit") == limits[name]["limit"]
                     for name, code, old in zip(wanted, failed.reasons, failed.items, strict=False)
                 )
-                if full and not swept:
+                if full and not swept and self._sweep_due(moment):
                     swept = True
                     if self.sweep(now=moment):
                         continue
@@ -433,6 +439,14 @@ class ConcurrencyStore:
                 values={":t": f"lease#{shard}", ":now": moment},
             )
         ]
+
+    def _sweep_due(self, moment: datetime) -> bool:
+        """True (and ``moment`` noted) when this store's last full-limit sweep is old enough."""
+        last = self._last_sweep
+        if last is not None and timedelta(0) <= moment - last < SWEEP_INTERVAL:
+            return False
+        self._last_sweep = moment
+        return True
 
     def sweep(self, now: datetime | None = None) -> int:
         """Reclaim every expired lease; returns how many this call reclaimed.
