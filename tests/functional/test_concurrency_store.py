@@ -467,3 +467,25 @@ def test_racing_repeats_of_one_lease_id_hold_one_slot(stores: Stores) -> None:
     assert len(got) == 16 and all(lease is not None and lease.id == LEASE_ID for lease in got)
     assert len({lease.expires_at for lease in got if lease}) == 1
     assert active(stores, "tag:race") == 1
+
+
+def test_waiters_polling_a_full_limit_do_not_sweep_every_lease_shard_each_time(
+    stores: Stores,
+) -> None:
+    # A full acquire sweeps expired leases, which queries every lease shard: at most
+    # once a second per store, since waiters on a full limit poll many times a second
+    # (sweeping on each poll made a 2 s hand-off of 20 tasks under a limit of 2 take 6 s).
+    from runtime.stores.metrics import RequestCounter
+
+    make(stores, "tag:full", 1)
+    take(stores, ["tag:full"], 1, seconds=60)
+    counter = RequestCounter().attach(stores.db.client)
+    moment = T0 + timedelta(seconds=1)
+    for poll in range(10):  # ten polls within 0.9 s
+        at = moment + timedelta(milliseconds=100 * poll)
+        assert stores.concurrency.acquire(["tag:full"], 1, now=at) is None
+    queries = counter.counts["dynamodb.Query"]
+    assert 0 < queries <= 8, counter.counts  # one sweep: one query per lease shard
+    # a second later the next full acquire sweeps again
+    assert stores.concurrency.acquire(["tag:full"], 1, now=moment + timedelta(seconds=2)) is None
+    assert counter.counts["dynamodb.Query"] > queries
