@@ -13,7 +13,7 @@ from runtime.engine import options
 from runtime.engine.calls import bind_parameters
 from runtime.engine.exceptions import ParameterTypeError
 from runtime.engine.flow_engine import run_flow, run_flow_async
-from runtime.engine.task_runners import ThreadPoolTaskRunner
+from runtime.engine.task_runners import TaskRunner, ThreadPoolTaskRunner
 from runtime.engine.tasks import SERIALIZERS
 from runtime.names import escape_unprintable
 from runtime.states import State
@@ -22,13 +22,13 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _task_runner(value: Any) -> ThreadPoolTaskRunner:
+def _task_runner(value: Any) -> TaskRunner:
     """The flow's task runner: an instance, a class to instantiate, or the default."""
     if value is None:
         return ThreadPoolTaskRunner()
-    if isinstance(value, type) and issubclass(value, ThreadPoolTaskRunner):
+    if isinstance(value, type) and issubclass(value, TaskRunner):
         return value()
-    if isinstance(value, ThreadPoolTaskRunner):
+    if isinstance(value, TaskRunner):
         return value
     raise TypeError(
         "Expected a task runner for 'task_runner' (for example "
@@ -47,7 +47,7 @@ class Flow(Generic[P, R]):
         flow_run_name: str | Callable[[], str] | None = None,
         retries: int | None = None,
         retry_delay_seconds: float | None = None,
-        task_runner: ThreadPoolTaskRunner | None = None,
+        task_runner: TaskRunner | None = None,
         description: str | None = None,
         timeout_seconds: float | None = None,
         validate_parameters: bool = True,

@@ -323,6 +323,7 @@ class Task(Generic[P, R]):
         """Run the task concurrently on the flow's task runner; returns a future."""
 
         from runtime.engine.context import current_flow_run
+        from runtime.engine.process_pool import run_submitted
 
         if kwargs.pop("return_state", False):
             raise TypeError("submit() returns a future; use future.state for the state")
@@ -338,7 +339,9 @@ class Task(Generic[P, R]):
             if not inner.set_running_or_notify_cancel():
                 return
             try:
-                inner.set_result(self._run(parameters, wait_for, future, task_run_id))
+                inner.set_result(
+                    run_submitted(executor, self, parameters, wait_for, future, task_run_id)
+                )
             except BaseException as exc:
                 inner.set_exception(exc)
 
