@@ -125,7 +125,8 @@ class _Tracked:
                 return
             self.run, self.history = run, history
             self.client.record_task_run(run, history)
-            if self.future is not None:
+            if self.future is not None:  # downstream errors and reprs name the run
+                self.future.name = run.name
                 self.future._set_live_state(run.state)
 
     def end(self, state: State) -> State:

@@ -166,6 +166,7 @@ def test_retries_cache_and_upstream_futures_behave_as_with_threads(
         downstream = add.submit(bad, 1)
         tolerant = describe.submit(allow_failure(bad))
         finished = [f.result() for f in as_completed([total, one, again])]
+        wait([downstream, tolerant])
         return {
             "total": total.result(),
             "cached": (one.result(), again.result(), again.state.name),
@@ -187,7 +188,7 @@ def test_retries_cache_and_upstream_futures_behave_as_with_threads(
     by_name = {r.name: r for r in task_runs(fast_engine, run.id)}
     assert by_name["flaky-0"].run_count == 2
     history = [s.name for s in fast_engine.stores.runs.read_state_history(by_name["flaky-0"].id)]
-    assert history == ["Pending", "Running", "Retrying", "Running", "Completed"]
+    assert history == ["Pending", "Running", "AwaitingRetry", "Retrying", "Completed"]
     assert by_name["add-0"].task_inputs == {"a": [by_name["flaky-0"].id]}
     assert by_name["cached-1"].state.name == "Cached"
     assert by_name["cached-1"].task_inputs == {"wait_for": [by_name["cached-0"].id]}
