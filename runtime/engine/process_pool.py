@@ -63,7 +63,7 @@ ABANDON_GRACE_SECONDS = 10.0
 ended by that flow run (Cancelled or Crashed) before it is ended Crashed itself."""
 
 
-class _JobPickler(cloudpickle.Pickler):
+class _JobPickler(cloudpickle.Pickler):  # type: ignore[misc]
     """cloudpickle, with every :class:`PrefectFuture` sent as the final state it reached."""
 
     def reducer_override(self, obj: Any) -> Any:
@@ -351,8 +351,8 @@ class ProcessTaskExecutor(ThreadPoolExecutor):
             with self._tracked_lock:
                 self._tracked.pop(task_run_id, None)
 
-    def _flow(self, flow_ctx: FlowRunContext) -> Any:
-        """The flow, for the worker's run context (None when it cannot be pickled)."""
+    def _flow(self, flow_ctx: FlowRunContext) -> bytes:
+        """The flow pickled once, for the workers' run context (None if it cannot be)."""
         if self._flow_bytes is None:
             try:
                 self._flow_bytes = cloudpickle.dumps(flow_ctx.flow)
@@ -370,7 +370,6 @@ class ProcessTaskExecutor(ThreadPoolExecutor):
         dynamic_key: str,
     ) -> State:
         try:
-            flow = cloudpickle.loads(self._flow(flow_ctx))
             payload = dumps_job(
                 Job(
                     task=task,
@@ -380,7 +379,7 @@ class ProcessTaskExecutor(ThreadPoolExecutor):
                     dynamic_key=dynamic_key,
                     flow_run=flow_ctx.flow_run,
                     flow_parameters=flow_ctx.parameters,
-                    flow=flow,
+                    flow=self._flow(flow_ctx),
                     log_prints=flow_ctx.log_prints,
                 )
             )

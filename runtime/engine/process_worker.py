@@ -290,7 +290,8 @@ class Job:
     dynamic_key: str
     flow_run: FlowRun
     flow_parameters: dict[str, Any]
-    flow: Any
+    flow: bytes
+    """The flow, cloudpickled once per flow run (``None`` pickled when it cannot be)."""
     log_prints: bool
 
 
@@ -323,6 +324,17 @@ def _reporting_client() -> ReportingClient:
         return _client
 
 
+_last_flow: tuple[bytes, Any] | None = None
+
+
+def _flow(pickled: bytes) -> Any:
+    """The job's flow, unpickled once per flow run (jobs of one flow run carry the same)."""
+    global _last_flow
+    if _last_flow is None or _last_flow[0] != pickled:
+        _last_flow = (pickled, cloudpickle.loads(pickled))
+    return _last_flow[1]
+
+
 def run_job(payload: bytes) -> bytes:
     """Run one task run in this worker; returns its final state and last snapshot, pickled.
 
@@ -333,7 +345,7 @@ def run_job(payload: bytes) -> bytes:
     client = _reporting_client()
     executor = ThreadPoolExecutor(thread_name_prefix="stratoflow-task")
     ctx = WorkerFlowRunContext(
-        flow=job.flow,
+        flow=_flow(job.flow),
         flow_run=job.flow_run,
         parameters=job.flow_parameters,
         client=client,
@@ -351,7 +363,8 @@ def run_job(payload: bytes) -> bytes:
         client.flush()  # run logs are durable before the flow's process hears the end
     snapshot = client.last.pop(job.task_run_id, None)
     try:
-        return cloudpickle.dumps((state, snapshot, None))
+        sent: bytes = cloudpickle.dumps((state, snapshot, None))
+        return sent
     except Exception as exc:
         bare = State.model_validate_json(state.model_dump_json())  # without its value
         problem = (
@@ -359,4 +372,5 @@ def run_job(payload: bytes) -> bytes:
             f"{job.task_run_id} cannot be sent back from its worker process: "
             f"{type(exc).__name__}: {exc}"
         )
-        return cloudpickle.dumps((bare, snapshot, problem))
+        stripped: bytes = cloudpickle.dumps((bare, snapshot, problem))
+        return stripped

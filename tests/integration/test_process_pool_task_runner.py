@@ -388,9 +388,7 @@ def test_unpicklable_arguments_fail_the_task_run_with_a_clear_error(
     assert task_run.run_count == 0
 
 
-def test_workers_write_through_the_http_api_when_the_flow_does(
-    stores: Stores, api: str
-) -> None:
+def test_workers_write_through_the_http_api_when_the_flow_does(stores: Stores, api: str) -> None:
     """Over the API the workers use the same API URL: records, results and logs arrive."""
 
     @task(persist_result=True, result_serializer="json")
