@@ -28,12 +28,18 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from sdk import flow, task
+from sdk.futures import wait
 from sdk.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 
 @task
 def inc(x: int) -> int:
     return x + 1
+
+
+@task
+def nap(seconds: float) -> None:
+    time.sleep(seconds)  # one per worker at once: every worker is started before timing
 
 
 @task
@@ -58,7 +64,7 @@ def make_flow(runner: Any, tasks: int) -> Callable[[], dict[str, float]]:
 def make_cpu_flow(runner: Any, workers: int, n: int) -> Callable[[], float]:
     @flow(task_runner=runner)
     def cpu_bound() -> float:
-        burn.submit(1).result()  # workers up before timing
+        wait(burn.map([0] * workers, wait_for=[nap.submit(0.5) for _ in range(workers)]))
         start = time.perf_counter()
         [f.result() for f in burn.map([n] * workers)]
         return time.perf_counter() - start

@@ -113,16 +113,18 @@ class _Tracked:
     history: list[State] = field(default_factory=list)
     lease: Lease | None = None
     abandoned: bool = False
+    closed: bool = False
+    """Ended from here: later snapshots from the worker are not recorded."""
     ended: threading.Event = field(default_factory=threading.Event)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def record(self, run: TaskRun, history: list[State]) -> None:
         """Record a snapshot from the worker, unless a newer one (or the end) came first."""
         with self.lock:
-            if self.abandoned:
+            if self.closed:  # ended here (its worker died, the flow run ended): final
                 return
-            if self.run is not None and run.state_version < self.run.state_version:
-                return
+            if self.run is not None and run.state_version <= self.run.state_version:
+                return  # older, or this snapshot again (the worker's last one comes twice)
             self.run, self.history = run, history
             self.client.record_task_run(run, history)
             if self.future is not None:  # downstream errors and reprs name the run
@@ -138,6 +140,7 @@ class _Tracked:
                 if base is None:
                     return state
                 self.history = [base.state]
+            self.closed = True
             if base.state.is_final():
                 return base.state
             _, new = apply_transition(base, state, force=True)
@@ -236,7 +239,7 @@ class ProcessTaskExecutor(ThreadPoolExecutor):
         self._flow_bytes: bytes | None = None
         self._tracked: dict[str, _Tracked] = {}
         self._tracked_lock = threading.Lock()
-        self._listeners: list[threading.Thread] = []
+        self._listeners: dict[ProcessPoolExecutor, threading.Thread] = {}
         self._terminating = False
 
     # ------------------------------------------------------------------ the pool
@@ -262,19 +265,23 @@ class ProcessTaskExecutor(ThreadPoolExecutor):
                     daemon=True,
                 )
                 listener.start()
-                self._listeners.append(listener)
+                self._listeners[self._pool] = listener
             return self._pool
 
     def _discard_pool(self, pool: ProcessPoolExecutor) -> None:
         """A worker died and broke ``pool``: later task runs get a new one."""
         with self._pool_lock:
-            if self._pool is not pool:
-                return
-            self._pool, queue = None, self._queue
-            self._queue = None
-        pool.shutdown(wait=False, cancel_futures=True)
-        # the broken pool's workers are gone: end its listener once it read what they sent
-        queue._writer.close()
+            current = self._pool is pool
+            if current:
+                self._pool, queue = None, self._queue
+                self._queue = None
+        if current:
+            pool.shutdown(wait=False, cancel_futures=True)
+            # its workers are gone: its listener reads what they sent, then sees the end
+            queue._writer.close()
+        listener = self._listeners.get(pool)
+        if listener is not None:  # every snapshot the workers sent is recorded first
+            listener.join(ABANDON_GRACE_SECONDS)
 
     def _listen(self, queue: Any) -> None:
         while True:
@@ -445,7 +452,7 @@ class ProcessTaskExecutor(ThreadPoolExecutor):
         if queue is not None:
             if wait:  # every worker has exited: the listener reads all they sent, then stops
                 queue.put(None)
-                for listener in self._listeners:
-                    listener.join()
+                for listener in self._listeners.values():
+                    listener.join(ABANDON_GRACE_SECONDS)
             else:
                 queue._writer.close()
