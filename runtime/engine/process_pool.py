@@ -448,9 +448,13 @@ class ProcessTaskExecutor(ThreadPoolExecutor):
             if not wait:
                 for process in list(getattr(pool, "_processes", {}).values()):
                     process.terminate()
-            pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+            # idle workers exit on their own (about a second: their clients close); the
+            # flow run need not wait for that, and the interpreter joins them at exit
+            pool.shutdown(wait=False, cancel_futures=cancel_futures)
         if queue is not None:
-            if wait:  # every worker has exited: the listener reads all they sent, then stops
+            if wait:
+                # every task run has returned, and a worker sends a task run's snapshots
+                # before its result: the listener reads them all before this end mark
                 queue.put(None)
                 for listener in self._listeners.values():
                     listener.join(ABANDON_GRACE_SECONDS)
