@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime.engine.exceptions import CancelledRun, CrashedRun, FailedRun, MissingResult
+from runtime.engine.exceptions import (
+    CancelledRun,
+    CrashedRun,
+    FailedRun,
+    MissingResult,
+    UnfinishedRun,
+)
 from runtime.states import State, StateType
 
 
@@ -46,4 +52,4 @@ def state_result(state: State, raise_on_failure: bool = True) -> Any:
         if raise_on_failure:
             raise exc
         return exc
-    raise MissingResult(f"the run is {state.name}, not finished: it has no result yet")
+    raise UnfinishedRun(f"the run is {state.name}, not finished: it has no result yet")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, ove
 
 from runtime.engine import options
 from runtime.engine.calls import bind_parameters
+from runtime.engine.exceptions import MappingLengthMismatch, MappingMissingIterable
 from runtime.engine.futures import PrefectFuture, PrefectFutureList
 from runtime.engine.inputs import unmapped
 from runtime.models import new_id
@@ -364,10 +365,12 @@ class Task(Generic[P, R]):
             else:
                 iterables[name] = list(value)
         if not iterables:
-            raise ValueError(f"map() of task {self.name!r} needs at least one iterable argument")
+            raise MappingMissingIterable(
+                f"map() of task {self.name!r} needs at least one iterable argument"
+            )
         lengths = {name: len(values) for name, values in iterables.items()}
         if len(set(lengths.values())) > 1:
-            raise ValueError(f"map() arguments have different lengths: {lengths}")
+            raise MappingLengthMismatch(f"map() arguments have different lengths: {lengths}")
         count = next(iter(lengths.values()))
         futures: PrefectFutureList[R] = PrefectFutureList()
         signature = inspect.signature(self.fn)
