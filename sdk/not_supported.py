@@ -191,6 +191,15 @@ NAMES: dict[str, dict[str, Gap]] = {
         "resume_flow_run": _PAUSE,
         "aresume_flow_run": _PAUSE,
     },
+    "sdk.filesystems": {
+        "RemoteFileSystem": _BLOCKS,
+        "SMB": _BLOCKS,
+        "NullFileSystem": _BLOCKS,
+        "ReadableFileSystem": _BLOCKS,
+        "WritableFileSystem": _BLOCKS,
+        "ReadableDeploymentStorage": _DEPLOYMENTS,
+        "WritableDeploymentStorage": _DEPLOYMENTS,
+    },
     "sdk.exceptions": {
         "PausedRun": _PAUSE,
         "Pause": _PAUSE,

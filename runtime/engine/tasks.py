@@ -104,6 +104,7 @@ class Task(Generic[P, R]):
         persist_result: bool | None = None,
         result_serializer: str | None = None,
         result_storage_key: str | None = None,
+        result_storage: Any = None,
         timeout_seconds: float | None = None,
         log_prints: bool | None = None,
         refresh_cache: bool | None = None,
@@ -148,6 +149,10 @@ class Task(Generic[P, R]):
             )
         self.result_serializer = result_serializer or "pickle"
         self.result_storage_key = result_storage_key
+        options.check_result_storage(result_storage)
+        self.result_storage = result_storage
+        # Prefect: giving a result_storage turns persistence on (unless persist_result=False)
+        persist = True if persist_result is None and result_storage is not None else persist_result
         self._options: dict[str, Any] = {
             "name": name,
             "description": description,
@@ -163,6 +168,7 @@ class Task(Generic[P, R]):
             "persist_result": persist_result,
             "result_serializer": result_serializer,
             "result_storage_key": result_storage_key,
+            "result_storage": result_storage,
             "timeout_seconds": timeout_seconds,
             "log_prints": log_prints,
             "refresh_cache": refresh_cache,
@@ -170,9 +176,9 @@ class Task(Generic[P, R]):
             "on_failure": on_failure,
             "retry_condition_fn": retry_condition_fn,
         }
-        self.cache_policy = self._resolve_cache_policy(cache_policy, cache_key_fn, persist_result)
+        self.cache_policy = self._resolve_cache_policy(cache_policy, cache_key_fn, persist)
         # Caching needs a persisted result, so caching a task turns persistence on.
-        self.should_persist = bool(persist_result) or self.cache_policy is not None
+        self.should_persist = bool(persist) or self.cache_policy is not None
         self.source_fingerprint = source_fingerprint(fn)
         self.task_key = f"{fn.__qualname__}-{self.source_fingerprint[:8]}"
 
