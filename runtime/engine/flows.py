@@ -82,9 +82,10 @@ class Flow(Generic[P, R]):
         options.check_bool("persist_result", persist_result)
         options.check_result_storage(result_storage)
         self.result_storage = result_storage
-        # Prefect: giving a result_storage turns persistence on (unless persist_result=False)
+        # Prefect: a result_storage or result_serializer turns persistence on
+        # (unless persist_result=False)
         self.persist_result = bool(persist_result) or (
-            persist_result is None and result_storage is not None
+            persist_result is None and (result_storage, result_serializer) != (None, None)
         )
         if result_serializer is not None and result_serializer not in SERIALIZERS:
             raise ValueError(

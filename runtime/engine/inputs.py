@@ -1,4 +1,4 @@
-"""Task inputs: ``unmapped``, ``allow_failure``, ``quote``; resolving futures in parameters."""
+"""Task inputs: ``unmapped``, ``allow_failure``, ``quote``, ``opaque``; resolving futures."""
 
 from __future__ import annotations
 
@@ -45,10 +45,27 @@ class quote(Generic[T]):
         return self.value
 
 
+class opaque(Generic[T]):
+    """Resolve the wrapped future (its result reaches the task) but never look inside it.
+
+    Prefect's ``prefect.utilities.annotations.opaque``: the future is an upstream and is
+    waited for; its result is passed as it is, without a walk through its contents.
+    """
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def unwrap(self) -> T:
+        """The wrapped value."""
+        return self.value
+
+
 def _visit(value: Any, fn: Callable[[Any], Any]) -> Any:
     """Apply ``fn`` to every future inside lists, tuples, sets and dicts (not deeper objects)."""
     if isinstance(value, quote):  # never looked into: passed on unwrapped, as it is
         return value.value
+    if isinstance(value, opaque):  # the future resolved, its result never looked into
+        return fn(value.value) if isinstance(value.value, PrefectFuture) else value.value
     if isinstance(value, PrefectFuture | allow_failure):
         return fn(value)
     if isinstance(value, list):

@@ -151,8 +151,14 @@ class Task(Generic[P, R]):
         self.result_storage_key = result_storage_key
         options.check_result_storage(result_storage)
         self.result_storage = result_storage
-        # Prefect: giving a result_storage turns persistence on (unless persist_result=False)
-        persist = True if persist_result is None and result_storage is not None else persist_result
+        # Prefect: a result_storage, result_storage_key or result_serializer turns
+        # persistence on (unless persist_result=False)
+        storage_options = (result_storage, result_storage_key, result_serializer)
+        persist = (
+            True
+            if persist_result is None and any(o is not None for o in storage_options)
+            else persist_result
+        )
         self._options: dict[str, Any] = {
             "name": name,
             "description": description,
