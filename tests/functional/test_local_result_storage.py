@@ -157,6 +157,31 @@ class TestTaskAndFlowStorage:
         assert "outside the result storage" in (state.message or "")
         assert not (tmp_path / "escaped").exists()
 
+    def test_a_result_storage_key_alone_turns_persistence_on(
+        self, engine: DirectEngineClient
+    ) -> None:
+        """results.mdx "Enabling result persistence": a non-null ``result_storage_key`` (or
+        ``result_serializer``, or ``result_storage``) on a task enables persistence; the
+        docs' ``hello-{parameters[name]}.pickle`` task sets nothing else."""
+
+        @task(result_storage_key="hello-{parameters[name]}.pickle")
+        def hello_world(name: str = "world") -> str:
+            return f"hello {name}"
+
+        @task(result_serializer="json")
+        def as_json() -> list[int]:
+            return [1]
+
+        @flow
+        def f() -> None:
+            hello_world(name="foo")
+            as_json()
+
+        f()
+        assert ResultStore().read("hello-foo.pickle").result == "hello foo"
+        assert stored_task_state(engine, "as_json").result() == [1]
+        assert task(lambda: 1, result_storage_key="k", persist_result=False).should_persist is False
+
     def test_a_block_reference_is_refused_at_decoration(self) -> None:
         """``result_storage="local-file-system/name"`` needs blocks: a TypeError that says so."""
         with pytest.raises(TypeError, match="later phase"):

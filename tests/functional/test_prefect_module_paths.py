@@ -29,8 +29,9 @@ from sdk.exceptions import (
     StratoflowException,
     UnfinishedRun,
 )
+from sdk.logging import disable_run_logger, get_logger
 from sdk.tasks import task_input_hash
-from sdk.utilities.annotations import allow_failure, quote, unmapped
+from sdk.utilities.annotations import allow_failure, opaque, quote, unmapped
 
 
 def task_runs_by_name(engine: DirectEngineClient) -> dict[str, Any]:
@@ -108,6 +109,39 @@ class TestQuote:
         assert unmapped is sdk.unmapped
 
 
+class TestOpaque:
+    def test_an_opaque_future_is_resolved_and_tracked_but_its_result_not_walked(
+        self, engine: DirectEngineClient
+    ) -> None:
+        """annotations.py ``opaque``: "resolve the top-level value, but do not traverse into
+        its contents" - a future inside the result stays a future; the wrapped future is
+        an upstream (concepts/tasks.mdx, the ``opaque(future)`` example)."""
+
+        @task
+        def one() -> int:
+            return 1
+
+        @task
+        def build(inner: Any) -> dict[str, Any]:
+            return {"inner": inner}
+
+        @task
+        def look(payload: dict[str, Any]) -> str:
+            return type(payload["inner"]).__name__
+
+        @flow
+        def f() -> tuple[str, str]:
+            inner = one.submit()
+            inner.wait()
+            built = build.submit(quote(inner))  # a result holding a future
+            return look.submit(opaque(built)).result(), built.task_run_id
+
+        kind, built_id = f()
+        assert kind == "PrefectFuture"
+        look_run = next(r for n, r in task_runs_by_name(engine).items() if n.startswith("look"))
+        assert look_run.task_inputs == {"payload": [built_id]}
+
+
 class TestTaskInputHash:
     def test_same_inputs_hit_the_cache_and_other_inputs_do_not(
         self, engine: DirectEngineClient
@@ -161,6 +195,23 @@ class TestTaskInputHash:
             task = a
 
         assert task_input_hash(Ctx(), {"x": threading.Lock()}) is None
+
+
+class TestLogging:
+    def test_disable_run_logger_gives_a_silent_logger_outside_runs(self) -> None:
+        """loggers.py ``get_run_logger``: with both run loggers disabled, a disabled logger
+        instead of ``MissingContextError`` (test-workflows.mdx, ``.fn()`` with logging)."""
+        from sdk import get_run_logger
+        from sdk.exceptions import MissingContextError
+
+        with disable_run_logger():
+            get_run_logger().info("dropped")
+        with pytest.raises(MissingContextError):
+            get_run_logger()
+
+    def test_get_logger_names_a_logger_under_stratoflow(self) -> None:
+        assert get_logger("my.module").name == "stratoflow.my.module"
+        assert get_logger().name == "stratoflow"
 
 
 class TestExceptions:
