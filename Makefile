@@ -40,7 +40,7 @@ integration: $(STAMP)
 
 ## compat: run every program of examples/prefect_docs/ (Prefect 3's docs, imports from sdk)
 compat: $(STAMP)
-	$(BIN)/python -m pytest tests/integration/test_prefect_docs_examples.py
+	$(BIN)/python -m pytest -s tests/integration/test_prefect_docs_examples.py
 
 ## bench: engine overhead and cost figures (prints, asserts nothing)
 bench: $(STAMP)

@@ -35,7 +35,7 @@ PROGRAMS = sorted(EXAMPLES.glob("*.py"))
 #: Programs run at once (each is mostly waiting on its moto server; the machine has few cores).
 PARALLEL = 4
 #: Seconds one program may take.
-PROGRAM_TIMEOUT = 120
+PROGRAM_TIMEOUT = 300
 
 _EXPECT = re.compile(r"^# expect(-stderr|-exit)?: ?(.*?)\s*$")
 
@@ -68,13 +68,22 @@ def expectations(path: Path) -> Expectations:
     return Expectations(out, err, code)
 
 
-def run_program(path: Path) -> subprocess.CompletedProcess[str]:
+@dataclass(frozen=True)
+class Run:
+    """A finished program: its process and how long it took."""
+
+    process: subprocess.CompletedProcess[str]
+    seconds: float
+
+
+def run_program(path: Path) -> Run:
     """``python path`` on the embedded default, from the repository root."""
+    started = time.monotonic()
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT_URL", "STRATOFLOW_"))
     }
     env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
+    process = subprocess.run(
         [sys.executable, str(path)],
         env=env,
         capture_output=True,
@@ -82,6 +91,7 @@ def run_program(path: Path) -> subprocess.CompletedProcess[str]:
         timeout=PROGRAM_TIMEOUT,
         cwd=ROOT,
     )
+    return Run(process, time.monotonic() - started)
 
 
 def _selected(session: pytest.Session) -> list[Path]:
@@ -95,16 +105,19 @@ def _selected(session: pytest.Session) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def runs(
-    request: pytest.FixtureRequest,
-) -> Iterator[dict[str, Future[subprocess.CompletedProcess[str]]]]:
-    """Every selected program started at once on a small pool; each test waits for its own."""
+def runs(request: pytest.FixtureRequest) -> Iterator[dict[str, Future[Run]]]:
+    """Every selected program started at once on a small pool; each test waits for its own.
+
+    At the end, the wall time and each program's time are printed (``-s`` shows them).
+    """
     started = time.monotonic()
     with ThreadPoolExecutor(PARALLEL, thread_name_prefix="prefect-docs") as pool:
         futures = {p.name: pool.submit(run_program, p) for p in _selected(request.session)}
         yield futures
     elapsed = time.monotonic() - started
-    sys.stderr.write(f"\n{len(futures)} Prefect docs programs ran in {elapsed:.1f}s\n")
+    times = [f"{f.result().seconds:6.1f}s  {name}" for name, f in futures.items()]
+    print(f"\n{len(futures)} Prefect docs programs, {PARALLEL} at a time: {elapsed:.1f}s")
+    print("\n".join(times))
 
 
 def test_every_program_states_what_it_prints() -> None:
@@ -125,12 +138,10 @@ def test_expectation_lines_are_parsed(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(PROGRAM_TIMEOUT * (len(PROGRAMS) // PARALLEL + 2))
 @pytest.mark.parametrize("program", [p.name for p in PROGRAMS])
-def test_prefect_docs_program(
-    program: str, runs: dict[str, Future[subprocess.CompletedProcess[str]]]
-) -> None:
+def test_prefect_docs_program(program: str, runs: dict[str, Future[Run]]) -> None:
     """The program exits as expected and prints what its ``# expect`` lines say."""
     expected = expectations(EXAMPLES / program)
-    result = runs[program].result()
+    result = runs[program].result().process
     report = f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
     assert result.returncode == expected.exit_code, report
     missing = [text for text in expected.stdout if text not in result.stdout]
