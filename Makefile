@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit functional integration bench clean
+.PHONY: demo test lint typecheck unit functional integration compat bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ functional: $(STAMP)
 
 integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration
+
+## compat: run every program of examples/prefect_docs/ (Prefect 3's docs, imports from sdk)
+compat: $(STAMP)
+	$(BIN)/python -m pytest -s tests/integration/test_prefect_docs_examples.py
 
 ## bench: engine overhead and cost figures (prints, asserts nothing)
 bench: $(STAMP)

@@ -19,7 +19,11 @@ from runtime.engine.inputs import allow_failure, unmapped
 from runtime.engine.runlogs import get_run_logger
 from runtime.engine.tasks import Task, task
 from runtime.states import State
+from sdk import not_supported as _not_supported
 from sdk.client import get_client
+
+_not_supported.install()  # Prefect modules Stratoflow lacks: a clear error on import
+__getattr__ = _not_supported.module_getattr(__name__)
 
 try:
     __version__: str = _distribution_version("stratoflow")

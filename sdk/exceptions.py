@@ -1,4 +1,9 @@
-"""``sdk.exceptions``: what flow authors may catch (Prefect's ``prefect.exceptions``)."""
+"""``sdk.exceptions``: what flow authors may catch (Prefect's ``prefect.exceptions``).
+
+``PrefectException`` is Stratoflow's base exception under Prefect's name. Names of
+features that later phases bring (pause/suspend, deployments, blocks) raise a
+:class:`~sdk.not_supported.PlannedFeatureError` on import that names the phase.
+"""
 
 from runtime.engine.exceptions import (
     CacheKeyFailure,
@@ -6,13 +11,26 @@ from runtime.engine.exceptions import (
     ConcurrencySlotAcquisitionError,
     CrashedRun,
     FailedRun,
+    MappingLengthMismatch,
+    MappingMissingIterable,
     MissingResult,
+    ParameterBindError,
     ParameterTypeError,
+    SignatureMismatchError,
     StratoflowException,
+    UnfinishedRun,
     UpstreamTaskError,
 )
 from runtime.engine.runlogs import MissingContextError
 from runtime.engine.signals import TerminationSignal
+from runtime.errors import AlreadyExists as ObjectAlreadyExists
+from sdk import not_supported as _not_supported
+from sdk.client import ObjectNotFound
+
+PrefectException = StratoflowException
+"""Prefect's name for the base of the engine's exceptions."""
+
+__getattr__ = _not_supported.module_getattr(__name__)
 
 __all__ = [
     "CacheKeyFailure",
@@ -20,10 +38,18 @@ __all__ = [
     "ConcurrencySlotAcquisitionError",
     "CrashedRun",
     "FailedRun",
+    "MappingLengthMismatch",
+    "MappingMissingIterable",
     "MissingContextError",
     "MissingResult",
+    "ObjectAlreadyExists",
+    "ObjectNotFound",
+    "ParameterBindError",
     "ParameterTypeError",
+    "PrefectException",
+    "SignatureMismatchError",
     "StratoflowException",
     "TerminationSignal",
+    "UnfinishedRun",
     "UpstreamTaskError",
 ]

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
+from runtime.engine.exceptions import ParameterBindError
+
 _SIGNATURES: weakref.WeakKeyDictionary[Callable[..., Any], inspect.Signature] = (
     weakref.WeakKeyDictionary()
 )
@@ -46,7 +48,7 @@ def bind_parameters(
     try:
         bound = signature.bind(*args, **kwargs)
     except TypeError as exc:
-        raise TypeError(f"{getattr(fn, '__name__', fn)}(): {exc}") from None
+        raise ParameterBindError(f"{getattr(fn, '__name__', fn)}(): {exc}") from None
     bound.apply_defaults()
     return dict(bound.arguments)
 

@@ -37,3 +37,27 @@ class ConcurrencySlotAcquisitionError(StratoflowException):
 
 class CacheKeyFailure(StratoflowException):
     """Computing a task's cache key raised: the task fails rather than share a wrong entry."""
+
+
+class UnfinishedRun(MissingResult):
+    """``state.result()`` of a run that is not final yet (scheduled, pending, running).
+
+    Prefect's ``UnfinishedRun``; also a :class:`MissingResult`, which Stratoflow raised
+    for it before, so existing ``except MissingResult`` blocks still catch it.
+    """
+
+
+class ParameterBindError(StratoflowException, TypeError):
+    """A flow or task was called with arguments its signature does not accept."""
+
+
+class SignatureMismatchError(StratoflowException, TypeError):
+    """Parameters given for a function do not match its signature."""
+
+
+class MappingLengthMismatch(StratoflowException, ValueError):
+    """``task.map()`` got iterables of different lengths."""
+
+
+class MappingMissingIterable(StratoflowException, ValueError):
+    """``task.map()`` got no iterable argument to map over."""

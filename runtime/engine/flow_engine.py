@@ -19,6 +19,7 @@ from runtime.engine.client import EngineClient
 from runtime.engine.context import FlowRunContext, current_flow_run, flow_run_scope
 from runtime.engine.driver import Call, Lifecycle, Sleep, drive_async, drive_sync
 from runtime.engine.inputs import resolve
+from runtime.engine.results import persist_value
 from runtime.engine.runlogs import setup_logging
 from runtime.engine.signals import (
     INTERRUPTS,
@@ -234,7 +235,12 @@ class FlowRunEngine:
                 try:
                     value = resolve(outcome.value)
                     result = (
-                        self.client.persist_result(value, serializer=flow.result_serializer)
+                        persist_value(
+                            self.client,
+                            value,
+                            serializer=flow.result_serializer,
+                            storage=flow.result_storage,
+                        )
                         if flow.persist_result
                         else None
                     )

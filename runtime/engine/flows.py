@@ -53,6 +53,7 @@ class Flow(Generic[P, R]):
         validate_parameters: bool = True,
         persist_result: bool | None = None,
         result_serializer: str | None = None,
+        result_storage: Any = None,
         log_prints: bool | None = None,
         tags: list[str] | None = None,
         on_completion: list[Callable[..., Any]] | None = None,
@@ -79,7 +80,13 @@ class Flow(Generic[P, R]):
         options.check_bool("validate_parameters", validate_parameters)
         self.should_validate_parameters = validate_parameters
         options.check_bool("persist_result", persist_result)
-        self.persist_result = bool(persist_result)
+        options.check_result_storage(result_storage)
+        self.result_storage = result_storage
+        # Prefect: a result_storage or result_serializer turns persistence on
+        # (unless persist_result=False)
+        self.persist_result = bool(persist_result) or (
+            persist_result is None and (result_storage, result_serializer) != (None, None)
+        )
         if result_serializer is not None and result_serializer not in SERIALIZERS:
             raise ValueError(
                 f"result_serializer must be one of {SERIALIZERS}, not {result_serializer!r}"
@@ -104,6 +111,7 @@ class Flow(Generic[P, R]):
             "validate_parameters": validate_parameters,
             "persist_result": persist_result,
             "result_serializer": result_serializer,
+            "result_storage": result_storage,
             "log_prints": log_prints,
             "tags": tags,
             "on_completion": on_completion,

@@ -1,4 +1,4 @@
-"""Task inputs: ``unmapped``, ``allow_failure``, and resolving futures inside parameters."""
+"""Task inputs: ``unmapped``, ``allow_failure``, ``quote``, ``opaque``; resolving futures."""
 
 from __future__ import annotations
 
@@ -26,8 +26,46 @@ class allow_failure(Generic[T]):
         self.value = value
 
 
+class quote(Generic[T]):
+    """Pass the value as it is: its contents are neither resolved nor tracked as upstreams.
+
+    The task receives the wrapped value itself (futures inside stay futures), and a large
+    collection is not walked (Prefect's ``prefect.utilities.annotations.quote``).
+    """
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def unquote(self) -> T:
+        """The wrapped value."""
+        return self.value
+
+    def unwrap(self) -> T:
+        """The wrapped value."""
+        return self.value
+
+
+class opaque(Generic[T]):
+    """Resolve the wrapped future (its result reaches the task) but never look inside it.
+
+    Prefect's ``prefect.utilities.annotations.opaque``: the future is an upstream and is
+    waited for; its result is passed as it is, without a walk through its contents.
+    """
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def unwrap(self) -> T:
+        """The wrapped value."""
+        return self.value
+
+
 def _visit(value: Any, fn: Callable[[Any], Any]) -> Any:
     """Apply ``fn`` to every future inside lists, tuples, sets and dicts (not deeper objects)."""
+    if isinstance(value, quote):  # never looked into: passed on unwrapped, as it is
+        return value.value
+    if isinstance(value, opaque):  # the future resolved, its result never looked into
+        return fn(value.value) if isinstance(value.value, PrefectFuture) else value.value
     if isinstance(value, PrefectFuture | allow_failure):
         return fn(value)
     if isinstance(value, list):

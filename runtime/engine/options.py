@@ -118,3 +118,21 @@ def check_cache_policy(value: Any, not_set: Any) -> None:
         "Expected a CachePolicy for 'cache_policy' (for example "
         f"sdk.cache_policies.INPUTS); got {_kind(value)} {value!r}"
     )
+
+
+def check_result_storage(value: Any) -> None:
+    """``value`` is None or a local result storage (``sdk.filesystems.LocalFileSystem``)."""
+    from runtime.local_results import LocalResultStorage
+
+    if value is None or isinstance(value, LocalResultStorage):
+        return
+    if isinstance(value, str):
+        raise TypeError(
+            f"result_storage={value!r}: block references need blocks, which arrive in a "
+            "later phase; pass sdk.filesystems.LocalFileSystem(basepath=...), or leave it "
+            "unset to keep results in the installation (inline or S3)"
+        )
+    raise TypeError(
+        "Expected sdk.filesystems.LocalFileSystem for 'result_storage'; got "
+        f"{_kind(value)} {value!r} (other storage blocks arrive with blocks, in a later phase)"
+    )

@@ -103,10 +103,25 @@ def _print(
     get_run_logger().info((sep if sep is not None else " ").join(str(a) for a in args))
 
 
+def run_loggers_disabled() -> bool:
+    """True while both run loggers are disabled (``sdk.logging.disable_run_logger()``)."""
+    return (
+        logging.getLogger(f"{ROOT_LOGGER}.flow_runs").disabled
+        and logging.getLogger(f"{ROOT_LOGGER}.task_runs").disabled
+    )
+
+
+def _disabled_logger() -> logging.Logger:
+    logger = logging.getLogger(f"{ROOT_LOGGER}.null")
+    logger.disabled = True
+    return logger
+
+
 def get_run_logger(**extra: Any) -> logging.LoggerAdapter[logging.Logger]:
     """A logger whose records are stored with the current flow run (and task run).
 
-    Raises :class:`MissingContextError` outside a flow or task run.
+    Raises :class:`MissingContextError` outside a flow or task run (unless the run
+    loggers are disabled: then a logger that drops everything, as in Prefect).
     """
     setup_logging()
     task_ctx = current_task_run()
@@ -125,6 +140,8 @@ def get_run_logger(**extra: Any) -> logging.LoggerAdapter[logging.Logger]:
             "task_run_id": None,
             "run_name": f"Flow run {flow_ctx.flow_run.name!r}",
         }
+    elif run_loggers_disabled():  # Prefect: disable_run_logger() gives a silent logger
+        return logging.LoggerAdapter(_disabled_logger(), dict(extra))
     else:
         raise MissingContextError(
             "get_run_logger() was called outside a flow or task run: "

@@ -26,6 +26,7 @@ from runtime.engine.exceptions import (
 )
 from runtime.engine.futures import PrefectFuture
 from runtime.engine.inputs import resolve, upstream_futures
+from runtime.engine.results import load_value, persist_value
 from runtime.engine.runlogs import setup_logging
 from runtime.engine.signals import INTERRUPTS
 from runtime.errors import LimitExceeded
@@ -354,7 +355,7 @@ class TaskRunEngine:
         from runtime.serializers import SerializationError
 
         try:
-            value = self.client.load_result(record.result)
+            value = load_value(self.client, record.result)
         except PayloadAuthenticationError as exc:
             logger.warning(
                 "cache record for key %s failed payload authentication and was not used "
@@ -452,7 +453,16 @@ class TaskRunEngine:
         if not task.should_persist:
             return None
         key = task.render_storage_key(self.parameters, self.run)
-        return self.client.persist_result(value, serializer=task.result_serializer, storage_key=key)
+        flow_storage = (
+            getattr(self.flow_ctx.flow, "result_storage", None) if self.flow_ctx else None
+        )
+        return persist_value(
+            self.client,
+            value,
+            serializer=task.result_serializer,
+            storage_key=key,
+            storage=task.result_storage or flow_storage,
+        )
 
     def _complete(self, value: Any, result: ResultRef | None) -> State:
         task = self.task

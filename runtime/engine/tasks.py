@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, ove
 
 from runtime.engine import options
 from runtime.engine.calls import bind_parameters
+from runtime.engine.exceptions import MappingLengthMismatch, MappingMissingIterable
 from runtime.engine.futures import PrefectFuture, PrefectFutureList
 from runtime.engine.inputs import unmapped
 from runtime.models import new_id
@@ -103,6 +104,7 @@ class Task(Generic[P, R]):
         persist_result: bool | None = None,
         result_serializer: str | None = None,
         result_storage_key: str | None = None,
+        result_storage: Any = None,
         timeout_seconds: float | None = None,
         log_prints: bool | None = None,
         refresh_cache: bool | None = None,
@@ -147,6 +149,16 @@ class Task(Generic[P, R]):
             )
         self.result_serializer = result_serializer or "pickle"
         self.result_storage_key = result_storage_key
+        options.check_result_storage(result_storage)
+        self.result_storage = result_storage
+        # Prefect: a result_storage, result_storage_key or result_serializer turns
+        # persistence on (unless persist_result=False)
+        storage_options = (result_storage, result_storage_key, result_serializer)
+        persist = (
+            True
+            if persist_result is None and any(o is not None for o in storage_options)
+            else persist_result
+        )
         self._options: dict[str, Any] = {
             "name": name,
             "description": description,
@@ -162,6 +174,7 @@ class Task(Generic[P, R]):
             "persist_result": persist_result,
             "result_serializer": result_serializer,
             "result_storage_key": result_storage_key,
+            "result_storage": result_storage,
             "timeout_seconds": timeout_seconds,
             "log_prints": log_prints,
             "refresh_cache": refresh_cache,
@@ -169,9 +182,9 @@ class Task(Generic[P, R]):
             "on_failure": on_failure,
             "retry_condition_fn": retry_condition_fn,
         }
-        self.cache_policy = self._resolve_cache_policy(cache_policy, cache_key_fn, persist_result)
+        self.cache_policy = self._resolve_cache_policy(cache_policy, cache_key_fn, persist)
         # Caching needs a persisted result, so caching a task turns persistence on.
-        self.should_persist = bool(persist_result) or self.cache_policy is not None
+        self.should_persist = bool(persist) or self.cache_policy is not None
         self.source_fingerprint = source_fingerprint(fn)
         self.task_key = f"{fn.__qualname__}-{self.source_fingerprint[:8]}"
 
@@ -367,10 +380,12 @@ class Task(Generic[P, R]):
             else:
                 iterables[name] = list(value)
         if not iterables:
-            raise ValueError(f"map() of task {self.name!r} needs at least one iterable argument")
+            raise MappingMissingIterable(
+                f"map() of task {self.name!r} needs at least one iterable argument"
+            )
         lengths = {name: len(values) for name, values in iterables.items()}
         if len(set(lengths.values())) > 1:
-            raise ValueError(f"map() arguments have different lengths: {lengths}")
+            raise MappingLengthMismatch(f"map() arguments have different lengths: {lengths}")
         count = next(iter(lengths.values()))
         futures: PrefectFutureList[R] = PrefectFutureList()
         signature = inspect.signature(self.fn)

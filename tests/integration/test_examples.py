@@ -28,14 +28,14 @@ def run_example(name: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_prefect_docs_caching_example_runs_unchanged() -> None:
-    result = run_example("prefect_docs_caching.py")
+    result = run_example("prefect_docs/caching__persist_result.py")
     assert result.returncode == 0, result.stderr
     assert "Task run 'add_one-1' - Finished in state Cached(type=COMPLETED)" in result.stderr
     assert result.stderr.count("Finished in state Completed()") == 3  # add_one-0, -2, the flow
 
 
 def test_prefect_docs_map_example_runs_unchanged() -> None:
-    result = run_example("prefect_docs_map.py")
+    result = run_example("prefect_docs/run_work_concurrently__map_unmapped.py")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[16, 17, 18]"
 

@@ -15,3 +15,6 @@ def my_flow():
 
 if __name__ == "__main__":
     my_flow()
+# expect-stderr: Task run 'add_one-1' - Finished in state Cached(type=COMPLETED)
+# expect-stderr: Task run 'add_one-0' - Finished in state Completed()
+# expect-stderr: Task run 'add_one-2' - Finished in state Completed()

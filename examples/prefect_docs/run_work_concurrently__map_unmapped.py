@@ -1,4 +1,4 @@
-# From Prefect 3's documentation ("Write and run tasks": mapping with `unmapped`),
+# From Prefect 3's documentation ("Run work concurrently": mapping with `unmapped`),
 # with only the import changed: `from prefect import ...` -> `from sdk import ...`.
 from sdk import flow, task, unmapped
 
@@ -13,3 +13,4 @@ def sum_it(numbers, static_iterable):
 
 resulting_futures = sum_it([1, 2, 3], [4, 5, 6])
 print(resulting_futures)
+# expect: [16, 17, 18]

@@ -1,0 +1,1 @@
+"""``sdk.testing``: helpers for testing flows (Prefect's ``prefect.testing``)."""

@@ -1,0 +1,1 @@
+"""``sdk.utilities``: Prefect's ``prefect.utilities`` paths that flow code imports."""
