@@ -7,6 +7,7 @@ idempotency, isolation) and ``src/prefect/transactions.py`` / ``src/prefect/task
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -97,10 +98,8 @@ def test_rollback_hooks_run_newest_first_and_see_the_transactions_values() -> No
             txn.set("filename", "data.csv")
             step("a")
             step("b")
-            try:
+            with contextlib.suppress(RuntimeError):  # caught: rolled back all the same
                 boom()
-            except RuntimeError:
-                pass  # the user caught it: the transaction is rolled back all the same
             return txn.state
 
     assert pipeline() is TransactionState.ROLLED_BACK
@@ -374,6 +373,5 @@ def test_bad_arguments_are_refused() -> None:
         task(on_commit=lambda txn: None)(lambda: None)
     with pytest.raises(TypeError, match="on_rollback"):
         task(lambda: None).on_rollback(42)  # type: ignore[arg-type]
-    with transaction() as txn:
-        with pytest.raises(RuntimeError, match="once"):
-            txn.__enter__()
+    with transaction() as txn, pytest.raises(RuntimeError, match="once"):
+        txn.__enter__()
