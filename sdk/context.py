@@ -11,12 +11,12 @@ A flow run context has ``flow``, ``flow_run``, ``parameters``, ``client``,
 
 from runtime.engine.context import (
     FlowRunContext,
+    MissingContextError,
     TaskRunContext,
     current_tags,
     get_run_context,
     tags,
 )
-from runtime.engine.runlogs import MissingContextError
 
 __all__ = [
     "FlowRunContext",

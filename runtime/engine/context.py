@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from runtime.engine.tasks import Task
 
 
+class MissingContextError(RuntimeError):
+    """Run context was asked for outside a flow or task run (``get_run_logger()``,
+    ``get_run_context()``)."""
+
+
 @dataclass
 class FlowRunContext:
     """The flow run being executed in this thread (Prefect's ``FlowRunContext``)."""
@@ -167,8 +172,6 @@ def get_run_context() -> TaskRunContext | FlowRunContext:
         return task_ctx
     if flow_ctx is not None:
         return flow_ctx
-    from runtime.engine.runlogs import MissingContextError
-
     raise MissingContextError(
         "No run context available. You are not in a flow or task run context."
     )

@@ -111,9 +111,9 @@ class TransactionStore:
 
     def lock_seconds(self) -> float:
         """The lease of a compute lock (renewed while held)."""
-        from runtime.engine.task_engine import cache_lock_seconds
+        from runtime.settings import get_settings
 
-        return cache_lock_seconds()
+        return get_settings().cache_lock_seconds
 
     def acquire(self, key: str, holder: str, *, overwrite: bool) -> bool:
         """Take the key's lock (waiting for another holder to finish).

@@ -43,9 +43,9 @@ class CacheLockManager:
 
     @staticmethod
     def _lease() -> float:
-        from runtime.engine.task_engine import cache_lock_seconds
+        from runtime.settings import get_settings
 
-        return cache_lock_seconds()
+        return get_settings().cache_lock_seconds
 
     def acquire_lock(
         self,
