@@ -99,22 +99,22 @@ class CacheLockManager:
         if not self.cache.unlock(key, holder) and not known:
             raise ValueError(f"Cannot release lock on {key!r}: {holder!r} does not hold it")
 
-    def is_locked(self, key: str) -> bool:
-        """Whether someone holds ``key`` (a probe: a free key is taken and given back at once)."""
-        probe = new_id()
+    def _holder_of(self, key: str) -> str | None:
+        """Who holds ``key`` now (a probe: a free key is taken and given back at once)."""
+        probe = f"probe-{new_id()}"
         attempt = self.cache.try_lock(key, probe, 1.0)
         if attempt.acquired:
             self.cache.unlock(key, probe)
-            return False
-        return attempt.holder is not None
+            return None
+        return attempt.holder
+
+    def is_locked(self, key: str) -> bool:
+        """Whether someone holds ``key``."""
+        return self._holder_of(key) is not None
 
     def is_lock_holder(self, key: str, holder: str) -> bool:
-        """Whether ``holder`` holds ``key`` (renews the lease as a side effect when it does)."""
-        attempt = self.cache.try_lock(key, holder, self._lease())
-        if attempt.acquired and (key, holder) not in self._held:
-            self.cache.unlock(key, holder)  # it was free: we must not keep it
-            return False
-        return attempt.acquired
+        """Whether ``holder`` holds ``key``."""
+        return self._holder_of(key) == holder
 
     def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
         """Wait until nobody holds ``key``; False after ``timeout`` seconds."""
