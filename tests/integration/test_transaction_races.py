@@ -12,18 +12,29 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from runtime.engine.client import DirectEngineClient
+import pytest
+
+from runtime.engine.client import DirectEngineClient, EngineClient
+from runtime.engine.http_engine_client import ApiEngineClient
 from runtime.stores import Stores
 from sdk.transactions import IsolationLevel, Transaction, transaction
 
 RACERS = 6
 
 
-def race_on(key: str, prefix: str, isolation: IsolationLevel) -> list[dict[str, Any]]:
-    """RACERS threads open a transaction on ``key`` at once; what each saw."""
+def race_on(
+    key: str, prefix: str, isolation: IsolationLevel, api: str | None = None
+) -> list[dict[str, Any]]:
+    """RACERS threads open a transaction on ``key`` at once; what each saw.
+
+    Each racer has its own engine client: direct to DynamoDB, or over the API at ``api``.
+    """
     barrier = threading.Barrier(RACERS)
     out: list[dict[str, Any]] = [{} for _ in range(RACERS)]
-    clients = [DirectEngineClient(Stores.connect(prefix)) for _ in range(RACERS)]
+    clients: list[EngineClient] = [
+        ApiEngineClient(api) if api else DirectEngineClient(Stores.connect(prefix))
+        for _ in range(RACERS)
+    ]
 
     def run(i: int) -> None:
         barrier.wait()
@@ -46,8 +57,11 @@ def race_on(key: str, prefix: str, isolation: IsolationLevel) -> list[dict[str, 
     return out
 
 
-def test_serializable_transactions_run_the_body_once(stores: Stores, prefix: str) -> None:
-    seen = race_on("nightly-load", prefix, IsolationLevel.SERIALIZABLE)
+@pytest.mark.parametrize("over_api", [False, True], ids=["direct", "api"])
+def test_serializable_transactions_run_the_body_once(
+    stores: Stores, prefix: str, api: str, over_api: bool
+) -> None:
+    seen = race_on("nightly-load", prefix, IsolationLevel.SERIALIZABLE, api if over_api else None)
     winners = [i for i, s in enumerate(seen) if s.get("ran")]
     assert len(winners) == 1
     assert all(s["state"] == "COMMITTED" for s in seen)
