@@ -221,11 +221,13 @@ class Task(Generic[P, R]):
     def on_commit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Register ``fn(transaction)`` to run when this task's transaction commits."""
         self.on_commit_hooks.append(options.check_hooks("on_commit", [fn])[0])
+        self._options["on_commit"] = list(self.on_commit_hooks)  # kept by with_options()
         return fn
 
     def on_rollback(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Register ``fn(transaction)`` to run when this task's transaction rolls back."""
         self.on_rollback_hooks.append(options.check_hooks("on_rollback", [fn])[0])
+        self._options["on_rollback"] = list(self.on_rollback_hooks)  # kept by with_options()
         return fn
 
     def render_run_name(self, parameters: dict[str, Any], dynamic_key: str) -> str:

@@ -359,6 +359,25 @@ def test_on_commit_outside_a_transaction_runs_when_the_task_completes() -> None:
     assert len(got) == 1 and isinstance(got[0], Transaction) and got[0].is_committed()
 
 
+def test_registered_hooks_survive_with_options() -> None:
+    """tasks.py ``with_options``: Prefect passes ``on_commit=self.on_commit_hooks`` (and
+    the rollback hooks) to the copy, so hooks registered with the decorators are kept."""
+    got: list[str] = []
+
+    @task
+    def step() -> None:
+        return None
+
+    @step.on_commit
+    def committed(txn: Transaction) -> None:
+        got.append("commit")
+
+    renamed = step.with_options(name="renamed")
+    assert renamed.on_commit_hooks == [committed] and renamed.on_rollback_hooks == []
+    renamed()
+    assert got == ["commit"]
+
+
 def test_bad_arguments_are_refused() -> None:
     """Wrong types name the argument (Prefect validates its model the same way)."""
     with pytest.raises(TypeError, match="commit_mode"):
