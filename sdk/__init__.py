@@ -13,6 +13,7 @@ def etl(count: int = 3) -> list[int]:
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _distribution_version
 
+from runtime.engine.context import tags
 from runtime.engine.flows import Flow, flow
 from runtime.engine.futures import PrefectFuture, PrefectFutureList
 from runtime.engine.inputs import allow_failure, unmapped
@@ -41,6 +42,7 @@ __all__ = [
     "flow",
     "get_client",
     "get_run_logger",
+    "tags",
     "task",
     "unmapped",
 ]

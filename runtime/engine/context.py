@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -16,7 +16,13 @@ if TYPE_CHECKING:
 
     from runtime.engine.client import EngineClient
     from runtime.engine.flows import Flow
+    from runtime.engine.task_runners import ThreadPoolTaskRunner
     from runtime.engine.tasks import Task
+
+
+class MissingContextError(RuntimeError):
+    """Run context was asked for outside a flow or task run (``get_run_logger()``,
+    ``get_run_context()``)."""
 
 
 @dataclass
@@ -34,6 +40,21 @@ class FlowRunContext:
     _active: set[Any] = field(default_factory=set)
     _closed: str | None = None
     _crashed: bool = False
+
+    @classmethod
+    def get(cls) -> FlowRunContext | None:
+        """The current flow run context; None outside a flow run (Prefect's ``.get()``)."""
+        return _flow_ctx.get()
+
+    @property
+    def task_runner(self) -> ThreadPoolTaskRunner:
+        """The task runner the flow's submitted tasks run on."""
+        return self.flow.task_runner
+
+    @property
+    def start_time(self) -> Any:
+        """When the flow run started (None before it ran)."""
+        return self.flow_run.start_time
 
     def track(self, engine: Any) -> None:
         """Note a task run in flight in this flow run (ended at once if the flow run ended)."""
@@ -80,6 +101,21 @@ class TaskRunContext:
     flow_run_context: FlowRunContext | None
     log_prints: bool = False
 
+    @classmethod
+    def get(cls) -> TaskRunContext | None:
+        """The current task run context; None outside a task run (Prefect's ``.get()``)."""
+        return _task_ctx.get()
+
+    @property
+    def client(self) -> EngineClient | None:
+        """The engine client recording this task run (the flow run's; None standalone)."""
+        return self.flow_run_context.client if self.flow_run_context else None
+
+    @property
+    def start_time(self) -> Any:
+        """When the task run started."""
+        return self.task_run.start_time
+
 
 _flow_ctx: ContextVar[FlowRunContext | None] = ContextVar("stratoflow_flow_run", default=None)
 _task_ctx: ContextVar[TaskRunContext | None] = ContextVar("stratoflow_task_run", default=None)
@@ -117,3 +153,56 @@ def task_run_scope(ctx: TaskRunContext) -> Iterator[TaskRunContext]:
     finally:
         _task_ctx.reset(task_token)
         _flow_ctx.reset(flow_token)
+
+
+def get_run_context() -> TaskRunContext | FlowRunContext:
+    """The task run context if there is one, else the flow run context.
+
+    A subflow called from inside a task wins over that task (its flow run is
+    not the task's). Raises ``MissingContextError`` outside any run (Prefect's
+    ``prefect.context.get_run_context``).
+    """
+    task_ctx = _task_ctx.get()
+    flow_ctx = _flow_ctx.get()
+    if task_ctx is not None and flow_ctx is not None:
+        if flow_ctx.flow_run.id != task_ctx.task_run.flow_run_id:
+            return flow_ctx
+        return task_ctx
+    if task_ctx is not None:
+        return task_ctx
+    if flow_ctx is not None:
+        return flow_ctx
+    raise MissingContextError(
+        "No run context available. You are not in a flow or task run context."
+    )
+
+
+_tags: ContextVar[frozenset[str]] = ContextVar("stratoflow_tags", default=frozenset())
+
+
+def current_tags() -> set[str]:
+    """The tags of the enclosing ``tags(...)`` blocks (empty outside any)."""
+    return set(_tags.get())
+
+
+def with_current_tags(tags: Iterable[str] | None) -> list[str]:
+    """``tags`` joined with the enclosing ``tags(...)`` blocks', sorted: a new run's tags."""
+    return sorted(set(tags or ()) | _tags.get())
+
+
+@contextmanager
+def tags(*new_tags: str) -> Iterator[set[str]]:
+    """Add tags to every flow run and task run created in the block (Prefect's ``tags``).
+
+    Nested blocks add to the enclosing ones; a run's own (decorator) tags are
+    added too. Yields the set of tags now in effect.
+    """
+    for tag in new_tags:
+        if not isinstance(tag, str) or not tag:
+            raise TypeError(f"tags(...) takes non-empty strings, got {tag!r}")
+    combined = _tags.get() | frozenset(new_tags)
+    token = _tags.set(combined)
+    try:
+        yield set(combined)
+    finally:
+        _tags.reset(token)

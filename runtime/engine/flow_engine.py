@@ -16,7 +16,12 @@ from pydantic_core import to_jsonable_python
 from runtime.engine.calls import user_exc_info
 from runtime.engine.cancellation import CancellationWatcher
 from runtime.engine.client import EngineClient
-from runtime.engine.context import FlowRunContext, current_flow_run, flow_run_scope
+from runtime.engine.context import (
+    FlowRunContext,
+    current_flow_run,
+    flow_run_scope,
+    with_current_tags,
+)
 from runtime.engine.driver import Call, Lifecycle, Sleep, drive_async, drive_sync
 from runtime.engine.inputs import resolve
 from runtime.engine.results import persist_value
@@ -143,7 +148,7 @@ class FlowRunEngine:
             flow_name=flow.name,
             name=flow.render_run_name(self.parameters),
             parameters=_jsonable(self.parameters),
-            tags=flow.tags,
+            tags=with_current_tags(flow.tags),  # and the enclosing tags(...) blocks'
             parent_flow_run_id=self.parent.flow_run.id if self.parent else None,
             empirical_policy=RetryPolicy(
                 retries=flow.retries, retry_delay_seconds=flow.retry_delay_seconds

@@ -14,6 +14,7 @@ import sys
 import threading
 from typing import Any
 
+from runtime.engine.context import MissingContextError as MissingContextError  # its old home
 from runtime.engine.context import current_flow_run, current_task_run
 from runtime.logship import RunLogHandler
 
@@ -21,10 +22,6 @@ ROOT_LOGGER = "stratoflow"
 _setup_lock = threading.Lock()
 _is_setup = False
 _original_print = builtins.print
-
-
-class MissingContextError(RuntimeError):
-    """``get_run_logger()`` was called outside a flow or task run."""
 
 
 class _EngineLogHandler(RunLogHandler):

@@ -15,9 +15,15 @@ from collections.abc import Callable, Generator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from runtime.engine import transactions
 from runtime.engine.calls import user_exc_info
 from runtime.engine.client import EngineClient
-from runtime.engine.context import FlowRunContext, TaskRunContext, task_run_scope
+from runtime.engine.context import (
+    FlowRunContext,
+    TaskRunContext,
+    task_run_scope,
+    with_current_tags,
+)
 from runtime.engine.driver import Blocking, Call, Instruction, Lifecycle, Outcome, Sleep
 from runtime.engine.exceptions import (
     CacheKeyFailure,
@@ -103,7 +109,9 @@ class TaskRunEngine:
             task_key=task.task_key,
             flow_run_id=flow_run_id,
             dynamic_key=dynamic_key,
-            tags=sorted(set(task.tags) | (set(flow_ctx.flow_run.tags) if flow_ctx else set())),
+            tags=with_current_tags(
+                set(task.tags) | set(flow_ctx.flow_run.tags if flow_ctx else ())
+            ),
             empirical_policy=RetryPolicy.model_construct(
                 retries=task.retries,
                 retry_delay_seconds=task.retry_delay_seconds,
@@ -420,6 +428,7 @@ class TaskRunEngine:
                 continue
             if state.has_data is False:
                 state.with_data(error)
+            transactions.task_failed(self)
             self._run_hooks(task.on_failure, state)
             return state
 
@@ -482,16 +491,19 @@ class TaskRunEngine:
                 created=utcnow(),
                 expires_at=expires,
             )
-            self._stop_cache_renewal()
-            try:
-                self.client.cache.write(self.cache_key, record, self.run.id)
-            except CacheLockLost:  # our lock expired and another run took the key: keep its
-                logger.warning(
-                    "cache key %s was taken over by another run; not overwriting it",
-                    self.cache_key,
-                    extra=self._log_extra(),
-                )
+            if not transactions.stage_task(self, value, record):  # not deferred to a commit
+                self._stop_cache_renewal()
+                try:
+                    self.client.cache.write(self.cache_key, record, self.run.id)
+                except CacheLockLost:  # our lock expired and another run took the key: keep its
+                    logger.warning(
+                        "cache key %s was taken over by another run; not overwriting it",
+                        self.cache_key,
+                        extra=self._log_extra(),
+                    )
             self._cache_owner = False
+        else:
+            transactions.stage_task(self, value, None)
         final = self._finish(state.with_data(value))
         self._run_hooks(task.on_completion, final)
         return final

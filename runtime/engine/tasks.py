@@ -111,6 +111,8 @@ class Task(Generic[P, R]):
         on_completion: list[Callable[..., Any]] | None = None,
         on_failure: list[Callable[..., Any]] | None = None,
         retry_condition_fn: Callable[..., bool] | None = None,
+        on_commit: list[Callable[..., Any]] | None = None,
+        on_rollback: list[Callable[..., Any]] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError("@task must decorate a function")
@@ -141,6 +143,8 @@ class Task(Generic[P, R]):
         self.cache_expiration = cache_expiration
         self.on_completion = options.check_hooks("on_completion", on_completion)
         self.on_failure = options.check_hooks("on_failure", on_failure)
+        self.on_commit_hooks = options.check_hooks("on_commit", on_commit)
+        self.on_rollback_hooks = options.check_hooks("on_rollback", on_rollback)
         options.check_bool("persist_result", persist_result)
         options.check_cache_policy(cache_policy, NotSet)
         if result_serializer is not None and result_serializer not in SERIALIZERS:
@@ -181,6 +185,8 @@ class Task(Generic[P, R]):
             "on_completion": on_completion,
             "on_failure": on_failure,
             "retry_condition_fn": retry_condition_fn,
+            "on_commit": on_commit,
+            "on_rollback": on_rollback,
         }
         self.cache_policy = self._resolve_cache_policy(cache_policy, cache_key_fn, persist)
         # Caching needs a persisted result, so caching a task turns persistence on.
@@ -224,6 +230,18 @@ class Task(Generic[P, R]):
         if "cache_key_fn" in options and "cache_policy" not in options:
             merged["cache_policy"] = NotSet
         return Task(self.fn, **merged)
+
+    def on_commit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Register ``fn(transaction)`` to run when this task's transaction commits."""
+        self.on_commit_hooks.append(options.check_hooks("on_commit", [fn])[0])
+        self._options["on_commit"] = list(self.on_commit_hooks)  # kept by with_options()
+        return fn
+
+    def on_rollback(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Register ``fn(transaction)`` to run when this task's transaction rolls back."""
+        self.on_rollback_hooks.append(options.check_hooks("on_rollback", [fn])[0])
+        self._options["on_rollback"] = list(self.on_rollback_hooks)  # kept by with_options()
+        return fn
 
     def render_run_name(self, parameters: dict[str, Any], dynamic_key: str) -> str:
         """The task run's name: ``task_run_name`` formatted with the parameters, or ``name-N``."""
