@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from runtime.engine.client import EngineClient
     from runtime.engine.flows import Flow
-    from runtime.engine.task_runners import ThreadPoolTaskRunner
+    from runtime.engine.task_runners import TaskRunner
     from runtime.engine.tasks import Task
 
 
@@ -47,7 +47,7 @@ class FlowRunContext:
         return _flow_ctx.get()
 
     @property
-    def task_runner(self) -> ThreadPoolTaskRunner:
+    def task_runner(self) -> TaskRunner:
         """The task runner the flow's submitted tasks run on."""
         return self.flow.task_runner
 
