@@ -117,6 +117,7 @@ class EngineClient(ABC):
         request: SlotRequest | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
+        cancelled: threading.Event | None = None,
     ) -> Lease:
         """Block until a slot on every named limit is held; ``on_wait`` runs once if it waits.
 
@@ -382,6 +383,7 @@ class BufferedEngineClient(EngineClient):
         request: SlotRequest | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
+        cancelled: threading.Event | None = None,
     ) -> Lease:
         return self._slots.acquire(
             names,
@@ -390,6 +392,7 @@ class BufferedEngineClient(EngineClient):
             request=request,
             timeout=timeout,
             max_retries=max_retries,
+            cancelled=cancelled,
         )
 
     def release_slots(self, lease: Lease) -> None:

@@ -22,6 +22,8 @@ POLL_MAX = 0.5
 """A waiting task polls for slots freed by other processes after a jittered backoff whose
 ceiling starts at 20 ms and doubles up to 0.5 s (:class:`runtime.backoff.Backoff`)."""
 POLL_BACKOFF = Backoff(base=POLL_START, cap=POLL_MAX)
+RATE_POLL_BACKOFF = Backoff(base=POLL_START, cap=0.1)
+"""Waits on rate limits poll more often: their slots drain on a schedule, not on a release."""
 IDLE_WAIT = 5.0
 """Waiters that are not the poller re-check this often even if never woken (a safety net)."""
 
@@ -90,12 +92,14 @@ class SlotWaiter:
         request: SlotRequest | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
+        cancelled: threading.Event | None = None,
     ) -> Lease:
         """Block until a lease on every named limit is held (see the class docstring).
 
         ``timeout`` (seconds) raises :class:`SlotWaitTimeout` once passed;
         ``max_retries`` raises :class:`SlotRetriesExhausted` after that many
-        attempts beyond the first found the limits full.
+        attempts beyond the first found the limits full; ``cancelled`` set stops the
+        wait (:class:`SlotWaitTimeout`) at its next check.
         """
         request = request or SlotRequest()
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -127,6 +131,8 @@ class SlotWaiter:
                         f"{max_retries} retries"
                     )
                 remaining = None if deadline is None else deadline - time.monotonic()
+                if cancelled is not None and cancelled.is_set():
+                    raise SlotWaitTimeout("the wait for concurrency slots was cancelled")
                 if remaining is not None and remaining <= 0:
                     raise SlotWaitTimeout(
                         f"Attempt to acquire concurrency slots timed out after {timeout} second(s)"
@@ -139,7 +145,12 @@ class SlotWaiter:
                         self._pollers.add(key)
                         polling = True
                     if self._releases.get(key, 0) == seen:
-                        wait = POLL_BACKOFF.delay(polls) if polling else IDLE_WAIT
+                        backoff = (
+                            RATE_POLL_BACKOFF if request.mode == "rate_limit" else POLL_BACKOFF
+                        )
+                        wait = backoff.delay(polls) if polling else IDLE_WAIT
+                        if cancelled is not None:
+                            wait = min(wait, POLL_MAX)
                         if remaining is not None:
                             wait = min(wait, remaining)
                         condition.wait(timeout=wait)

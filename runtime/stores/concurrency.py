@@ -68,6 +68,15 @@ def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def _drained(item: Item, slots: int, moment: datetime) -> bool:
+    """Whether a rate limit's bucket has room for ``slots`` at ``moment`` (by its drain time)."""
+    drain = _parse(item.get("drain_at"))
+    if drain is None:
+        return True
+    left = (drain - moment).total_seconds() * item["slot_decay_per_second"]
+    return left <= item["limit"] - slots + 1e-6
+
+
 def _lease_key(lease_id: str) -> dict[str, str]:
     return {"pk": f"lease#{lease_id}"}
 
@@ -362,7 +371,7 @@ class ConcurrencyStore:
                 existing = failed.items[len(wanted)] if len(failed.items) > len(wanted) else None
                 if existing is not None:  # the lease id is taken: our own earlier attempt?
                     return _same_lease(existing, lease_id, wanted, slots)
-                full = False
+                full: list[Item] = []
                 for name, code, old in zip(wanted, failed.reasons, failed.items, strict=False):
                     if code != "ConditionalCheckFailed":
                         continue
@@ -374,7 +383,14 @@ class ConcurrencyStore:
                         "limit"
                     ) == limits[name].get("limit")
                     if same and old.get("active", 0) > old["limit"] - slots:
-                        full = True
+                        full.append(old)
+                if full and all(i.get("slot_decay_per_second", 0) > 0 for i in full):
+                    # rate limits: sweep exactly when their buckets say a slot has drained
+                    if not swept and all(_drained(i, slots, moment) for i in full):
+                        swept = True
+                        if self.sweep(now=moment):
+                            continue
+                    return None
                 if full and not swept and self._sweep_due(moment, limits):
                     swept = True
                     if self.sweep(now=moment):
