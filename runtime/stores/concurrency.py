@@ -73,8 +73,8 @@ def _drained(item: Item, slots: int, moment: datetime) -> bool:
     drain = _parse(item.get("drain_at"))
     if drain is None:
         return True
-    left = (drain - moment).total_seconds() * item["slot_decay_per_second"]
-    return left <= item["limit"] - slots + 1e-6
+    left = (drain - moment).total_seconds() * float(item["slot_decay_per_second"])
+    return bool(left <= int(item["limit"]) - slots + 1e-6)
 
 
 def _lease_key(lease_id: str) -> dict[str, str]:
