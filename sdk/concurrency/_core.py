@@ -14,6 +14,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from runtime.engine.exceptions import ConcurrencySlotAcquisitionError
 from runtime.engine.slots import SlotRequest, SlotRetriesExhausted, SlotWaitTimeout
 from runtime.errors import LimitExceeded, StratoflowError
 from runtime.models import Lease
@@ -27,9 +28,7 @@ LEASE_MAX_SECONDS = 86_400.0
 
 logger = logging.getLogger("stratoflow.concurrency")
 
-
-class ConcurrencySlotAcquisitionError(Exception):
-    """Raised when slots cannot be acquired for a reason waiting will not fix (Prefect's name)."""
+__all__ = ["AcquireConcurrencySlotTimeoutError", "ConcurrencySlotAcquisitionError"]
 
 
 class AcquireConcurrencySlotTimeoutError(TimeoutError):
