@@ -1,6 +1,6 @@
 # From docs/v3/how-to-guides/workflows/global-concurrency-limits.mdx, "Asynchronous usage"
 # (prefect -> sdk). Added: the "database" limit is created first, results are printed.
-import asyncio
+import asyncio  # noqa: F401  (unused, as in the docs)
 
 from sdk import flow, get_client, task
 from sdk.concurrency.asyncio import concurrency
