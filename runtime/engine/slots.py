@@ -114,6 +114,8 @@ class SlotWaiter:
                     if condition is None:
                         condition = self._waiters[key] = threading.Condition(self._lock)
                     seen = self._releases.get(key, 0)
+                if cancelled is not None and cancelled.is_set():
+                    raise SlotWaitTimeout("the wait for concurrency slots was cancelled")
                 try:
                     lease = self._acquire(names, holder, request)
                 except NotFound:
@@ -131,8 +133,6 @@ class SlotWaiter:
                         f"{max_retries} retries"
                     )
                 remaining = None if deadline is None else deadline - time.monotonic()
-                if cancelled is not None and cancelled.is_set():
-                    raise SlotWaitTimeout("the wait for concurrency slots was cancelled")
                 if remaining is not None and remaining <= 0:
                     raise SlotWaitTimeout(
                         f"Attempt to acquire concurrency slots timed out after {timeout} second(s)"

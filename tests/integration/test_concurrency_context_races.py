@@ -25,12 +25,15 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from runtime.engine.client import DirectEngineClient
+from runtime.engine.backend import use_engine_client
+from runtime.engine.client import DirectEngineClient, EngineClient
+from runtime.engine.http_engine_client import ApiEngineClient
 from runtime.models import ConcurrencyLimitCreate, ConcurrencyLimitUpdate
 from runtime.states import utcnow
 from runtime.stores import Stores
@@ -242,8 +245,21 @@ def test_a_waiting_thread_gets_the_slot_as_soon_as_it_is_released(
     assert entered and left and entered[0] >= left[0]
 
 
+@pytest.fixture(params=["direct", "api"])
+def any_engine(request: pytest.FixtureRequest, stores: Stores) -> Iterator[EngineClient]:
+    """The engine client over the stores, or over the HTTP API (both must behave the same)."""
+    client: EngineClient
+    if request.param == "direct":
+        client = DirectEngineClient(stores)
+    else:
+        client = ApiEngineClient(request.getfixturevalue("api"))
+    with use_engine_client(client):
+        yield client
+    client.close()
+
+
 def test_strict_timeout_inactive_and_rate_limit_errors(
-    stores: Stores, engine: DirectEngineClient
+    stores: Stores, any_engine: EngineClient
 ) -> None:
     """Prefect's documented errors (src/prefect/concurrency/_asyncio.py and
     server/api/concurrency_limits_v2.py): a missing limit is skipped unless ``strict``;
@@ -331,4 +347,30 @@ def test_a_killed_holder_leaks_nothing(
         assert stores.concurrency.sweep(now=killed_at + timedelta(seconds=61)) == 1
     assert stores.concurrency.read_limit("kill").active_slots == 0
     with concurrency("kill", timeout_seconds=5):
+        pass
+
+
+def test_a_cancelled_async_wait_takes_no_slot(stores: Stores, any_engine: EngineClient) -> None:
+    """An ``async with concurrency()`` cancelled while it waits (``asyncio.wait_for``) stops
+    waiting, and a slot granted as it was cancelled is given back, never held on
+    (Prefect's ``_release_lease_when_granted``, src/prefect/concurrency/_asyncio.py)."""
+    import asyncio
+
+    from sdk.concurrency.asyncio import concurrency as async_concurrency
+
+    stores.concurrency.create_limit(ConcurrencyLimitCreate(name="busy", limit=1))
+
+    async def wait_for_slot() -> None:
+        async with async_concurrency("busy"):
+            raise AssertionError("never entered: the slot is held elsewhere")
+
+    async def main() -> None:
+        with concurrency("busy"), pytest.raises(TimeoutError):
+            await asyncio.wait_for(wait_for_slot(), timeout=0.3)
+
+    asyncio.run(main())
+    # the wait was told to stop before the slot was given back: it never takes it
+    assert stores.concurrency.read_limit("busy").active_slots == 0
+    assert stores.concurrency.expired_leases(now=utcnow() + timedelta(days=2)) == []
+    with concurrency("busy", timeout_seconds=5):
         pass
