@@ -216,6 +216,7 @@ class ConcurrencyStore:
         except ConditionFailed:
             raise NotFound(f"concurrency limit {name!r} not found", name=name) from None
         assert item is not None
+        self._known[name] = item
         return _as_limit(item)
 
     def read_limit(self, name: str) -> ConcurrencyLimit:
@@ -289,10 +290,13 @@ class ConcurrencyStore:
         for _ in range(MAX_ATTEMPTS):
             moment = now or utcnow()
             limits, missing, inactive = self._resolve(requested, missing_ok)
+            for name in [n for n, i in limits.items() if slots > i["limit"]]:
+                item = limits[name] = self._limit_item(name)  # never refuse on a stale item
+                if item.get("disabled"):
+                    del limits[name]
+                    inactive = sorted([*inactive, name])
             wanted = sorted(limits)
             for name, item in limits.items():
-                if slots > item["limit"] and name in self._known:
-                    item = limits[name] = self._limit_item(name)  # never refuse on a stale size
                 if slots > item["limit"]:
                     held = self.db.get(self.table.name, _lease_key(lease_id)) if chosen else None
                     if held is not None:  # a repeat of a request that got its slots
