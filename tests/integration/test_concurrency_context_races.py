@@ -303,6 +303,14 @@ def test_strict_timeout_inactive_and_rate_limit_errors(
     ):
         pass
 
+    stores.concurrency.create_limit(
+        ConcurrencyLimitCreate(name="burst", limit=2, slot_decay_per_second=0.01)
+    )
+    rate_limit("burst", occupy=2)
+    assert stores.concurrency.read_limit("burst").active_slots == 2, "held until they drain"
+    with pytest.raises(AcquireConcurrencySlotTimeoutError):
+        rate_limit("burst", timeout_seconds=0.2)
+
     stores.concurrency.update_limit("solo", ConcurrencyLimitUpdate(active=False))
     with concurrency("solo"), concurrency("solo", timeout_seconds=5):
         assert stores.concurrency.read_limit("solo").active_slots == 0, "not enforced"
