@@ -61,6 +61,15 @@ class LeaseRequest(_Strict):
     slots: int = Field(default=1, ge=1)
     lease_seconds: float = Field(default=60.0, gt=0, le=86_400)
     holder: str | None = Field(default=None, max_length=200)
+    missing_ok: bool = Field(
+        default=False,
+        description="Skip limits that do not exist (the lease names them in missing_names) "
+        "instead of answering 404",
+    )
+    mode: Literal["concurrency", "rate_limit"] = Field(
+        default="concurrency",
+        description="rate_limit: every active limit must have slot decay (else 422)",
+    )
     id: str | None = Field(
         default=None,
         pattern=UUID_PATTERN,
@@ -88,9 +97,11 @@ class Released(BaseModel):
 
 
 class LimitUpdate(_Strict):
-    """``PATCH /concurrency_limits/{name}``."""
+    """``PATCH /concurrency_limits/{name}``: only the fields given change."""
 
-    limit: int = Field(ge=0, le=1_000_000)
+    limit: int | None = Field(default=None, ge=0, le=1_000_000)
+    active: bool | None = Field(default=None, description="Enforce the limit (true) or not")
+    slot_decay_per_second: float | None = Field(default=None, ge=0, le=1_000_000)
 
 
 class ResultUpload(_Strict):

@@ -464,22 +464,61 @@ class ConcurrencyLimitCreate(StrictModel):
         le=1_000_000,
         description="> 0 makes a rate limit: slots free themselves over time",
     )
+    active: bool = Field(
+        default=True, description="False: the limit exists but is not enforced (no slot taken)"
+    )
+
+
+class ConcurrencyLimitUpdate(StrictModel):
+    """A change to a concurrency limit: only the given fields change."""
+
+    limit: int | None = Field(default=None, ge=0, le=1_000_000)
+    active: bool | None = Field(default=None, description="Enforce the limit (True) or not")
+    slot_decay_per_second: float | None = Field(default=None, ge=0, le=1_000_000)
+
+
+LIMIT_ID_NAMESPACE = uuid.UUID("6f0c4e0e-6a55-4f57-9a4b-2f1d1c6b7a10")
+"""Limits stored before they had an id get ``uuid5(LIMIT_ID_NAMESPACE, name)``."""
 
 
 class ConcurrencyLimit(BaseModel):
-    """A concurrency limit and the slots now held against it."""
+    """A concurrency limit and the slots now held against it.
 
+    The attribute names are Prefect's ``GlobalConcurrencyLimitResponse`` ones
+    (``id``, ``name``, ``limit``, ``active``, ``active_slots``,
+    ``slot_decay_per_second``, ``created``, ``updated``); a task-tag limit (named
+    ``tag:<tag>``) also answers to the v1 names ``tag`` and ``concurrency_limit``.
+    """
+
+    id: str = Field(default="", description="The limit's id (a UUID)")
     name: Printable
     limit: int
+    active: bool = Field(default=True, description="False: not enforced")
     active_slots: int = 0
     slot_decay_per_second: float = 0.0
     created: UtcDateTime = Field(default_factory=utcnow)
     updated: UtcDateTime = Field(default_factory=utcnow)
 
+    @model_validator(mode="after")
+    def _default_id(self) -> ConcurrencyLimit:
+        if not self.id:
+            self.id = str(uuid.uuid5(LIMIT_ID_NAMESPACE, self.name))
+        return self
+
     @property
     def available(self) -> int:
         """Slots free right now."""
         return max(0, self.limit - self.active_slots)
+
+    @property
+    def tag(self) -> str:
+        """Prefect's v1 name: the tag a task-tag limit governs (else the limit's name)."""
+        return self.name.removeprefix("tag:")
+
+    @property
+    def concurrency_limit(self) -> int:
+        """Prefect's v1 name for ``limit``."""
+        return self.limit
 
 
 class Lease(BaseModel):
@@ -491,6 +530,13 @@ class Lease(BaseModel):
     expires_at: UtcDateTime
     holder: str | None = None
     decays: bool = Field(default=False, description="On a rate limit: freed only by expiry")
+    inactive_names: list[str] = Field(
+        default_factory=list, description="Named limits that are inactive: no slot taken on them"
+    )
+    missing_names: list[str] = Field(
+        default_factory=list,
+        description="Named limits that do not exist (skipped when asked to tolerate them)",
+    )
 
 
 # ----------------------------------------------------------------------------- flows

@@ -14,6 +14,7 @@ from runtime.models import (
     CacheRecord,
     ConcurrencyLimit,
     ConcurrencyLimitCreate,
+    ConcurrencyLimitUpdate,
     FlowRun,
     FlowRunFilter,
     LogRecord,
@@ -38,8 +39,17 @@ class ClientBackend(Protocol):
     def create_concurrency_limit(self, request: ConcurrencyLimitCreate) -> ConcurrencyLimit:
         """Create a limit (AlreadyExists if it exists)."""
 
-    def update_concurrency_limit(self, name: str, limit: int) -> ConcurrencyLimit:
-        """Resize a limit (NotFound if absent)."""
+    def update_concurrency_limit(
+        self, name: str, limit: int | ConcurrencyLimitUpdate
+    ) -> ConcurrencyLimit:
+        """Resize a limit, or change the fields of an update (NotFound if absent)."""
+
+    def hello(self) -> None:
+        """Reach the backend (raises when it cannot be reached)."""
+
+    @property
+    def api_url(self) -> str | None:
+        """The HTTP API this backend talks to (None: the stores directly)."""
 
     def read_concurrency_limit(self, name: str) -> ConcurrencyLimit:
         """One limit with its active slots (NotFound if absent)."""
@@ -99,9 +109,21 @@ class StoresBackend:
         """Create a limit (AlreadyExists if it exists)."""
         return self.stores.concurrency.create_limit(request)
 
-    def update_concurrency_limit(self, name: str, limit: int) -> ConcurrencyLimit:
-        """Resize a limit (NotFound if absent)."""
+    def update_concurrency_limit(
+        self, name: str, limit: int | ConcurrencyLimitUpdate
+    ) -> ConcurrencyLimit:
+        """Resize a limit, or change the fields of an update (NotFound if absent)."""
         return self.stores.concurrency.update_limit(name, limit)
+
+    def hello(self) -> None:
+        """One read of the runs table."""
+        runs = self.stores.specs.runs.name
+        self.stores.db.get(runs, {"id": "00000000-0000-0000-0000-000000000000"})
+
+    @property
+    def api_url(self) -> str | None:
+        """None: this client reads and writes the stores directly."""
+        return None
 
     def read_concurrency_limit(self, name: str) -> ConcurrencyLimit:
         """One limit with its active slots (NotFound if absent)."""
@@ -176,9 +198,20 @@ class HttpBackend:
         """``POST /concurrency_limits``."""
         return self.api.create_concurrency_limit(request)
 
-    def update_concurrency_limit(self, name: str, limit: int) -> ConcurrencyLimit:
+    def update_concurrency_limit(
+        self, name: str, limit: int | ConcurrencyLimitUpdate
+    ) -> ConcurrencyLimit:
         """``PATCH /concurrency_limits/{name}``."""
         return self.api.update_concurrency_limit(name, limit)
+
+    def hello(self) -> None:
+        """``GET /health?deep=true``."""
+        self.api.health(deep=True)
+
+    @property
+    def api_url(self) -> str | None:
+        """The API's URL."""
+        return self.api.api_url
 
     def read_concurrency_limit(self, name: str) -> ConcurrencyLimit:
         """``GET /concurrency_limits/{name}``."""

@@ -22,7 +22,13 @@ from runtime.api_schemas import (
     Released,
     RenewRequest,
 )
-from runtime.models import ConcurrencyLimit, ConcurrencyLimitCreate, Lease, Page
+from runtime.models import (
+    ConcurrencyLimit,
+    ConcurrencyLimitCreate,
+    ConcurrencyLimitUpdate,
+    Lease,
+    Page,
+)
 
 router = Router()
 
@@ -51,6 +57,8 @@ def acquire_lease(body: Annotated[LeaseRequest, Body()]) -> LeaseResponse:
         lease_seconds=body.lease_seconds,
         holder=body.holder,
         lease_id=body.id,
+        missing_ok=body.missing_ok,
+        mode=body.mode,
     )
     return LeaseResponse(lease=lease)
 
@@ -94,8 +102,10 @@ def read_limit(name: LimitName) -> ConcurrencyLimit:
 
 @router.patch("/concurrency_limits/<name>", summary="Resize a concurrency limit", tags=TAGS)
 def update_limit(name: LimitName, body: Annotated[LimitUpdate, Body()]) -> ConcurrencyLimit:
-    """Change the size; slots already held stay held."""
-    return get_stores().concurrency.update_limit(name, body.limit)
+    """Change the size, ``active`` flag or slot decay (the fields given); held slots stay held."""
+    return get_stores().concurrency.update_limit(
+        name, ConcurrencyLimitUpdate.model_validate(body.model_dump(exclude_unset=True))
+    )
 
 
 @router.delete("/concurrency_limits/<name>", summary="Delete a concurrency limit", tags=TAGS)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from runtime.engine.cache_backend import CacheBackend
-from runtime.engine.slots import SlotWaiter
+from runtime.engine.slots import SlotRequest, SlotWaiter
 from runtime.errors import StratoflowError
 from runtime.models import (
     FlowRun,
@@ -112,12 +112,20 @@ class EngineClient(ABC):
         self,
         names: list[str],
         *,
-        holder: str,
+        holder: str | None,
         on_wait: Callable[[], None] | None = None,
+        request: SlotRequest | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        cancelled: threading.Event | None = None,
     ) -> Lease:
         """Block until a slot on every named limit is held; ``on_wait`` runs once if it waits.
 
-        Raises LimitExceeded when the limits can never admit the request (limit 0).
+        ``request`` says how many slots, for how long, and whether missing limits are
+        skipped; ``timeout`` and ``max_retries`` bound the wait
+        (:class:`~runtime.engine.slots.SlotWaitTimeout`,
+        :class:`~runtime.engine.slots.SlotRetriesExhausted`). Raises LimitExceeded when
+        the limits can never admit the request (limit 0).
         """
 
     @abstractmethod
@@ -289,8 +297,8 @@ class BufferedEngineClient(EngineClient):
         self,
         *,
         log_sink: LogStore | LogSink,
-        acquire: Callable[[list[str], str], Lease | None],
-        renew: Callable[[str], Any],
+        acquire: Callable[[list[str], str | None, SlotRequest], Lease | None],
+        renew: Callable[[str, float], Any],
         release: Callable[[Lease], Any],
         lease_seconds: float,
         record_interval: float = 0.5,
@@ -370,10 +378,22 @@ class BufferedEngineClient(EngineClient):
         self,
         names: list[str],
         *,
-        holder: str,
+        holder: str | None,
         on_wait: Callable[[], None] | None = None,
+        request: SlotRequest | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        cancelled: threading.Event | None = None,
     ) -> Lease:
-        return self._slots.acquire(names, holder=holder, on_wait=on_wait)
+        return self._slots.acquire(
+            names,
+            holder=holder,
+            on_wait=on_wait,
+            request=request,
+            timeout=timeout,
+            max_retries=max_retries,
+            cancelled=cancelled,
+        )
 
     def release_slots(self, lease: Lease) -> None:
         self._slots.release(lease)
@@ -400,10 +420,15 @@ class DirectEngineClient(BufferedEngineClient):
         concurrency = stores.concurrency
         super().__init__(
             log_sink=stores.logs,
-            acquire=lambda names, holder: concurrency.acquire(
-                names, 1, lease_seconds=lease_seconds, holder=holder
+            acquire=lambda names, holder, ask: concurrency.acquire(
+                names,
+                ask.slots,
+                lease_seconds=ask.lease_seconds or lease_seconds,
+                holder=holder,
+                missing_ok=ask.missing_ok,
+                mode=ask.mode,
             ),
-            renew=lambda lease_id: concurrency.renew(lease_id, lease_seconds),
+            renew=lambda lease_id, seconds: concurrency.renew(lease_id, seconds),
             release=lambda lease: concurrency.release(lease.id, known=lease),
             lease_seconds=lease_seconds,
         )

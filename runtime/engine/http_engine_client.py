@@ -206,10 +206,15 @@ class ApiEngineClient(BufferedEngineClient):
         self._cache = ApiCache(http)
         super().__init__(
             log_sink=_LogSink(http),
-            acquire=lambda names, holder: http.acquire_lease(
-                names, 1, lease_seconds=lease_seconds, holder=holder
+            acquire=lambda names, holder, ask: http.acquire_lease(
+                names,
+                ask.slots,
+                lease_seconds=ask.lease_seconds or lease_seconds,
+                holder=holder,
+                missing_ok=ask.missing_ok,
+                mode=ask.mode,
             ),
-            renew=lambda lease_id: http.renew_lease(lease_id, lease_seconds),
+            renew=lambda lease_id, seconds: http.renew_lease(lease_id, seconds),
             release=lambda lease: http.release_lease(lease.id),
             lease_seconds=lease_seconds,
             record_interval=record_interval,

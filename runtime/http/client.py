@@ -39,6 +39,7 @@ from runtime.models import (
     CacheRecord,
     ConcurrencyLimit,
     ConcurrencyLimitCreate,
+    ConcurrencyLimitUpdate,
     FlowRun,
     FlowRunCreate,
     Lease,
@@ -364,12 +365,19 @@ class HttpApi:
         body = self._call("GET", f"/concurrency_limits/{segment(name)}")
         return ConcurrencyLimit.model_validate(body)
 
-    def update_concurrency_limit(self, name: str, limit: int) -> ConcurrencyLimit:
-        """``PATCH /concurrency_limits/{name}``: a new size."""
+    def update_concurrency_limit(
+        self, name: str, limit: int | ConcurrencyLimitUpdate
+    ) -> ConcurrencyLimit:
+        """``PATCH /concurrency_limits/{name}``: a new size (or the fields of an update)."""
+        change = limit if isinstance(limit, ConcurrencyLimitUpdate) else None
         body = self._call(
             "PATCH",
             f"/concurrency_limits/{segment(name)}",
-            json_body={"limit": limit},
+            json_body=(
+                change.model_dump(mode="json", exclude_none=True)
+                if change is not None
+                else {"limit": limit}
+            ),
             idempotent=True,
         )
         return ConcurrencyLimit.model_validate(body)
@@ -386,6 +394,8 @@ class HttpApi:
         lease_seconds: float = 60.0,
         holder: str | None = None,
         lease_id: str | None = None,
+        missing_ok: bool = False,
+        mode: str = "concurrency",
     ) -> Lease | None:
         """``POST /concurrency_limits/leases``: the lease, or None when no slot is free now.
 
@@ -403,6 +413,8 @@ class HttpApi:
                 "lease_seconds": lease_seconds,
                 "holder": holder,
                 "id": lease_id or new_id(),
+                **({"missing_ok": True} if missing_ok else {}),
+                **({"mode": mode} if mode != "concurrency" else {}),
             },
             idempotent=True,
         )

@@ -10,7 +10,17 @@ from typing import Annotated
 
 import typer
 
-from sdk.cli import api, concurrency_limit, deployment, dev, flow, flow_run, task_run, work_pool
+from sdk.cli import (
+    api,
+    concurrency_limit,
+    deployment,
+    dev,
+    flow,
+    flow_run,
+    global_concurrency_limit,
+    task_run,
+    work_pool,
+)
 
 app = typer.Typer(
     name="stratoflow",
@@ -50,6 +60,8 @@ app.add_typer(task_run.app, name="task-run")
 app.add_typer(deployment.app, name="deployment")
 app.add_typer(work_pool.app, name="work-pool")
 app.add_typer(concurrency_limit.app, name="concurrency-limit")
+app.add_typer(global_concurrency_limit.app, name="global-concurrency-limit")
+app.add_typer(global_concurrency_limit.app, name="gcl", hidden=True)
 app.add_typer(api.app, name="api")
 app.command("dev")(dev.dev)
 

@@ -14,6 +14,7 @@ import asyncio
 import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
 
 from runtime.engine.client import TAG_LIMIT_PREFIX, tag_limit_name
 from runtime.errors import AlreadyExists, NotFound
@@ -30,6 +31,7 @@ from runtime.models import (
     TaskRunFilter,
 )
 from runtime.states import State, StateType
+from sdk.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
 from sdk.client_backends import ClientBackend, HttpBackend, StoresBackend
 
 if TYPE_CHECKING:
@@ -60,6 +62,42 @@ def _collect(read: Callable[[int, str | None], Page[_T]], limit: int) -> list[_T
 
 class ObjectNotFound(NotFound):
     """The object asked for does not exist (Prefect's ``ObjectNotFound``)."""
+
+
+class ObjectAlreadyExists(AlreadyExists):
+    """An object with that name exists already (Prefect's ``ObjectAlreadyExists``)."""
+
+
+class HelloResponse:
+    """What ``client.hello()`` returns: ``status_code`` 200 and ``json()`` → ``"👋"``."""
+
+    status_code = 200
+
+    def json(self) -> str:
+        """Prefect's greeting."""
+        return "\N{WAVING HAND SIGN}"
+
+
+def _page_all(
+    read: Callable[[int, str | None], Page[_T]], limit: int | None, offset: int
+) -> list[_T]:
+    """``limit`` items after the first ``offset`` (every item from there when ``limit`` is None)."""
+    if offset < 0 or (limit is not None and limit < 0):
+        raise ValueError("limit and offset must be >= 0")
+    if limit is None:
+        items: list[_T] = []
+        cursor: str | None = None
+        while True:
+            page = read(PAGE_SIZE, cursor)
+            items.extend(page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                return items[offset:]
+    return _collect(read, offset + limit)[offset:]
+
+
+PAGE_SIZE = 200
+"""Items asked for per page when a listing is read to its end (``limit=None``)."""
 
 
 #: Rounds of create-then-update before an upsert gives up (a limit deleted and
@@ -142,14 +180,16 @@ class SyncClient:
         except NotFound:
             raise ObjectNotFound(f"no concurrency limit for tag {tag!r}") from None
 
-    def read_concurrency_limits(self, limit: int = 200, offset: int = 0) -> list[ConcurrencyLimit]:
-        """Every task-tag concurrency limit."""
+    def read_concurrency_limits(
+        self, limit: int | None = 200, offset: int = 0
+    ) -> list[ConcurrencyLimit]:
+        """Task-tag concurrency limits (``.tag``, ``.concurrency_limit``); None: all of them."""
         limits = [
             lim
             for lim in self.backend.read_all_concurrency_limits()
             if lim.name.startswith(TAG_LIMIT_PREFIX)
         ]
-        return limits[offset : offset + limit]
+        return limits[offset:] if limit is None else limits[offset : offset + limit]
 
     def delete_concurrency_limit_by_tag(self, tag: str) -> None:
         """Remove the limit on tasks tagged ``tag``."""
@@ -158,6 +198,100 @@ class SyncClient:
         except NotFound:
             raise ObjectNotFound(f"no concurrency limit for tag {tag!r}") from None
         self._limits_changed()
+
+    # -- global concurrency limits ----------------------------------------------------
+    def create_global_concurrency_limit(
+        self, concurrency_limit: GlobalConcurrencyLimitCreate
+    ) -> UUID:
+        """Create a global concurrency limit; its id. ObjectAlreadyExists if the name is taken."""
+        try:
+            created = self.backend.create_concurrency_limit(concurrency_limit.to_runtime())
+        except AlreadyExists as exc:
+            raise ObjectAlreadyExists(exc.message) from None
+        self._limits_changed()
+        return UUID(created.id)
+
+    def update_global_concurrency_limit(
+        self, name: str, concurrency_limit: GlobalConcurrencyLimitUpdate
+    ) -> ConcurrencyLimit:
+        """Change the fields set on ``concurrency_limit``; the limit as it is now.
+
+        ObjectNotFound if there is no such limit. (Prefect returns the HTTP response.)
+        """
+        try:
+            updated = self.backend.update_concurrency_limit(
+                name, concurrency_limit.to_runtime(name)
+            )
+        except NotFound as exc:
+            raise ObjectNotFound(exc.message) from None
+        self._limits_changed()
+        return updated
+
+    def read_global_concurrency_limit_by_name(self, name: str) -> ConcurrencyLimit:
+        """One global concurrency limit with its active slots; ObjectNotFound if absent."""
+        try:
+            return self.backend.read_concurrency_limit(name)
+        except NotFound as exc:
+            raise ObjectNotFound(exc.message) from None
+
+    def read_global_concurrency_limits(
+        self, limit: int | None = 10, offset: int = 0
+    ) -> list[ConcurrencyLimit]:
+        """Global concurrency limits by name (task-tag ones included, as in Prefect 3.4.19+).
+
+        ``limit=None`` reads them all from ``offset`` on.
+        """
+        limits = sorted(self.backend.read_all_concurrency_limits(), key=lambda lim: lim.name)
+        if offset < 0 or (limit is not None and limit < 0):
+            raise ValueError("limit and offset must be >= 0")
+        return limits[offset:] if limit is None else limits[offset : offset + limit]
+
+    def delete_global_concurrency_limit_by_name(self, name: str) -> None:
+        """Delete a global concurrency limit; ObjectNotFound if absent."""
+        try:
+            self.backend.delete_concurrency_limit(name)
+        except NotFound as exc:
+            raise ObjectNotFound(exc.message) from None
+        self._limits_changed()
+
+    def upsert_global_concurrency_limit_by_name(
+        self, name: str, limit: int, slot_decay_per_second: float | None = None
+    ) -> None:
+        """Create the limit, or set its size (and decay) when it exists."""
+        for _ in range(UPSERT_ATTEMPTS):
+            try:
+                self.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(
+                        name=name, limit=limit, slot_decay_per_second=slot_decay_per_second or 0.0
+                    )
+                )
+                return
+            except ObjectAlreadyExists:
+                pass
+            try:
+                self.update_global_concurrency_limit(
+                    name,
+                    GlobalConcurrencyLimitUpdate(
+                        limit=limit, slot_decay_per_second=slot_decay_per_second
+                    ),
+                )
+                return
+            except ObjectNotFound:
+                continue
+        raise ObjectAlreadyExists(
+            f"concurrency limit {name!r} changed during the upsert; try again"
+        )
+
+    # -- the API ------------------------------------------------------------------------
+    def hello(self) -> HelloResponse:
+        """Check the backend can be reached (Prefect's ``hello``): ``.json()`` is ``"👋"``."""
+        self.backend.hello()
+        return HelloResponse()
+
+    @property
+    def api_url(self) -> str | None:
+        """The HTTP API this client talks to; None when it works on the stores directly."""
+        return self.backend.api_url
 
     # -- runs ---------------------------------------------------------------------------
     def read_flow_run(self, flow_run_id: str) -> FlowRun:
@@ -175,9 +309,13 @@ class SyncClient:
         state_types: list[StateType] | None = None,
         tags: list[str] | None = None,
         parent_flow_run_id: str | None = None,
-        limit: int = 200,
+        limit: int | None = 200,
+        offset: int = 0,
     ) -> list[FlowRun]:
-        """Flow runs, newest first, filtered by the given fields."""
+        """Flow runs, newest first, filtered by the given fields.
+
+        ``limit`` runs after the first ``offset``; ``limit=None`` reads every page.
+        """
         flt = FlowRunFilter(
             flow_name=flow_name,
             deployment_id=deployment_id,
@@ -185,7 +323,9 @@ class SyncClient:
             tags_all=tags,
             parent_flow_run_id=parent_flow_run_id,
         )
-        return _collect(lambda n, cursor: self.backend.list_flow_runs(flt, n, cursor), limit)
+        return _page_all(
+            lambda n, cursor: self.backend.list_flow_runs(flt, n, cursor), limit, offset
+        )
 
     def read_flow_run_states(self, flow_run_id: str) -> list[State]:
         """Every state of a flow run, oldest first."""
@@ -210,11 +350,17 @@ class SyncClient:
         flow_run_id: str | None = None,
         task_key: str | None = None,
         state_types: list[StateType] | None = None,
-        limit: int = 200,
+        limit: int | None = 200,
+        offset: int = 0,
     ) -> list[TaskRun]:
-        """Task runs, newest first, filtered by the given fields."""
+        """Task runs, newest first, filtered by the given fields.
+
+        ``limit`` runs after the first ``offset``; ``limit=None`` reads every page.
+        """
         flt = TaskRunFilter(flow_run_id=flow_run_id, task_key=task_key, state_types=state_types)
-        return _collect(lambda n, cursor: self.backend.list_task_runs(flt, n, cursor), limit)
+        return _page_all(
+            lambda n, cursor: self.backend.list_task_runs(flt, n, cursor), limit, offset
+        )
 
     def read_task_run_states(self, task_run_id: str) -> list[State]:
         """Every state of a task run, oldest first."""

@@ -7,16 +7,17 @@ Time is moved with the ``now=`` parameters, never by sleeping: a lease taken at
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
 
 from runtime.errors import AlreadyExists, Conflict, InvalidInput, LimitExceeded, NotFound
-from runtime.models import ConcurrencyLimitCreate, Lease
+from runtime.models import ConcurrencyLimitCreate, ConcurrencyLimitUpdate, Lease
 from runtime.states import utcnow
 from runtime.stores import Stores
-from runtime.stores.concurrency import TTL_GRACE, lease_type
+from runtime.stores.concurrency import TTL_GRACE, ConcurrencyStore, lease_type
 from runtime.stores.dynamo import Item, epoch, iso
 
 T0 = utcnow().replace(microsecond=0)
@@ -312,10 +313,14 @@ def test_acquirer_reclaims_expired_leases_itself(stores: Stores) -> None:
 
 
 def test_rate_limit_keeps_slots_until_they_decay(stores: Stores) -> None:
-    make(stores, "rate:api", 2, decay=0.5)  # a slot comes back 2 s after it was taken
+    """Slots drain at ``slot_decay_per_second`` one after the other, as Prefect's decaying
+    ``active_slots`` do (src/prefect/server/models/concurrency_limits_v2.py,
+    ``active_slots_after_decay``: active minus decay times the elapsed time)."""
+    make(stores, "rate:api", 2, decay=0.5)  # a slot drains 2 s after the one before it
     first = take(stores, ["rate:api"], 1, seconds=0.1)
     assert first.expires_at == T0 + timedelta(seconds=2), "held for slots / decay seconds"
     second = take(stores, ["rate:api"], 1, seconds=0.1)
+    assert second.expires_at == T0 + timedelta(seconds=4), "drains after the first one"
 
     one_second = T0 + timedelta(seconds=1)
     assert stores.concurrency.release(first.id, now=one_second) is False, "not freed early"
@@ -324,15 +329,16 @@ def test_rate_limit_keeps_slots_until_they_decay(stores: Stores) -> None:
     assert stores.concurrency.sweep(now=one_second) == 0
 
     after_decay = T0 + timedelta(seconds=2, milliseconds=1)
-    third = stores.concurrency.acquire(["rate:api"], 2, lease_seconds=1, now=after_decay)
-    assert third is not None, "both slots decayed (the acquirer swept them)"
-    assert third.expires_at == after_decay + timedelta(seconds=4)  # 2 slots / 0.5 per s
+    assert stores.concurrency.acquire(["rate:api"], 2, lease_seconds=1, now=after_decay) is None
+    third = stores.concurrency.acquire(["rate:api"], 1, lease_seconds=1, now=after_decay)
+    assert third is not None, "one slot decayed (the acquirer swept it)"
+    assert third.expires_at == T0 + timedelta(seconds=6)  # after the second drains, + 2 s
     assert active(stores, "rate:api") == 2
-    for gone in (first, second):
-        with pytest.raises(NotFound):
-            stores.concurrency.read_lease(gone.id)
+    with pytest.raises(NotFound):
+        stores.concurrency.read_lease(first.id)
     # Once expired, an explicit release frees it.
-    assert stores.concurrency.release(third.id, now=after_decay + timedelta(seconds=5)) is True
+    assert stores.concurrency.release(second.id, now=T0 + timedelta(seconds=7)) is True
+    assert stores.concurrency.release(third.id, now=T0 + timedelta(seconds=7)) is True
     assert active(stores, "rate:api") == 0
 
 
@@ -489,3 +495,84 @@ def test_waiters_polling_a_full_limit_do_not_sweep_every_lease_shard_each_time(
     # a second later the next full acquire sweeps again
     assert stores.concurrency.acquire(["tag:full"], 1, now=moment + timedelta(seconds=2)) is None
     assert counter.counts["dynamodb.Query"] > queries
+
+
+# ============================================================================ global limits
+
+
+def test_rate_limit_grants_a_burst_then_decay_per_second(stores: Stores) -> None:
+    """Prefect: a limit of 5 decaying 1 slot/s admits 5 at once, then about one a second
+    (docs/v3/concepts/global-concurrency-limits.mdx, "Slot decay"). Before the leaky
+    bucket, every one of the 5 leases came back after 1 s: 5 grants a second."""
+    make(stores, "rate:burst", 5, decay=1.0)
+    grants = 0
+    for step in range(31):  # 3 s in 0.1 s steps; each step takes whatever it can
+        moment = T0 + timedelta(milliseconds=100 * step)
+        while stores.concurrency.acquire(["rate:burst"], 1, lease_seconds=1, now=moment):
+            grants += 1
+    assert grants <= 5 + 3 + 1, f"{grants} grants in 3 s on limit 5 decaying 1/s"
+    assert grants >= 5 + 2
+
+
+def test_inactive_limits_are_skipped_and_can_be_enabled(stores: Stores) -> None:
+    """Prefect: an inactive limit "exists but has no effect" (global-concurrency-limits.mdx)."""
+    stores.concurrency.create_limit(ConcurrencyLimitCreate(name="off", limit=1, active=False))
+    make(stores, "on", 1)
+    first = stores.concurrency.acquire(["off", "on"], 1, now=T0)
+    assert first is not None and first.limit_names == ["on"]
+    assert first.inactive_names == ["off"]
+    assert active(stores, "off") == 0
+    assert stores.concurrency.acquire(["off"], 1, now=T0) is not None, "never blocks"
+    limit = stores.concurrency.update_limit("off", ConcurrencyLimitUpdate(active=True))
+    assert limit.active is True
+    held = stores.concurrency.acquire(["off"], 1, now=T0)
+    assert held is not None and held.limit_names == ["off"], "the cached flag is not trusted"
+    assert stores.concurrency.acquire(["off"], 1, now=T0) is None
+
+
+def test_missing_limits_are_skipped_only_when_asked(stores: Stores) -> None:
+    make(stores, "there", 1)
+    with pytest.raises(NotFound):
+        stores.concurrency.acquire(["there", "absent"], 1, now=T0)
+    lease = stores.concurrency.acquire(["there", "absent"], 1, now=T0, missing_ok=True)
+    assert lease is not None and lease.limit_names == ["there"]
+    assert lease.missing_names == ["absent"]
+    empty = stores.concurrency.acquire(["absent"], 1, now=T0, missing_ok=True)
+    assert empty is not None and empty.limit_names == [] and empty.missing_names == ["absent"]
+    assert stores.concurrency.release(empty.id, known=empty) is False
+
+
+def test_rate_limit_mode_needs_slot_decay(stores: Stores) -> None:
+    """Prefect answers 422 naming the limits without decay (server/api/concurrency_limits_v2.py)."""
+    make(stores, "plain", 3)
+    with pytest.raises(InvalidInput, match="do not have a decay configured: 'plain'"):
+        stores.concurrency.acquire(["plain"], 1, now=T0, mode="rate_limit")
+    assert active(stores, "plain") == 0
+
+
+def test_a_changed_decay_or_size_is_never_granted_against(stores: Stores) -> None:
+    """acquire conditions on the limit's config counter: a stale cached limit costs a retry."""
+    make(stores, "cfg", 2)
+    assert stores.concurrency.acquire(["cfg"], 1, now=T0) is not None  # caches the item
+    other = ConcurrencyStore(stores.db, stores.specs.concurrency)
+    other.update_limit("cfg", ConcurrencyLimitUpdate(slot_decay_per_second=1.0))
+    lease = stores.concurrency.acquire(["cfg"], 1, lease_seconds=60, now=T0)
+    assert lease is not None and lease.decays, "granted under the decay now configured"
+
+
+def test_releasing_a_decaying_lease_early_lets_it_drain(stores: Stores) -> None:
+    """concurrency() on a decaying limit: the slot is not held for the whole lease after exit."""
+    make(stores, "decay", 1, decay=1.0)
+    lease = take(stores, ["decay"], 1, seconds=300)
+    assert lease.expires_at == T0 + timedelta(seconds=300)
+    assert stores.concurrency.release(lease.id, now=T0 + timedelta(milliseconds=10)) is False
+    assert stores.concurrency.read_lease(lease.id).expires_at == T0 + timedelta(seconds=1)
+    assert stores.concurrency.sweep(now=T0 + timedelta(seconds=1)) == 1
+
+
+def test_limits_carry_prefect_attribute_names(stores: Stores) -> None:
+    make(stores, "tag:db", 3)
+    limit = stores.concurrency.read_limit("tag:db")
+    assert (limit.tag, limit.concurrency_limit, limit.active) == ("db", 3, True)
+    assert str(uuid.UUID(limit.id)) == limit.id
+    assert stores.concurrency.read_limit("tag:db").id == limit.id

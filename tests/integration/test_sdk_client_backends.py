@@ -10,12 +10,14 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from pydantic import ValidationError
 
 from runtime.errors import NotFound
 from runtime.models import CacheRecord, FlowRunCreate, LogRecord, TaskRunCreate
 from runtime.states import Completed, ResultRef, Running, StateType
 from runtime.stores import Stores
-from sdk.client import ApiSyncClient, ObjectNotFound, SyncClient
+from sdk.client import ApiSyncClient, ObjectAlreadyExists, ObjectNotFound, SyncClient
+from sdk.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
 from sdk.client_backends import HttpBackend, StoresBackend
 from sdk.http_client import StratoflowClient
 
@@ -141,3 +143,88 @@ def test_listings_follow_cursors_past_pages_the_scan_budget_cut_short(
     assert len(client.read_flow_runs(flow_name=name, limit=5)) == 5
     tasks = client.read_task_runs(flow_run_id=parent.id, limit=200)
     assert rare_task.id in {t.id for t in tasks} and len(tasks) == 12
+
+
+def test_global_concurrency_limits(client: SyncClient) -> None:
+    """Prefect's client methods and schemas (src/prefect/client/orchestration/
+    _concurrency_limits/client.py; client/schemas/actions.py ``GlobalConcurrencyLimitCreate``
+    /``Update``; responses.py ``GlobalConcurrencyLimitResponse``)."""
+    name = f"gcl-{uuid.uuid4().hex[:6]}"
+    limit_id = client.create_global_concurrency_limit(
+        GlobalConcurrencyLimitCreate(name=name, limit=3, slot_decay_per_second=0.5)
+    )
+    assert isinstance(limit_id, uuid.UUID)
+    with pytest.raises(ObjectAlreadyExists):
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+    read = client.read_global_concurrency_limit_by_name(name)
+    assert (read.id, read.name, read.limit, read.active) == (str(limit_id), name, 3, True)
+    assert (read.active_slots, read.slot_decay_per_second) == (0, 0.5)
+    assert read.created is not None and read.updated is not None
+
+    updated = client.update_global_concurrency_limit(
+        name, GlobalConcurrencyLimitUpdate(active=False, limit=7)
+    )
+    assert (updated.limit, updated.active, updated.slot_decay_per_second) == (7, False, 0.5)
+    client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active=True))
+    assert client.read_global_concurrency_limit_by_name(name).active is True
+    with pytest.raises(ObjectNotFound):
+        client.update_global_concurrency_limit("nope", GlobalConcurrencyLimitUpdate(limit=1))
+
+    client.upsert_global_concurrency_limit_by_name(name, 4, slot_decay_per_second=2.0)
+    assert client.read_global_concurrency_limit_by_name(name).limit == 4
+    client.upsert_global_concurrency_limit_by_name(f"{name}-b", 1)
+    client.create_concurrency_limit(f"{name}-tag", 2)
+    names = [lim.name for lim in client.read_global_concurrency_limits(limit=None)]
+    assert names == sorted([name, f"{name}-b", f"tag:{name}-tag"])
+    assert [lim.name for lim in client.read_global_concurrency_limits(limit=1, offset=1)] == [
+        f"{name}-b"
+    ]
+    client.delete_global_concurrency_limit_by_name(name)
+    with pytest.raises(ObjectNotFound):
+        client.read_global_concurrency_limit_by_name(name)
+    with pytest.raises(ObjectNotFound):
+        client.delete_global_concurrency_limit_by_name(name)
+
+
+def test_global_limit_requests_are_validated_before_anything_is_sent() -> None:
+    with pytest.raises(ValidationError, match="active_slots cannot be set"):
+        GlobalConcurrencyLimitCreate(name="x", limit=1, active_slots=2)
+    with pytest.raises(ValidationError):
+        GlobalConcurrencyLimitCreate(name="a/b", limit=1)
+    with pytest.raises(ValidationError):
+        GlobalConcurrencyLimitUpdate(limit=-1)
+
+
+def test_tag_limits_have_prefect_v1_attribute_names(client: SyncClient) -> None:
+    """``read_concurrency_limit_by_tag(tag).concurrency_limit`` and ``.tag`` (Prefect's
+    ``ConcurrencyLimit`` object, client/schemas/objects.py)."""
+    tag = f"v1-{uuid.uuid4().hex[:6]}"
+    client.create_concurrency_limit(tag, 3)
+    limit = client.read_concurrency_limit_by_tag(tag)
+    assert (limit.tag, limit.concurrency_limit) == (tag, 3)
+    assert [lim.tag for lim in client.read_concurrency_limits(limit=None)] == [tag]
+
+
+def test_hello_and_api_url(client: SyncClient, request: pytest.FixtureRequest) -> None:
+    """Prefect's docs (docs/v3/advanced/api-client.mdx): ``client.hello().json()`` is a wave."""
+    assert client.hello().json() == "\N{WAVING HAND SIGN}"
+    if isinstance(client.backend, HttpBackend):
+        assert client.api_url == request.getfixturevalue("api").rstrip("/")
+    else:
+        assert client.api_url is None
+
+
+def test_offset_paging_reads_every_run_once(client: SyncClient, stores: Stores) -> None:
+    """The paging loop of docs/v3/advanced/api-client.mdx (limit + offset until a short page)."""
+    name = f"flow-{uuid.uuid4().hex[:6]}"
+    made = {stores.runs.create_flow_run(FlowRunCreate(flow_name=name)).id for _ in range(7)}
+    seen: list[str] = []
+    offset = 0
+    while True:
+        page = client.read_flow_runs(flow_name=name, limit=3, offset=offset)
+        seen.extend(r.id for r in page)
+        if len(page) < 3:
+            break
+        offset += 3
+    assert sorted(seen) == sorted(made)
+    assert {r.id for r in client.read_flow_runs(flow_name=name, limit=None)} == made
