@@ -30,6 +30,7 @@ from runtime.models import FlowRun, FlowRunCreate, Lease, LogRecord, Orchestrati
 from runtime.states import ResultRef, State
 
 if TYPE_CHECKING:
+    from runtime.engine.slots import SlotRequest
     from runtime.payload_auth import PayloadKey
 
 Message = tuple[str, str, Any]
@@ -227,11 +228,24 @@ class ReportingClient(EngineClient):
         self,
         names: list[str],
         *,
-        holder: str,
+        holder: str | None,
         on_wait: Callable[[], None] | None = None,
+        request: SlotRequest | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        cancelled: threading.Event | None = None,
     ) -> Lease:
-        lease = self.inner.acquire_slots(names, holder=holder, on_wait=on_wait)
-        self._send(("lease", holder, lease.model_dump_json()))
+        lease = self.inner.acquire_slots(
+            names,
+            holder=holder,
+            on_wait=on_wait,
+            request=request,
+            timeout=timeout,
+            max_retries=max_retries,
+            cancelled=cancelled,
+        )
+        if holder is not None:  # the flow's process releases it if this worker dies
+            self._send(("lease", holder, lease.model_dump_json()))
         return lease
 
     def release_slots(self, lease: Lease) -> None:
