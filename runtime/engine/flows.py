@@ -13,6 +13,8 @@ from runtime.engine import options
 from runtime.engine.calls import bind_parameters
 from runtime.engine.exceptions import ParameterTypeError
 from runtime.engine.flow_engine import run_flow, run_flow_async
+from runtime.engine.methods import bound_copy, unwrap_method
+from runtime.engine.parameter_schema import ParameterSchema, parameter_schema
 from runtime.engine.task_runners import ThreadPoolTaskRunner
 from runtime.engine.tasks import SERIALIZERS
 from runtime.names import escape_unprintable
@@ -59,11 +61,16 @@ class Flow(Generic[P, R]):
         on_failure: list[Callable[..., Any]] | None = None,
         on_cancellation: list[Callable[..., Any]] | None = None,
         on_crashed: list[Callable[..., Any]] | None = None,
+        on_running: list[Callable[..., Any]] | None = None,
     ) -> None:
+        fn, self.method_kind = unwrap_method(fn)
         if not callable(fn):
             raise TypeError("@flow must decorate a function")
         update_wrapper(self, fn)  # type: ignore[arg-type]
         self.fn = fn
+        self.call_target: Callable[..., Any] = fn
+        """What is called: ``fn``, or ``fn`` bound to an instance or class (``__get__``)."""
+        self.bound_to: Any = None
         self.isasync = inspect.iscoroutinefunction(fn)
         self.name = name or fn.__name__.replace("_", "-")
         self.version = version
@@ -88,10 +95,11 @@ class Flow(Generic[P, R]):
         options.check_bool("log_prints", log_prints)
         self.log_prints = bool(log_prints)
         self.tags = sorted(set(tags or []))
-        self.on_completion = options.check_hooks("on_completion", on_completion)
-        self.on_failure = options.check_hooks("on_failure", on_failure)
-        self.on_cancellation = options.check_hooks("on_cancellation", on_cancellation)
-        self.on_crashed = options.check_hooks("on_crashed", on_crashed)
+        self.on_completion_hooks = options.check_hooks("on_completion", on_completion)
+        self.on_failure_hooks = options.check_hooks("on_failure", on_failure)
+        self.on_cancellation_hooks = options.check_hooks("on_cancellation", on_cancellation)
+        self.on_crashed_hooks = options.check_hooks("on_crashed", on_crashed)
+        self.on_running_hooks = options.check_hooks("on_running", on_running)
         self._options: dict[str, Any] = {
             "name": name,
             "version": version,
@@ -110,15 +118,61 @@ class Flow(Generic[P, R]):
             "on_failure": on_failure,
             "on_cancellation": on_cancellation,
             "on_crashed": on_crashed,
+            "on_running": on_running,
         }
         self._model: Any = None
+        self._schema: ParameterSchema | None = None
 
     def with_options(self, **options: Any) -> Flow[P, R]:
         """A copy of this flow with some keywords changed."""
         unknown = set(options) - set(self._options)
         if unknown:
             raise TypeError(f"with_options() got unknown option(s): {', '.join(sorted(unknown))}")
-        return Flow(self.fn, **{**self._options, **options})
+        new: Flow[P, R] = Flow(self.fn, **{**self._options, **options})
+        new.method_kind, new.call_target, new.bound_to = (
+            self.method_kind,
+            self.call_target,
+            self.bound_to,
+        )
+        return new
+
+    # ------------------------------------------------------------------ methods and hooks
+
+    def __get__(self, instance: Any, owner: Any) -> Flow[P, R]:
+        """On a class: bound to the instance (or the class for a classmethod), as in Prefect."""
+        return bound_copy(self, instance, owner)
+
+    @property
+    def parameters(self) -> ParameterSchema:
+        """The schema of the flow's parameters (Prefect's ``Flow.parameters``)."""
+        if self._schema is None:
+            self._schema = parameter_schema(self.fn)
+        return self._schema
+
+    def on_completion(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: add ``fn(flow, flow_run, state)`` as a hook on Completed."""
+        self.on_completion_hooks.append(options.check_hook("on_completion", fn))
+        return fn
+
+    def on_failure(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: add ``fn(flow, flow_run, state)`` as a hook on Failed."""
+        self.on_failure_hooks.append(options.check_hook("on_failure", fn))
+        return fn
+
+    def on_cancellation(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: add ``fn(flow, flow_run, state)`` as a hook on Cancelled."""
+        self.on_cancellation_hooks.append(options.check_hook("on_cancellation", fn))
+        return fn
+
+    def on_crashed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: add ``fn(flow, flow_run, state)`` as a hook on Crashed."""
+        self.on_crashed_hooks.append(options.check_hook("on_crashed", fn))
+        return fn
+
+    def on_running(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: add ``fn(flow, flow_run, state)`` as a hook on Running (each attempt)."""
+        self.on_running_hooks.append(options.check_hook("on_running", fn))
+        return fn
 
     # ------------------------------------------------------------------ parameters
 
@@ -128,6 +182,8 @@ class Flow(Generic[P, R]):
             for name, param in inspect.signature(self.fn).parameters.items():
                 if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                     continue
+                if name in ("self", "cls") and self.method_kind != "staticmethod":
+                    continue  # bound, not a parameter (and shared by bound copies)
                 annotation = Any if param.annotation is param.empty else param.annotation
                 default = ... if param.default is param.empty else param.default
                 fields[name] = (annotation, default)
@@ -186,7 +242,7 @@ class Flow(Generic[P, R]):
         """
         return_state = bool(kwargs.pop("return_state", False))
         wait_for = kwargs.pop("wait_for", None)
-        parameters = self.validate_parameters(bind_parameters(self.fn, args, kwargs))
+        parameters = self.validate_parameters(bind_parameters(self.call_target, args, kwargs))
         if self.isasync:
             return run_flow_async(self, parameters, wait_for=wait_for, return_state=return_state)
         return run_flow(self, parameters, wait_for=wait_for, return_state=return_state)
