@@ -399,6 +399,7 @@ class TaskRunEngine:
             if task.on_running_hooks:  # every attempt, before the function runs (Prefect)
                 self._run_hooks(task.on_running_hooks, state)
             outcome: Outcome = yield Call(task.timeout_seconds)
+            self.returned = _NOTHING  # a retried attempt's returned state is not the outcome
             if self.abandoned:
                 return self.run.state
             error = outcome.error
