@@ -74,6 +74,8 @@ class TestTaskReturnsState:
             return "done"
 
         assert f() == "done"
+        (run,) = task_runs(engine)
+        assert run.state.type is StateType.FAILED and run.state.message == "nope"
 
     def test_future_result_raises_for_a_returned_failed_state(
         self, engine: DirectEngineClient
