@@ -33,6 +33,15 @@ def _data(state: State) -> Any:
     return value
 
 
+def is_state_iterable(value: Any) -> bool:
+    """A non-empty list, tuple or set holding only states (Prefect's ``is_state_iterable``)."""
+    return (
+        isinstance(value, list | tuple | set)
+        and bool(value)
+        and all(isinstance(item, State) for item in value)
+    )
+
+
 def state_exception(state: State) -> BaseException:
     """The exception a failed, crashed or cancelled state stands for (Prefect's rules).
 
@@ -41,8 +50,6 @@ def state_exception(state: State) -> BaseException:
     ``CrashedRun`` / ``CancelledRun`` carrying a string datum or else the
     state's message.
     """
-    from runtime.engine.return_states import is_state_iterable
-
     data = _data(state)
     if isinstance(data, BaseException):
         return data

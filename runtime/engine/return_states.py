@@ -23,6 +23,7 @@ from typing import Any
 
 from runtime.engine.collections import StopVisiting, visit_collection
 from runtime.engine.futures import PrefectFuture, PrefectFutureList
+from runtime.engine.results import is_state_iterable
 from runtime.states import State, StateType
 
 
@@ -35,15 +36,6 @@ def mark_run_state(state: State, run_id: str) -> State:
 def is_manual(state: State) -> bool:
     """True for a state the user's code made (no run produced it)."""
     return state._run_id is None
-
-
-def is_state_iterable(value: Any) -> bool:
-    """A non-empty list, tuple or set holding only states (Prefect's ``is_state_iterable``)."""
-    return (
-        isinstance(value, list | tuple | set)
-        and bool(value)
-        and all(isinstance(item, State) for item in value)
-    )
 
 
 def resolve_futures_to_states(value: Any) -> Any:
