@@ -7,8 +7,9 @@ containers whose contents changed: a dataclass through its constructor (so its
 ``__post_init__`` runs again, as in Prefect), a pydantic model with
 ``model_construct`` (no validation; private attributes carried over).
 
-Annotations (``unmapped``, ``allow_failure``, ``quote``) are entered with the
-annotation noted in the context; ``quote`` stops the visit of its contents.
+Annotations (``unmapped``, ``allow_failure``, ``quote``, ``opaque``) are entered
+with the annotation noted in the context; ``quote`` stops the visit of its
+contents; ``opaque`` visits the value itself and nothing inside it.
 Values of plain scalar types return at once, so parameters without
 containers cost one type lookup each.
 """
@@ -33,6 +34,8 @@ class BaseAnnotation:
     """A wrapper that marks a value for the engine (``unmapped``, ``allow_failure``, ``quote``)."""
 
     __slots__ = ("value",)
+    traverse = True
+    """False (``opaque``): the value itself is visited, never what is inside it."""
 
     def __init__(self, value: Any) -> None:
         self.value = value
@@ -108,7 +111,14 @@ def visit_collection(
         pass  # iterating would consume it
     elif isinstance(expr, BaseAnnotation):
         inner = expr.unwrap()
-        value = nested(inner, {**context, "annotation": expr})
+        inner_context = {**context, "annotation": expr}
+        if expr.traverse:
+            value = nested(inner, inner_context)
+        else:
+            try:
+                value = visit_fn(inner, inner_context)
+            except StopVisiting:
+                value = inner
         if return_data:
             if remove_annotations:
                 result = value

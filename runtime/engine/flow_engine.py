@@ -9,6 +9,7 @@ when the flow call returns everything it did is durable.
 from __future__ import annotations
 
 import logging
+from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_jsonable_python
@@ -267,7 +268,7 @@ class FlowRunEngine:
             else:
                 proposed = returned_state
                 proposed.details.result = result
-                candidate = value
+                candidate = data if isinstance(value, GeneratorType) else value
             # task runs are durable before the final state (log lines are shipped once, after)
             self.client.flush_task_runs()  # a store failing here crashes the run (lifecycle())
             accepted, state, _ = self._propose(proposed)

@@ -8,7 +8,6 @@ runs behind them become the task run's upstream dependencies (``task_inputs``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
 from runtime.engine.collections import BaseAnnotation, StopVisiting, visit_collection
@@ -56,6 +55,16 @@ class quote(BaseAnnotation, Generic[T]):
         return value
 
 
+class opaque(BaseAnnotation, Generic[T]):
+    """Resolve this future (or state) but do not look inside its result: no rebuilt copies."""
+
+    __slots__ = ()
+    traverse = False
+
+    def __init__(self, value: T) -> None:
+        super().__init__(value)
+
+
 def _run_id_of(value: Any) -> str | None:
     if isinstance(value, PrefectFuture):
         return value.task_run_id
@@ -80,22 +89,6 @@ def upstream_run_ids(value: Any) -> list[str]:
         return expr
 
     visit_collection(value, collect)
-    return found
-
-
-def upstream_futures(values: Iterable[Any]) -> list[PrefectFuture[Any]]:
-    """Every future found in ``values`` (parameters and ``wait_for``)."""
-    found: list[PrefectFuture[Any]] = []
-
-    def collect(expr: Any, context: dict[str, Any]) -> Any:
-        if isinstance(expr, quote):
-            raise StopVisiting
-        if isinstance(expr, PrefectFuture):
-            found.append(expr)
-        return expr
-
-    for value in values:
-        visit_collection(value, collect)
     return found
 
 
@@ -142,9 +135,3 @@ def resolve(value: Any) -> Any:
     Annotations are removed; a ``quote``'s contents are passed as they are.
     """
     return visit_collection(value, _resolve_one, return_data=True, remove_annotations=True)
-
-
-def check_wait_for(wait_for: Iterable[Any]) -> None:
-    """Wait for every ``wait_for`` future; raise UpstreamTaskError if one did not complete."""
-    for item in wait_for:
-        resolve(item)
