@@ -18,12 +18,11 @@ A flow's return value has its futures replaced by their final states first
 from __future__ import annotations
 
 import types
-from collections import Counter
 from typing import Any
 
 from runtime.engine.collections import StopVisiting, visit_collection
 from runtime.engine.futures import PrefectFuture, PrefectFutureList
-from runtime.engine.results import is_state_iterable
+from runtime.engine.state_groups import aggregate_message, is_state_iterable
 from runtime.states import State, StateType
 
 
@@ -61,26 +60,6 @@ def resolve_futures_to_states(value: Any) -> Any:
     if found and isinstance(result, PrefectFutureList):
         result = list(result)
     return result
-
-
-def aggregate_message(states: list[State]) -> tuple[StateType, str]:
-    """The aggregate state's type and message for ``states`` (Prefect's ``StateGroup``)."""
-    counts = Counter(state.type for state in states)
-    total = len(states)
-    failed = counts[StateType.FAILED] + counts[StateType.CRASHED]
-    not_final = sum(1 for state in states if not state.is_final())
-    if counts[StateType.COMPLETED] == total:
-        return StateType.COMPLETED, "All states completed."
-    if counts[StateType.CANCELLED]:
-        return StateType.CANCELLED, f"{counts[StateType.CANCELLED]}/{total} states cancelled."
-    if counts[StateType.PAUSED]:
-        return StateType.PAUSED, f"{counts[StateType.PAUSED]}/{total} states paused."
-    if failed:
-        return StateType.FAILED, f"{failed}/{total} states failed."
-    if not_final:
-        return StateType.FAILED, f"{not_final}/{total} states are not final."
-    parts = [f"total={total}"] + [f"{t.value!r}={n}" for t, n in counts.items() if n]
-    return StateType.FAILED, "Given states: " + ", ".join(parts)
 
 
 _TYPE_NAMES = {t: t.value.capitalize() for t in StateType}
