@@ -61,6 +61,19 @@ class BaseAnnotation:
 Visitor = Callable[[Any, dict[str, Any]], Any]
 
 
+def is_plain(value: Any) -> bool:
+    """True when nothing can hide inside ``value``: a scalar, or a flat list, tuple or dict
+    of scalars (what most parameters are). Callers skip the visit for these."""
+    kind = type(value)
+    if kind in _ATOMIC:
+        return True
+    if kind is list or kind is tuple:
+        return all(type(item) in _ATOMIC for item in value)
+    if kind is dict:
+        return all(type(k) in _ATOMIC and type(v) in _ATOMIC for k, v in value.items())
+    return False
+
+
 def visit_collection(
     expr: Any,
     visit_fn: Visitor,
@@ -68,7 +81,6 @@ def visit_collection(
     return_data: bool = False,
     remove_annotations: bool = False,
     context: dict[str, Any] | None = None,
-    _seen: dict[int, Any] | None = None,
 ) -> Any:
     """Call ``visit_fn(value, context)`` on ``expr`` and everything inside it.
 
@@ -76,85 +88,75 @@ def visit_collection(
     ``visit_fn`` returned (containers are copied only when something inside
     changed); otherwise returns None. ``remove_annotations`` replaces an
     annotation by its (visited) contents. ``context["annotation"]`` holds the
-    innermost annotation around the value being visited.
+    innermost annotation around the value being visited; visitors read the
+    context and must not change it (it is shared, not copied, for speed).
     """
     if type(expr) in _ATOMIC:  # the common case: nothing inside, nothing to do
         result = visit_fn(expr, context if context is not None else {})
         return result if return_data else None
-    if context is None:
-        context = {}
-    if _seen is None:
-        _seen = {}
-    try:
-        result = visit_fn(expr, context)
-    except StopVisiting:
-        return expr if return_data else None
-    if return_data:
-        expr = result
-    key = id(expr)
-    if key in _seen:
-        return _seen[key] if return_data else None
-    _seen[key] = expr
+    seen: dict[int, Any] = {}
 
-    def nested(value: Any, ctx: dict[str, Any] | None = None) -> Any:
-        return visit_collection(
-            value,
-            visit_fn,
-            return_data=return_data,
-            remove_annotations=remove_annotations,
-            context=dict(ctx if ctx is not None else context),
-            _seen=_seen,
-        )
-
-    result = expr
-    if isinstance(expr, types.GeneratorType | types.AsyncGeneratorType):
-        pass  # iterating would consume it
-    elif isinstance(expr, BaseAnnotation):
-        inner = expr.unwrap()
-        inner_context = {**context, "annotation": expr}
-        if expr.traverse:
-            value = nested(inner, inner_context)
-        else:
-            try:
-                value = visit_fn(inner, inner_context)
-            except StopVisiting:
-                value = inner
+    def visit(expr: Any, context: dict[str, Any]) -> Any:
+        if type(expr) in _ATOMIC:
+            return visit_fn(expr, context)
+        try:
+            result = visit_fn(expr, context)
+        except StopVisiting:
+            return expr
         if return_data:
+            expr = result
+        key = id(expr)
+        if key in seen:
+            return seen[key]
+        seen[key] = expr
+        result = expr
+        if isinstance(expr, types.GeneratorType | types.AsyncGeneratorType):
+            pass  # iterating would consume it
+        elif isinstance(expr, BaseAnnotation):
+            inner = expr.unwrap()
+            inner_context = {**context, "annotation": expr}
+            if expr.traverse:
+                value = visit(inner, inner_context)
+            else:
+                try:
+                    value = visit_fn(inner, inner_context)
+                except StopVisiting:
+                    value = inner
             if remove_annotations:
                 result = value
             elif value is not inner:
                 result = expr.rewrap(value)
-    elif isinstance(expr, list | tuple | set | frozenset):
-        items = [nested(item) for item in expr]
-        if return_data and any(new is not old for new, old in zip(items, expr, strict=True)):
-            kind = type(expr)
-            make = getattr(kind, "_make", None)  # a named tuple
-            result = make(items) if make is not None else kind(items)
-    elif isinstance(expr, dict):
-        pairs = [(nested(k), nested(v)) for k, v in expr.items()]
-        if return_data and any(
-            nk is not k or nv is not v for (nk, nv), (k, v) in zip(pairs, expr.items(), strict=True)
-        ):
-            result = type(expr)(pairs)
-    elif dataclasses.is_dataclass(expr) and not isinstance(expr, type):
-        fields = dataclasses.fields(expr)
-        values = [nested(getattr(expr, f.name)) for f in fields]
-        if return_data and any(
-            getattr(expr, f.name) is not v for f, v in zip(fields, values, strict=True)
-        ):
-            # rebuilt through its constructor: __post_init__ runs with the resolved values
-            result = dataclasses.replace(
-                expr, **{f.name: v for f, v in zip(fields, values, strict=True) if f.init}
-            )
-    elif isinstance(expr, pydantic.BaseModel):
-        original = dict(expr)
-        updated = {name: nested(value) for name, value in original.items()}
-        if return_data and any(updated[k] is not original[k] for k in updated):
-            model = expr.model_construct(_fields_set=expr.model_fields_set, **updated)
-            for private in expr.__private_attributes__:
-                setattr(model, private, getattr(expr, private))
-            result = model
-    if return_data:
-        _seen[key] = result
+        elif isinstance(expr, list | tuple | set | frozenset):
+            items = [visit(item, context) for item in expr]
+            if any(new is not old for new, old in zip(items, expr, strict=True)):
+                kind = type(expr)
+                make = getattr(kind, "_make", None)  # a named tuple
+                result = make(items) if make is not None else kind(items)
+        elif isinstance(expr, dict):
+            pairs = [(visit(k, context), visit(v, context)) for k, v in expr.items()]
+            if any(
+                nk is not k or nv is not v
+                for (nk, nv), (k, v) in zip(pairs, expr.items(), strict=True)
+            ):
+                result = type(expr)(pairs)
+        elif dataclasses.is_dataclass(expr) and not isinstance(expr, type):
+            fields = dataclasses.fields(expr)
+            values = [visit(getattr(expr, f.name), context) for f in fields]
+            if any(getattr(expr, f.name) is not v for f, v in zip(fields, values, strict=True)):
+                # rebuilt through its constructor: __post_init__ runs with the resolved values
+                result = dataclasses.replace(
+                    expr, **{f.name: v for f, v in zip(fields, values, strict=True) if f.init}
+                )
+        elif isinstance(expr, pydantic.BaseModel):
+            original = dict(expr)
+            updated = {name: visit(value, context) for name, value in original.items()}
+            if any(updated[k] is not original[k] for k in updated):
+                model = expr.model_construct(_fields_set=expr.model_fields_set, **updated)
+                for private in expr.__private_attributes__:
+                    setattr(model, private, getattr(expr, private))
+                result = model
+        seen[key] = result
         return result
-    return None
+
+    out = visit(expr, context if context is not None else {})
+    return out if return_data else None

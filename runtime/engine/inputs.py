@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
-from runtime.engine.collections import BaseAnnotation, StopVisiting, visit_collection
+from runtime.engine.collections import BaseAnnotation, StopVisiting, is_plain, visit_collection
 from runtime.engine.exceptions import UpstreamTaskError
 from runtime.engine.futures import PrefectFuture
 from runtime.states import State, StateType
@@ -79,6 +79,8 @@ def upstream_run_ids(value: Any) -> list[str]:
     Nothing inside a ``quote(...)`` counts: it is passed as it is.
     """
     found: list[str] = []
+    if is_plain(value):
+        return found
 
     def collect(expr: Any, context: dict[str, Any]) -> Any:
         if isinstance(expr, quote):
@@ -134,4 +136,6 @@ def resolve(value: Any) -> Any:
     inside ``allow_failure(...)`` a failed one gives its exception instead.
     Annotations are removed; a ``quote``'s contents are passed as they are.
     """
+    if is_plain(value):
+        return value
     return visit_collection(value, _resolve_one, return_data=True, remove_annotations=True)

@@ -23,7 +23,7 @@ from typing import Any
 from runtime.engine.collections import StopVisiting, visit_collection
 from runtime.engine.futures import PrefectFuture, PrefectFutureList
 from runtime.engine.state_groups import aggregate_message, is_state_iterable
-from runtime.states import State, StateType
+from runtime.states import Completed, State, StateType
 
 
 def mark_run_state(state: State, run_id: str) -> State:
@@ -81,6 +81,4 @@ def return_value_to_state(value: Any) -> tuple[State, Any]:
         state = State(type=type_, name=_TYPE_NAMES[type_], message=message)
         return state.with_data(value), value
     data = list(value) if isinstance(value, types.GeneratorType) else value
-    from runtime.states import Completed
-
     return Completed().with_data(data), data

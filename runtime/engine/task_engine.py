@@ -229,7 +229,7 @@ class TaskRunEngine:
 
     def _lifecycle(self) -> Lifecycle:
         try:
-            self.parameters = resolve(self.raw_parameters)
+            self.parameters = {name: resolve(v) for name, v in self.raw_parameters.items()}
             for item in self.wait_for:
                 resolve(item)
         except UpstreamTaskError as exc:
