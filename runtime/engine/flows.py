@@ -149,30 +149,36 @@ class Flow(Generic[P, R]):
             self._schema = parameter_schema(self.fn)
         return self._schema
 
+    def _add_hook(self, kind: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Add a hook of ``kind`` (decorator form); ``with_options()`` copies keep it."""
+        hooks: list[Callable[..., Any]] = getattr(self, f"{kind}_hooks")
+        hooks.append(options.check_hook(kind, fn))
+        self._options[kind] = list(hooks)
+        return fn
+
     def on_completion(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorator: add ``fn(flow, flow_run, state)`` as a hook on Completed."""
-        self.on_completion_hooks.append(options.check_hook("on_completion", fn))
-        return fn
+        return self._add_hook("on_completion", fn)
 
     def on_failure(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorator: add ``fn(flow, flow_run, state)`` as a hook on Failed."""
-        self.on_failure_hooks.append(options.check_hook("on_failure", fn))
-        return fn
+        return self._add_hook("on_failure", fn)
 
     def on_cancellation(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorator: add ``fn(flow, flow_run, state)`` as a hook on Cancelled."""
         self.on_cancellation_hooks.append(options.check_hook("on_cancellation", fn))
+        self._options["on_cancellation"] = list(
+            self.on_cancellation_hooks
+        )  # kept by with_options()
         return fn
 
     def on_crashed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorator: add ``fn(flow, flow_run, state)`` as a hook on Crashed."""
-        self.on_crashed_hooks.append(options.check_hook("on_crashed", fn))
-        return fn
+        return self._add_hook("on_crashed", fn)
 
     def on_running(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorator: add ``fn(flow, flow_run, state)`` as a hook on Running (each attempt)."""
-        self.on_running_hooks.append(options.check_hook("on_running", fn))
-        return fn
+        return self._add_hook("on_running", fn)
 
     # ------------------------------------------------------------------ parameters
 

@@ -232,20 +232,24 @@ class Task(Generic[P, R]):
         """On a class: bound to the instance (or the class for a classmethod), as in Prefect."""
         return bound_copy(self, instance, owner)
 
+    def _add_hook(self, kind: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Add a hook of ``kind`` (decorator form); ``with_options()`` copies keep it."""
+        hooks: list[Callable[..., Any]] = getattr(self, f"{kind}_hooks")
+        hooks.append(options.check_hook(kind, fn))
+        self._options[kind] = list(hooks)
+        return fn
+
     def on_completion(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorator: add ``fn(task, task_run, state)`` as a hook on Completed."""
-        self.on_completion_hooks.append(options.check_hook("on_completion", fn))
-        return fn
+        return self._add_hook("on_completion", fn)
 
     def on_failure(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorator: add ``fn(task, task_run, state)`` as a hook on Failed."""
-        self.on_failure_hooks.append(options.check_hook("on_failure", fn))
-        return fn
+        return self._add_hook("on_failure", fn)
 
     def on_running(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorator: add ``fn(task, task_run, state)`` as a hook on Running (each attempt)."""
-        self.on_running_hooks.append(options.check_hook("on_running", fn))
-        return fn
+        return self._add_hook("on_running", fn)
 
     def render_run_name(self, parameters: dict[str, Any], dynamic_key: str) -> str:
         """The task run's name: ``task_run_name`` formatted with the parameters, or ``name-N``."""

@@ -200,3 +200,25 @@ def test_flow_parameters_is_prefects_schema() -> None:
         "required": ["count"],
         "definitions": {},
     }
+
+
+def test_with_options_keeps_hooks_added_by_decorator(engine: DirectEngineClient) -> None:
+    """Prefect's ``with_options`` copies the hooks (src/prefect/tasks.py, src/prefect/flows.py)."""
+    calls: Calls = []
+
+    @task
+    def ok() -> int:
+        return 1
+
+    ok.on_completion(recorder(calls, "task-completion"))
+
+    @flow
+    def f() -> int:
+        return ok.with_options(name="renamed")()
+
+    f.on_running(recorder(calls, "flow-running"))
+    f.with_options(name="renamed-flow")()
+    assert [(c[0], c[1].name) for c in calls] == [
+        ("flow-running", "renamed-flow"),
+        ("task-completion", "renamed"),
+    ]
