@@ -150,6 +150,8 @@ class State(BaseModel):
     # The in-memory value or exception this state carries in the process that made it.
     _data: Any = PrivateAttr(default=None)
     _has_data: bool = PrivateAttr(default=False)
+    # The run whose engine produced this state (None: made by hand, e.g. returned by user code).
+    _run_id: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _name_fits_type(self) -> State:

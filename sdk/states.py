@@ -1,5 +1,7 @@
-"""``sdk.states``: state constructors (Prefect's ``prefect.states``)."""
+"""``sdk.states``: state constructors and helpers (Prefect's ``prefect.states``)."""
 
+from runtime.engine.results import state_exception
+from runtime.engine.state_groups import is_state_iterable
 from runtime.states import (
     AwaitingConcurrencySlot,
     AwaitingRetry,
@@ -23,6 +25,23 @@ from runtime.states import (
     TimedOut,
 )
 
+
+def get_state_exception(state: State) -> BaseException:
+    """The exception a failed, crashed or cancelled state stands for (Prefect's rules).
+
+    Raises ``ValueError`` for any other state, as Prefect does.
+    """
+    if not (state.is_failed() or state.is_crashed() or state.is_cancelled()):
+        raise ValueError(f"Expected failed or crashed state got {state!r}.")
+    return state_exception(state)
+
+
+def raise_state_exception(state: State) -> None:
+    """Raise the exception of a failed, crashed or cancelled state; do nothing otherwise."""
+    if state.is_failed() or state.is_crashed() or state.is_cancelled():
+        raise state_exception(state)
+
+
 __all__ = [
     "AwaitingConcurrencySlot",
     "AwaitingRetry",
@@ -44,4 +63,7 @@ __all__ = [
     "StateType",
     "Suspended",
     "TimedOut",
+    "get_state_exception",
+    "is_state_iterable",
+    "raise_state_exception",
 ]

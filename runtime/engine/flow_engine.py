@@ -9,6 +9,7 @@ when the flow call returns everything it did is durable.
 from __future__ import annotations
 
 import logging
+from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_jsonable_python
@@ -25,6 +26,11 @@ from runtime.engine.context import (
 from runtime.engine.driver import Call, Lifecycle, Sleep, drive_async, drive_sync
 from runtime.engine.inputs import resolve
 from runtime.engine.results import persist_value
+from runtime.engine.return_states import (
+    mark_run_state,
+    resolve_futures_to_states,
+    return_value_to_state,
+)
 from runtime.engine.runlogs import setup_logging
 from runtime.engine.signals import (
     INTERRUPTS,
@@ -34,7 +40,6 @@ from runtime.engine.signals import (
 from runtime.models import FlowRun, FlowRunCreate, RetryPolicy, TaskRun, new_id
 from runtime.states import (
     Cancelled,
-    Completed,
     Crashed,
     Failed,
     Pending,
@@ -49,6 +54,8 @@ if TYPE_CHECKING:
     from runtime.engine.flows import Flow  # annotations only: flows calls the engine
 
 logger = logging.getLogger("stratoflow.flow_runs")
+
+_NOTHING: Any = object()
 
 
 def _jsonable(parameters: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +92,9 @@ class FlowRunEngine:
         self._watcher: CancellationWatcher | None = None
         self._started = False
         """True when the run was created RUNNING (its first attempt needs no proposal)."""
+        self.returned: Any = _NOTHING
+        """The last attempt's return value (futures turned into states) when it completed
+        the function; a direct call hands it back unless it is a state (Prefect's rule)."""
 
     # ------------------------------------------------------------------ helpers
 
@@ -102,6 +112,7 @@ class FlowRunEngine:
             self.flow_run.id, state, force=force, expected_version=self.flow_run.state_version
         )
         self._refusal = None if result.accepted else result.reason
+        mark_run_state(result.state, self.flow_run.id)
         if result.accepted:
             self.flow_run = self.flow_run.model_copy(
                 update={
@@ -218,6 +229,9 @@ class FlowRunEngine:
                 log_prints=flow.log_prints,
             )
             self._watch_for_cancellation()
+            self.returned = _NOTHING
+            if flow.on_running_hooks:
+                self._run_hooks(flow.on_running_hooks, state)
             try:
                 outcome = yield Call(flow.timeout_seconds)
             except BaseException:
@@ -237,20 +251,22 @@ class FlowRunEngine:
                     "task run finished"
                 )
             if error is None and self._cancel_requested is None:
-                try:
-                    value = resolve(outcome.value)
+                try:  # a returned state (or futures' states) decides: return_value_to_state
+                    value = resolve_futures_to_states(outcome.value)
+                    returned_state, data = return_value_to_state(value)
                     result = (
                         persist_value(
                             self.client,
-                            value,
+                            data,
                             serializer=flow.result_serializer,
                             storage=flow.result_storage,
                         )
                         if flow.persist_result
                         else None
                     )
-                except Exception as exc:  # an upstream failed, or the result cannot be stored
+                except Exception as exc:  # the result cannot be stored
                     error = exc
+            candidate: Any = _NOTHING
             if self._cancel_requested is not None:
                 proposed = Cancelled(
                     message="The flow run was cancelled while it ran "
@@ -261,9 +277,9 @@ class FlowRunEngine:
             elif error is not None:
                 proposed = self._failure_state(error)
             else:
-                proposed = Completed()
+                proposed = returned_state
                 proposed.details.result = result
-                proposed.with_data(value)
+                candidate = data if isinstance(value, GeneratorType) else value
             # task runs are durable before the final state (log lines are shipped once, after)
             self.client.flush_task_runs()  # a store failing here crashes the run (lifecycle())
             accepted, state, _ = self._propose(proposed)
@@ -278,7 +294,9 @@ class FlowRunEngine:
                 )
                 continue
             self._ended = True
-            if not accepted:
+            if accepted:
+                self.returned = candidate
+            else:
                 self._log_refusal(proposed, state)
             if proposed.has_data and not state.has_data:
                 state.with_data(proposed.data)
@@ -394,11 +412,15 @@ class FlowRunEngine:
 
     def _hooks(self, state: State) -> None:
         hooks = {
-            StateType.COMPLETED: self.flow.on_completion,
-            StateType.FAILED: self.flow.on_failure,
-            StateType.CANCELLED: self.flow.on_cancellation,
-            StateType.CRASHED: self.flow.on_crashed,
+            StateType.COMPLETED: self.flow.on_completion_hooks,
+            StateType.FAILED: self.flow.on_failure_hooks,
+            StateType.CANCELLED: self.flow.on_cancellation_hooks,
+            StateType.CRASHED: self.flow.on_crashed_hooks,
         }.get(state.type, [])
+        self._run_hooks(hooks, state)
+
+    def _run_hooks(self, hooks: list[Any], state: State) -> None:
+        """Call each ``hook(flow, flow_run, state)``; one that raises is logged, not raised."""
         for hook in hooks:
             try:
                 hook(self.flow, self.flow_run, state)
@@ -415,7 +437,7 @@ class FlowRunEngine:
 
         assert self.ctx is not None
         with flow_run_scope(self.ctx):
-            return call_with_parameters(self.flow.fn, self.parameters)
+            return call_with_parameters(self.flow.call_target, self.parameters)
 
     async def call_user_function_async(self) -> Any:
         """Await the flow's coroutine function inside its run context."""
@@ -423,7 +445,7 @@ class FlowRunEngine:
 
         assert self.ctx is not None
         with flow_run_scope(self.ctx):
-            return await call_with_parameters(self.flow.fn, self.parameters)
+            return await call_with_parameters(self.flow.call_target, self.parameters)
 
 
 def _engine(flow: Flow[..., Any], parameters: dict[str, Any], wait_for: Any) -> FlowRunEngine:
@@ -445,7 +467,7 @@ def run_flow(
     engine = _engine(flow, parameters, wait_for)
     with terminate_on_sigterm():
         state = drive_sync(engine.lifecycle(), engine.call_user_function)
-    return state if return_state else state.result()
+    return _outcome(engine, state, return_state)
 
 
 async def run_flow_async(
@@ -459,4 +481,20 @@ async def run_flow_async(
     engine = _engine(flow, parameters, wait_for)
     async with terminate_on_sigterm_async():
         state = await drive_async(engine.lifecycle(), engine.call_user_function_async)
-    return state if return_state else state.result()
+    return _outcome(engine, state, return_state)
+
+
+def _outcome(engine: FlowRunEngine, state: State, return_state: bool) -> Any:
+    """What a flow call gives (Prefect's ``FlowRunEngine.result``).
+
+    The final state with ``return_state``; else what the function returned when it
+    returned normally and that was not a state (futures in it turned into states,
+    even when those failed the run); else the final state's result (raising its
+    exception).
+    """
+    if return_state:
+        return state
+    returned = engine.returned
+    if returned is not _NOTHING and not isinstance(returned, State) and state.is_final():
+        return returned
+    return state.result()

@@ -13,6 +13,8 @@ from runtime.engine import options
 from runtime.engine.calls import bind_parameters
 from runtime.engine.exceptions import ParameterTypeError
 from runtime.engine.flow_engine import run_flow, run_flow_async
+from runtime.engine.methods import bound_copy, unwrap_method
+from runtime.engine.parameter_schema import ParameterSchema, parameter_schema
 from runtime.engine.task_runners import TaskRunner, ThreadPoolTaskRunner
 from runtime.engine.tasks import SERIALIZERS
 from runtime.names import escape_unprintable
@@ -60,11 +62,16 @@ class Flow(Generic[P, R]):
         on_failure: list[Callable[..., Any]] | None = None,
         on_cancellation: list[Callable[..., Any]] | None = None,
         on_crashed: list[Callable[..., Any]] | None = None,
+        on_running: list[Callable[..., Any]] | None = None,
     ) -> None:
+        fn, self.method_kind = unwrap_method(fn)
         if not callable(fn):
             raise TypeError("@flow must decorate a function")
         update_wrapper(self, fn)  # type: ignore[arg-type]
         self.fn = fn
+        self.call_target: Callable[..., Any] = fn
+        """What is called: ``fn``, or ``fn`` bound to an instance or class (``__get__``)."""
+        self.bound_to: Any = None
         self.isasync = inspect.iscoroutinefunction(fn)
         self.name = name or fn.__name__.replace("_", "-")
         self.version = version
@@ -95,10 +102,11 @@ class Flow(Generic[P, R]):
         options.check_bool("log_prints", log_prints)
         self.log_prints = bool(log_prints)
         self.tags = sorted(set(tags or []))
-        self.on_completion = options.check_hooks("on_completion", on_completion)
-        self.on_failure = options.check_hooks("on_failure", on_failure)
-        self.on_cancellation = options.check_hooks("on_cancellation", on_cancellation)
-        self.on_crashed = options.check_hooks("on_crashed", on_crashed)
+        self.on_completion_hooks = options.check_hooks("on_completion", on_completion)
+        self.on_failure_hooks = options.check_hooks("on_failure", on_failure)
+        self.on_cancellation_hooks = options.check_hooks("on_cancellation", on_cancellation)
+        self.on_crashed_hooks = options.check_hooks("on_crashed", on_crashed)
+        self.on_running_hooks = options.check_hooks("on_running", on_running)
         self._options: dict[str, Any] = {
             "name": name,
             "version": version,
@@ -118,15 +126,67 @@ class Flow(Generic[P, R]):
             "on_failure": on_failure,
             "on_cancellation": on_cancellation,
             "on_crashed": on_crashed,
+            "on_running": on_running,
         }
         self._model: Any = None
+        self._schema: ParameterSchema | None = None
 
     def with_options(self, **options: Any) -> Flow[P, R]:
         """A copy of this flow with some keywords changed."""
         unknown = set(options) - set(self._options)
         if unknown:
             raise TypeError(f"with_options() got unknown option(s): {', '.join(sorted(unknown))}")
-        return Flow(self.fn, **{**self._options, **options})
+        new: Flow[P, R] = Flow(self.fn, **{**self._options, **options})
+        new.method_kind, new.call_target, new.bound_to = (
+            self.method_kind,
+            self.call_target,
+            self.bound_to,
+        )
+        return new
+
+    # ------------------------------------------------------------------ methods and hooks
+
+    def __get__(self, instance: Any, owner: Any) -> Flow[P, R]:
+        """On a class: bound to the instance (or the class for a classmethod), as in Prefect."""
+        return bound_copy(self, instance, owner)
+
+    @property
+    def parameters(self) -> ParameterSchema:
+        """The schema of the flow's parameters (Prefect's ``Flow.parameters``)."""
+        if self._schema is None:
+            self._schema = parameter_schema(self.fn)
+        return self._schema
+
+    def _add_hook(self, kind: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Add a hook of ``kind`` (decorator form); ``with_options()`` copies keep it."""
+        hooks: list[Callable[..., Any]] = getattr(self, f"{kind}_hooks")
+        hooks.append(options.check_hook(kind, fn))
+        self._options[kind] = list(hooks)
+        return fn
+
+    def on_completion(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: add ``fn(flow, flow_run, state)`` as a hook on Completed."""
+        return self._add_hook("on_completion", fn)
+
+    def on_failure(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: add ``fn(flow, flow_run, state)`` as a hook on Failed."""
+        return self._add_hook("on_failure", fn)
+
+    def on_cancellation(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: add ``fn(flow, flow_run, state)`` as a hook on Cancelled."""
+        self.on_cancellation_hooks.append(options.check_hook("on_cancellation", fn))
+        self._options["on_cancellation"] = list(
+            self.on_cancellation_hooks
+        )  # kept by with_options()
+        return fn
+
+    def on_crashed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: add ``fn(flow, flow_run, state)`` as a hook on Crashed."""
+        return self._add_hook("on_crashed", fn)
+
+    def on_running(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: add ``fn(flow, flow_run, state)`` as a hook on Running (each attempt)."""
+        return self._add_hook("on_running", fn)
 
     # ------------------------------------------------------------------ parameters
 
@@ -136,6 +196,8 @@ class Flow(Generic[P, R]):
             for name, param in inspect.signature(self.fn).parameters.items():
                 if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                     continue
+                if name in ("self", "cls") and self.method_kind != "staticmethod":
+                    continue  # bound, not a parameter (and shared by bound copies)
                 annotation = Any if param.annotation is param.empty else param.annotation
                 default = ... if param.default is param.empty else param.default
                 fields[name] = (annotation, default)
@@ -194,7 +256,7 @@ class Flow(Generic[P, R]):
         """
         return_state = bool(kwargs.pop("return_state", False))
         wait_for = kwargs.pop("wait_for", None)
-        parameters = self.validate_parameters(bind_parameters(self.fn, args, kwargs))
+        parameters = self.validate_parameters(bind_parameters(self.call_target, args, kwargs))
         if self.isasync:
             return run_flow_async(self, parameters, wait_for=wait_for, return_state=return_state)
         return run_flow(self, parameters, wait_for=wait_for, return_state=return_state)

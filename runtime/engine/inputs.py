@@ -1,132 +1,160 @@
-"""Task inputs: ``unmapped``, ``allow_failure``, ``quote``, ``opaque``; resolving futures."""
+"""Task inputs: ``unmapped``, ``allow_failure``, ``quote``, and resolving futures in parameters.
+
+Futures (and states) are found and resolved wherever they sit inside a
+parameter: lists, tuples, sets, dicts, dataclasses and pydantic models, nested
+(:mod:`runtime.engine.collections`), as Prefect's ``resolve_inputs`` does. The
+runs behind them become the task run's upstream dependencies (``task_inputs``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
+from runtime.engine.collections import BaseAnnotation, StopVisiting, is_plain, visit_collection
 from runtime.engine.exceptions import UpstreamTaskError
 from runtime.engine.futures import PrefectFuture
-from runtime.states import StateType
+from runtime.states import State, StateType
 
 T = TypeVar("T")
 
 
-class unmapped(Generic[T]):
+class unmapped(BaseAnnotation, Generic[T]):
     """Pass the same value to every call of ``task.map`` instead of iterating it."""
 
+    __slots__ = ()
+
     def __init__(self, value: T) -> None:
-        self.value = value
+        super().__init__(value)
+
+    def __getitem__(self, _: Any) -> T:
+        """Every index gives the wrapped value (what ``map`` relies on)."""
+        value: T = self.value
+        return value
 
 
-class allow_failure(Generic[T]):
+class allow_failure(BaseAnnotation, Generic[T]):
     """Run the downstream task even if this upstream fails; it receives the exception."""
 
-    def __init__(self, value: T) -> None:
-        self.value = value
-
-
-class quote(Generic[T]):
-    """Pass the value as it is: its contents are neither resolved nor tracked as upstreams.
-
-    The task receives the wrapped value itself (futures inside stay futures), and a large
-    collection is not walked (Prefect's ``prefect.utilities.annotations.quote``).
-    """
+    __slots__ = ()
 
     def __init__(self, value: T) -> None:
-        self.value = value
+        super().__init__(value)
+
+
+class quote(BaseAnnotation, Generic[T]):
+    """Pass this value to the task as it is: futures inside are neither resolved nor waited for."""
+
+    __slots__ = ()
+
+    def __init__(self, value: T) -> None:
+        super().__init__(value)
 
     def unquote(self) -> T:
         """The wrapped value."""
-        return self.value
-
-    def unwrap(self) -> T:
-        """The wrapped value."""
-        return self.value
+        value: T = self.value
+        return value
 
 
-class opaque(Generic[T]):
-    """Resolve the wrapped future (its result reaches the task) but never look inside it.
+class opaque(BaseAnnotation, Generic[T]):
+    """Resolve this future (or state) but do not look inside its result: no rebuilt copies."""
 
-    Prefect's ``prefect.utilities.annotations.opaque``: the future is an upstream and is
-    waited for; its result is passed as it is, without a walk through its contents.
-    """
+    __slots__ = ()
+    traverse = False
 
     def __init__(self, value: T) -> None:
-        self.value = value
-
-    def unwrap(self) -> T:
-        """The wrapped value."""
-        return self.value
+        super().__init__(value)
 
 
-def _visit(value: Any, fn: Callable[[Any], Any]) -> Any:
-    """Apply ``fn`` to every future inside lists, tuples, sets and dicts (not deeper objects)."""
-    if isinstance(value, quote):  # never looked into: passed on unwrapped, as it is
-        return value.value
-    if isinstance(value, opaque):  # the future resolved, its result never looked into
-        return fn(value.value) if isinstance(value.value, PrefectFuture) else value.value
-    if isinstance(value, PrefectFuture | allow_failure):
-        return fn(value)
-    if isinstance(value, list):
-        return [_visit(v, fn) for v in value]
-    if isinstance(value, tuple):
-        return (
-            type(value)(*(_visit(v, fn) for v in value))
-            if hasattr(value, "_fields")
-            else tuple(_visit(v, fn) for v in value)
-        )
-    if isinstance(value, set | frozenset):
-        return type(value)(_visit(v, fn) for v in value)
-    if isinstance(value, dict):
-        return {k: _visit(v, fn) for k, v in value.items()}
-    if isinstance(value, unmapped):
-        return _visit(value.value, fn)
-    return value
+def _run_id_of(value: Any) -> str | None:
+    if isinstance(value, PrefectFuture):
+        return value.task_run_id
+    if isinstance(value, State):
+        return value._run_id
+    return None
 
 
-def upstream_futures(values: Iterable[Any]) -> list[PrefectFuture[Any]]:
-    """Every future found in ``values`` (parameters and ``wait_for``)."""
-    found: list[PrefectFuture[Any]] = []
+def upstream_run_ids(value: Any) -> list[str]:
+    """The runs behind every future (and run state) inside ``value``, in order, once each.
 
-    def collect(v: Any) -> Any:
-        inner = v.value if isinstance(v, allow_failure) else v
-        if isinstance(inner, PrefectFuture):
-            found.append(inner)
-        else:
-            _visit(inner, collect)
-        return v
+    Nothing inside a ``quote(...)`` counts: it is passed as it is.
+    """
+    found: list[str] = []
+    if is_plain(value):
+        return found
 
-    for value in values:
-        _visit(value, collect)
+    def collect(expr: Any, context: dict[str, Any]) -> Any:
+        if isinstance(expr, quote):
+            raise StopVisiting
+        run_id = _run_id_of(expr)
+        if run_id is not None and run_id not in found:
+            found.append(run_id)
+        return expr
+
+    visit_collection(value, collect)
     return found
 
 
+def upstream_futures(values: list[Any]) -> list[PrefectFuture[Any]]:
+    """Every future inside ``values`` (nested, outside ``quote(...)``), in order, once each."""
+    found: list[PrefectFuture[Any]] = []
+    seen: set[str] = set()
+
+    def collect(expr: Any, context: dict[str, Any]) -> Any:
+        if isinstance(expr, quote):
+            raise StopVisiting
+        if isinstance(expr, PrefectFuture) and expr.task_run_id not in seen:
+            seen.add(expr.task_run_id)
+            found.append(expr)
+        return expr
+
+    for value in values:
+        if not is_plain(value):
+            visit_collection(value, collect)
+    return found
+
+
+def _describe(expr: Any, state: State) -> str:
+    if isinstance(expr, PrefectFuture):
+        who = f"upstream task run {expr.name or expr.task_run_id!r}"
+    else:
+        who = f"upstream state {state.name}" + (
+            f" of run {state._run_id!r}" if state._run_id else ""
+        )
+    return f"{who} did not complete: it ended {state.name}" + (
+        f" ({state.message})" if state.message else ""
+    )
+
+
+def _resolve_one(expr: Any, context: dict[str, Any]) -> Any:
+    annotation = context.get("annotation")
+    if isinstance(annotation, quote):
+        raise StopVisiting
+    if isinstance(expr, PrefectFuture):
+        state: State = expr._future.result()  # waits for the upstream to be final
+    elif isinstance(expr, State):
+        state = expr
+    else:
+        return expr
+    from runtime.engine.results import state_result
+
+    if state.type is not StateType.COMPLETED:
+        tolerated = isinstance(annotation, allow_failure) and (
+            state.type is StateType.FAILED or state.name == "NotReady"
+        )
+        if not tolerated:
+            raise UpstreamTaskError(_describe(expr, state))
+        if not state.is_final():
+            return state.data
+    return state_result(state, raise_on_failure=False)
+
+
 def resolve(value: Any) -> Any:
-    """Replace futures by their results; a failed upstream raises UpstreamTaskError.
+    """``value`` with futures (and states) inside replaced by their results.
 
-    Inside ``allow_failure(...)`` a failed upstream gives its exception instead.
+    A future whose run did not complete raises :class:`UpstreamTaskError`;
+    inside ``allow_failure(...)`` a failed one gives its exception instead.
+    Annotations are removed; a ``quote``'s contents are passed as they are.
     """
-
-    def one(v: Any) -> Any:
-        if isinstance(v, allow_failure):
-            inner = v.value
-            if isinstance(inner, PrefectFuture):
-                return inner.result(raise_on_failure=False)
-            return _visit(inner, lambda f: f.result(raise_on_failure=False))
-        future: PrefectFuture[Any] = v
-        state = future._future.result()
-        if state.type is not StateType.COMPLETED:
-            raise UpstreamTaskError(
-                f"upstream task run {future.name or future.task_run_id!r} did not complete: "
-                f"it ended {state.name}" + (f" ({state.message})" if state.message else "")
-            )
-        return future.result()
-
-    return _visit(value, one)
-
-
-def check_wait_for(wait_for: Iterable[Any]) -> None:
-    """Wait for every ``wait_for`` future; raise UpstreamTaskError if one did not complete."""
-    for item in wait_for:
-        resolve(item)
+    if is_plain(value):
+        return value
+    return visit_collection(value, _resolve_one, return_data=True, remove_annotations=True)

@@ -108,6 +108,14 @@ def check_hooks(name: str, hooks: Any) -> list[Callable[..., Any]]:
     return list(hooks)
 
 
+def check_hook(name: str, hook: Any) -> Callable[..., Any]:
+    """One hook given to the decorator form (``@my_task.on_completion``): a callable."""
+    if not callable(hook):
+        raise TypeError(f"Expected a callable for {name!r}; got {_kind(hook)} instead.")
+    result: Callable[..., Any] = hook
+    return result
+
+
 def check_cache_policy(value: Any, not_set: Any) -> None:
     """``value`` is unset, None or a ``CachePolicy`` (``INPUTS``, ``TASK_SOURCE``, ...)."""
     from runtime.cache_policies import CachePolicy

@@ -60,14 +60,39 @@ def load_value(client: EngineClient, ref: ResultRef) -> Any:
 
 
 def _exception_for(state: State) -> BaseException:
-    if state.has_data and isinstance(state.data, BaseException):
-        return state.data
-    message = state.message or f"run ended {state.name}"
+    """The exception a failed, crashed or cancelled state stands for (Prefect's rules).
+
+    Its data when that is an exception; the first failure's exception when the
+    data is a state or a collection of states (an aggregate); else a
+    ``FailedRun`` / ``CrashedRun`` / ``CancelledRun`` with a string datum, or
+    else the state's message.
+    """
+    from runtime.engine.state_groups import is_state_iterable
+
+    data: Any = state.data if state.has_data else None
+    if isinstance(data, BaseException):
+        return data
+    if isinstance(data, State) and data.type in _FAILURE_TYPES:
+        return _exception_for(data)
+    if is_state_iterable(data):
+        for inner in data:
+            if inner.type in _FAILURE_TYPES:
+                return _exception_for(inner)
+    message = (data if isinstance(data, str) else None) or state.message
+    message = message or f"run ended {state.name}"
     if state.type is StateType.CRASHED:
         return CrashedRun(message)
     if state.type in (StateType.CANCELLED, StateType.CANCELLING):
         return CancelledRun(message)
     return FailedRun(message)
+
+
+_FAILURE_TYPES = (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED)
+
+
+def state_exception(state: State) -> BaseException:
+    """The exception ``state.result()`` raises for a failed, crashed or cancelled state."""
+    return _exception_for(state)
 
 
 def state_result(state: State, raise_on_failure: bool = True) -> Any:
@@ -76,7 +101,8 @@ def state_result(state: State, raise_on_failure: bool = True) -> Any:
     In the process that ran it, the value is in memory. Elsewhere it is loaded
     from the persisted result reference (inline in the record, or S3). A state
     that failed raises its exception (the original one in the process that ran
-    it) unless ``raise_on_failure=False``, which returns it instead.
+    it) unless ``raise_on_failure=False``, which returns the state's data instead
+    (a returned ``Failed(data=...)``'s, as in Prefect) or else the exception.
     """
     if state.type is StateType.COMPLETED:
         if state.has_data:
@@ -96,5 +122,5 @@ def state_result(state: State, raise_on_failure: bool = True) -> Any:
         exc = _exception_for(state)
         if raise_on_failure:
             raise exc
-        return exc
+        return state.data if state.has_data and state.data is not None else exc
     raise UnfinishedRun(f"the run is {state.name}, not finished: it has no result yet")

@@ -31,8 +31,9 @@ from runtime.engine.exceptions import (
     UpstreamTaskError,
 )
 from runtime.engine.futures import PrefectFuture
-from runtime.engine.inputs import resolve, upstream_futures
+from runtime.engine.inputs import resolve, upstream_run_ids
 from runtime.engine.results import load_value, persist_value
+from runtime.engine.return_states import mark_run_state, return_value_to_state
 from runtime.engine.runlogs import setup_logging
 from runtime.engine.signals import INTERRUPTS
 from runtime.errors import LimitExceeded
@@ -42,7 +43,6 @@ from runtime.states import (
     AwaitingConcurrencySlot,
     Cached,
     Cancelled,
-    Completed,
     Crashed,
     Failed,
     Pending,
@@ -58,6 +58,8 @@ if TYPE_CHECKING:
     from runtime.engine.tasks import Task
 
 logger = logging.getLogger("stratoflow.task_runs")
+
+_NOTHING: Any = object()
 
 
 def cache_lock_seconds() -> float:
@@ -96,12 +98,9 @@ class TaskRunEngine:
         flow_run_id = flow_ctx.flow_run.id if flow_ctx else None
         dynamic_key = flow_ctx.next_dynamic_key(task.task_key) if flow_ctx else "0"
         run_id = task_run_id or new_id()
-        upstream = {
-            name: [f.task_run_id for f in upstream_futures([value])]
-            for name, value in parameters.items()
-        }
+        upstream = {name: upstream_run_ids(value) for name, value in parameters.items()}
         if self.wait_for:
-            upstream["wait_for"] = [f.task_run_id for f in upstream_futures(self.wait_for)]
+            upstream["wait_for"] = upstream_run_ids(self.wait_for)
         now = utcnow()
         self.run = TaskRun(
             id=run_id,
@@ -122,6 +121,10 @@ class TaskRunEngine:
             updated=now,
             task_inputs={k: v for k, v in upstream.items() if v},
         )
+        mark_run_state(self.run.state, run_id)
+        self.returned: Any = _NOTHING
+        """What the task's function returned, when that was a state (Prefect's direct call
+        hands it back as it is)."""
         if future is not None:  # downstream errors and reprs name the run, not just the task
             future.name = self.run.name
         self.history: list[State] = [self.run.state]
@@ -152,6 +155,7 @@ class TaskRunEngine:
                 self.refusal = result.reason
                 return False, self.run.state, result.delay_seconds
             self.refusal = None
+            mark_run_state(new.state, new.id)
             self.run = new
             self.history.append(new.state)
             self.client.record_task_run(new, self.history)
@@ -234,7 +238,7 @@ class TaskRunEngine:
 
     def _lifecycle(self) -> Lifecycle:
         try:
-            self.parameters = resolve(self.raw_parameters)
+            self.parameters = {name: resolve(v) for name, v in self.raw_parameters.items()}
             for item in self.wait_for:
                 resolve(item)
         except UpstreamTaskError as exc:
@@ -401,17 +405,30 @@ class TaskRunEngine:
             if state.is_final():  # the flow run is being cancelled: the task never starts
                 logger.info("Not started: %s", state.message, extra=self._log_extra())
                 return state
+            if task.on_running_hooks:  # every attempt, before the function runs (Prefect)
+                self._run_hooks(task.on_running_hooks, state)
             outcome: Outcome = yield Call(task.timeout_seconds)
+            self.returned = _NOTHING  # a retried attempt's returned state is not the outcome
             if self.abandoned:
                 return self.run.state
             error = outcome.error
             if error is None:
+                # a returned state decides the final state (Prefect's return_value_to_state)
+                proposed, data = return_value_to_state(outcome.value)
                 try:
-                    result = self._persist(outcome.value)
+                    result = self._persist(data)
                 except Exception as exc:  # the result cannot be stored: the attempt failed
                     error = exc
                 else:
-                    return self._complete(outcome.value, result)
+                    proposed.details.result = result
+                    if isinstance(outcome.value, State):
+                        self.returned = outcome.value
+                    if proposed.type is StateType.COMPLETED:
+                        return self._complete(proposed, data)
+                    final = self._returned_state(proposed)
+                    if final is None:
+                        continue  # a returned Failed state is retried like an exception
+                    return final
             if isinstance(error, INTERRUPTS):
                 raise error  # lifecycle() ends the run Crashed
             new_state = self._failure_state(error)
@@ -429,8 +446,51 @@ class TaskRunEngine:
             if state.has_data is False:
                 state.with_data(error)
             transactions.task_failed(self)
-            self._run_hooks(task.on_failure, state)
+            self._run_hooks(task.on_failure_hooks, state)
             return state
+
+    def _returned_state(self, proposed: State) -> State | None:
+        """Propose the final state the function returned (not Completed); None: retry it."""
+        task = self.task
+        if proposed.type is StateType.FAILED:
+            self._check_retry_condition(proposed)
+        accepted, state, _ = self.propose(proposed)
+        if accepted and state.type is StateType.SCHEDULED:
+            logger.info(
+                "Returned %r; retry %s of %s at %s",
+                proposed,
+                self.run.run_count,
+                task.retries,
+                state.details.scheduled_time,
+                extra=self._log_extra(),
+            )
+            return None
+        if not accepted:
+            logger.warning(
+                "The returned state %s was refused (%s); the task run stays %s",
+                proposed.name,
+                self.refusal,
+                state.name,
+                extra=self._log_extra(),
+            )
+        if proposed.has_data and not state.has_data:
+            state.with_data(proposed.data)
+        if state.type is StateType.FAILED:
+            transactions.task_failed(self)
+            self._run_hooks(task.on_failure_hooks, state)
+        return state
+
+    def _check_retry_condition(self, state: State) -> None:
+        """Set ``state``'s retriable flag from the task's ``retry_condition_fn``."""
+        condition = self.task.retry_condition_fn
+        if condition is not None and self.run.run_count <= self.task.retries:
+            try:
+                state.details.retriable = bool(condition(self.task, self.run, state))
+            except Exception as exc:
+                logger.error(
+                    "retry_condition_fn raised %r: not retrying", exc, extra=self._log_extra()
+                )
+                state.details.retriable = False
 
     def _failure_state(self, error: BaseException) -> State:
         if isinstance(error, TimeoutError):
@@ -445,15 +505,7 @@ class TaskRunEngine:
             exc_info=user_exc_info(error),
             extra=self._log_extra(),
         )
-        condition = self.task.retry_condition_fn
-        if condition is not None and self.run.run_count <= self.task.retries:
-            try:
-                state.details.retriable = bool(condition(self.task, self.run, state))
-            except Exception as exc:
-                logger.error(
-                    "retry_condition_fn raised %r: not retrying", exc, extra=self._log_extra()
-                )
-                state.details.retriable = False
+        self._check_retry_condition(state)
         return state
 
     def _persist(self, value: Any) -> ResultRef | None:
@@ -473,10 +525,9 @@ class TaskRunEngine:
             storage=task.result_storage or flow_storage,
         )
 
-    def _complete(self, value: Any, result: ResultRef | None) -> State:
+    def _complete(self, state: State, value: Any) -> State:
+        """Finish with ``state`` (COMPLETED, its result set), writing the cache record."""
         task = self.task
-        state = Completed()
-        state.details.result = result
         if self.cache_key is not None and self._cache_owner and state.details.result is not None:
             from runtime.stores.cache import CacheLockLost, CacheRecord
 
@@ -505,7 +556,7 @@ class TaskRunEngine:
         else:
             transactions.stage_task(self, value, None)
         final = self._finish(state.with_data(value))
-        self._run_hooks(task.on_completion, final)
+        self._run_hooks(task.on_completion_hooks, final)
         return final
 
     def _run_hooks(self, hooks: list[Callable[..., Any]], state: State) -> None:
@@ -581,11 +632,11 @@ class TaskRunEngine:
         from runtime.engine.calls import call_with_parameters
 
         with task_run_scope(self.context()):
-            return call_with_parameters(self.task.fn, self.parameters)
+            return call_with_parameters(self.task.call_target, self.parameters)
 
     async def call_user_function_async(self) -> Any:
         """Await the task's coroutine function with the resolved parameters, in its context."""
         from runtime.engine.calls import call_with_parameters
 
         with task_run_scope(self.context()):
-            return await call_with_parameters(self.task.fn, self.parameters)
+            return await call_with_parameters(self.task.call_target, self.parameters)

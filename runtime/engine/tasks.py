@@ -17,6 +17,7 @@ from runtime.engine.calls import bind_parameters
 from runtime.engine.exceptions import MappingLengthMismatch, MappingMissingIterable
 from runtime.engine.futures import PrefectFuture, PrefectFutureList
 from runtime.engine.inputs import unmapped
+from runtime.engine.methods import bound_copy, unwrap_method
 from runtime.models import new_id
 from runtime.names import escape_unprintable
 from runtime.states import State
@@ -111,13 +112,18 @@ class Task(Generic[P, R]):
         on_completion: list[Callable[..., Any]] | None = None,
         on_failure: list[Callable[..., Any]] | None = None,
         retry_condition_fn: Callable[..., bool] | None = None,
+        on_running: list[Callable[..., Any]] | None = None,
         on_commit: list[Callable[..., Any]] | None = None,
         on_rollback: list[Callable[..., Any]] | None = None,
     ) -> None:
+        fn, self.method_kind = unwrap_method(fn)
         if not callable(fn):
             raise TypeError("@task must decorate a function")
         update_wrapper(self, fn)  # type: ignore[arg-type]
         self.fn = fn
+        self.call_target: Callable[..., Any] = fn
+        """What is called: ``fn``, or ``fn`` bound to an instance or class (``__get__``)."""
+        self.bound_to: Any = None
         self.isasync = inspect.iscoroutinefunction(fn)
         self.name = name or fn.__name__
         self.description = description or inspect.getdoc(fn)
@@ -141,8 +147,9 @@ class Task(Generic[P, R]):
         self.refresh_cache = refresh_cache
         options.check_timedelta("cache_expiration", cache_expiration)
         self.cache_expiration = cache_expiration
-        self.on_completion = options.check_hooks("on_completion", on_completion)
-        self.on_failure = options.check_hooks("on_failure", on_failure)
+        self.on_completion_hooks = options.check_hooks("on_completion", on_completion)
+        self.on_failure_hooks = options.check_hooks("on_failure", on_failure)
+        self.on_running_hooks = options.check_hooks("on_running", on_running)
         self.on_commit_hooks = options.check_hooks("on_commit", on_commit)
         self.on_rollback_hooks = options.check_hooks("on_rollback", on_rollback)
         options.check_bool("persist_result", persist_result)
@@ -185,6 +192,7 @@ class Task(Generic[P, R]):
             "on_completion": on_completion,
             "on_failure": on_failure,
             "retry_condition_fn": retry_condition_fn,
+            "on_running": on_running,
             "on_commit": on_commit,
             "on_rollback": on_rollback,
         }
@@ -229,19 +237,46 @@ class Task(Generic[P, R]):
             merged["cache_key_fn"] = None
         if "cache_key_fn" in options and "cache_policy" not in options:
             merged["cache_policy"] = NotSet
-        return Task(self.fn, **merged)
+        new: Task[P, R] = Task(self.fn, **merged)
+        new.method_kind, new.call_target, new.bound_to = (
+            self.method_kind,
+            self.call_target,
+            self.bound_to,
+        )
+        return new
+
+    # ------------------------------------------------------------------ methods and hooks
+
+    def __get__(self, instance: Any, owner: Any) -> Task[P, R]:
+        """On a class: bound to the instance (or the class for a classmethod), as in Prefect."""
+        return bound_copy(self, instance, owner)
+
+    def _add_hook(self, kind: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Add a hook of ``kind`` (decorator form); ``with_options()`` copies keep it."""
+        hooks: list[Callable[..., Any]] = getattr(self, f"{kind}_hooks")
+        hooks.append(options.check_hook(kind, fn))
+        self._options[kind] = list(hooks)
+        return fn
+
+    def on_completion(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: add ``fn(task, task_run, state)`` as a hook on Completed."""
+        return self._add_hook("on_completion", fn)
+
+    def on_failure(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: add ``fn(task, task_run, state)`` as a hook on Failed."""
+        return self._add_hook("on_failure", fn)
+
+    def on_running(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: add ``fn(task, task_run, state)`` as a hook on Running (each attempt)."""
+        return self._add_hook("on_running", fn)
 
     def on_commit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Register ``fn(transaction)`` to run when this task's transaction commits."""
-        self.on_commit_hooks.append(options.check_hooks("on_commit", [fn])[0])
-        self._options["on_commit"] = list(self.on_commit_hooks)  # kept by with_options()
-        return fn
+        """Decorator: add ``fn(transaction)`` to run when this task's transaction commits."""
+        return self._add_hook("on_commit", fn)
 
     def on_rollback(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Register ``fn(transaction)`` to run when this task's transaction rolls back."""
-        self.on_rollback_hooks.append(options.check_hooks("on_rollback", [fn])[0])
-        self._options["on_rollback"] = list(self.on_rollback_hooks)  # kept by with_options()
-        return fn
+        """Decorator: add ``fn(transaction)`` to run when this task's transaction rolls back."""
+        return self._add_hook("on_rollback", fn)
 
     def render_run_name(self, parameters: dict[str, Any], dynamic_key: str) -> str:
         """The task run's name: ``task_run_name`` formatted with the parameters, or ``name-N``."""
@@ -277,11 +312,26 @@ class Task(Generic[P, R]):
         """Run the task now and return its value (or its final state with ``return_state``)."""
         return_state = bool(kwargs.pop("return_state", False))
         wait_for = kwargs.pop("wait_for", None)
-        parameters = bind_parameters(self.fn, args, kwargs)
+        parameters = bind_parameters(self.call_target, args, kwargs)
         if self.isasync:
             return self._call_async(parameters, wait_for, return_state)
-        state = self._run(parameters, wait_for, future=None)
-        return state if return_state else state.result()
+        engine = self._engine(parameters, wait_for, None, None)
+        state = self._drive(engine)
+        return self._outcome(engine, state, return_state)
+
+    @staticmethod
+    def _outcome(engine: Any, state: State, return_state: bool) -> Any:
+        """What a direct call gives: the state, the state the function returned, or the value.
+
+        As in Prefect, a function that returned a state hands that state back as it is.
+        """
+        if return_state:
+            return state
+        from runtime.engine.task_engine import _NOTHING
+
+        if engine.returned is not _NOTHING:
+            return engine.returned
+        return state.result()
 
     async def _call_async(
         self, parameters: dict[str, Any], wait_for: Any, return_state: bool
@@ -291,7 +341,7 @@ class Task(Generic[P, R]):
         engine = self._engine(parameters, wait_for, None, None)
         state = await drive_async(engine.lifecycle(), engine.call_user_function_async)
         self._flush_if_standalone(engine)
-        return state if return_state else state.result()
+        return self._outcome(engine, state, return_state)
 
     def _engine(
         self,
@@ -323,9 +373,12 @@ class Task(Generic[P, R]):
         future: PrefectFuture[Any] | None,
         task_run_id: str | None = None,
     ) -> State:
+        return self._drive(self._engine(parameters, wait_for, future, task_run_id))
+
+    def _drive(self, engine: Any) -> State:
+        """Run an engine's lifecycle to its final state (and flush a standalone run)."""
         from runtime.engine.driver import drive_async, drive_sync
 
-        engine = self._engine(parameters, wait_for, future, task_run_id)
         if self.isasync:
             state = asyncio.run(drive_async(engine.lifecycle(), engine.call_user_function_async))
         else:
@@ -359,7 +412,7 @@ class Task(Generic[P, R]):
         if kwargs.pop("return_state", False):
             raise TypeError("submit() returns a future; use future.state for the state")
         wait_for = kwargs.pop("wait_for", None)
-        parameters = bind_parameters(self.fn, args, kwargs)
+        parameters = bind_parameters(self.call_target, args, kwargs)
         flow_ctx = current_flow_run()
         executor = flow_ctx.executor if flow_ctx else _standalone_executor()
         task_run_id = new_id()
@@ -387,7 +440,7 @@ class Task(Generic[P, R]):
         if kwargs.pop("return_state", False):
             raise TypeError("map() returns futures; use future.state for the states")
         wait_for = kwargs.pop("wait_for", None)
-        parameters = bind_parameters(self.fn, args, kwargs)
+        parameters = bind_parameters(self.call_target, args, kwargs)
         iterables: dict[str, list[Any]] = {}
         static: dict[str, Any] = {}
         for name, value in parameters.items():
@@ -406,7 +459,7 @@ class Task(Generic[P, R]):
             raise MappingLengthMismatch(f"map() arguments have different lengths: {lengths}")
         count = next(iter(lengths.values()))
         futures: PrefectFutureList[R] = PrefectFutureList()
-        signature = inspect.signature(self.fn)
+        signature = inspect.signature(self.call_target)
         for i in range(count):
             call = {**static, **{name: values[i] for name, values in iterables.items()}}
             ordered = {name: call[name] for name in signature.parameters if name in call}

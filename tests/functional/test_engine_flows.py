@@ -432,13 +432,16 @@ class TestReturnState:
         def f() -> tuple[State, State]:
             return ok(return_state=True), bad(return_state=True)
 
-        good, failed = f()  # the flow itself completes: nothing raised in it
+        good, failed = f()  # a direct call hands back what was returned (Prefect's result())
         assert good.type is StateType.COMPLETED and good.result() == 5
         assert failed.type is StateType.FAILED
         with pytest.raises(Boom) as info:
             failed.result()
         assert info.value is error
-        assert only_flow_run(engine).state.type is StateType.COMPLETED
+        # returned states decide (Prefect's return_value_to_state, src/prefect/states.py)
+        run = only_flow_run(engine)
+        assert run.state.type is StateType.FAILED
+        assert run.state.message == "1/2 states failed."
 
     def test_async_flow_return_state(self, engine: DirectEngineClient) -> None:
         error = Boom("async original")
@@ -968,8 +971,8 @@ class TestTimeouts:
             return blocked(return_state=True)
 
         started = time.monotonic()
-        try:
-            state = f()
+        try:  # a returned run state is the flow state's data (Prefect's return_value_to_state)
+            state = f(return_state=True).result(raise_on_failure=False)
         finally:
             release.set()
         assert time.monotonic() - started < PROMPT_SECONDS
@@ -1015,14 +1018,15 @@ class TestTimeouts:
             return await blocked(return_state=True)
 
         started = time.monotonic()
-        try:
-            state = asyncio.run(f())
+        try:  # a returned run state is the flow state's data (Prefect's return_value_to_state)
+            state = asyncio.run(f(return_state=True)).result(raise_on_failure=False)
         finally:
             release.set()
         assert time.monotonic() - started < PROMPT_SECONDS
         assert_timed_out(state)
         run = only_flow_run(engine)
-        assert run.state.type is StateType.COMPLETED
+        assert run.state.type is StateType.FAILED  # returning a failed state fails the flow
+        assert run.state.message == "1/1 states failed."
         (tr,) = task_runs(engine, run.id)
         assert history(engine, tr.id) == ["Pending", "Running", "TimedOut"]
 

@@ -154,7 +154,11 @@ class TestSubmit:
         (tr,) = task_runs(engine, run.id).values()
         assert tr.state.type is StateType.FAILED  # finished before the flow's final state
 
-    def test_returning_a_future_resolves_it(self, engine: DirectEngineClient) -> None:
+    def test_returning_a_future_gives_its_final_state(self, engine: DirectEngineClient) -> None:
+        """A returned future becomes its final state (Prefect's ``FlowRunEngine.handle_success``
+        calls ``resolve_futures_to_states``, src/prefect/flow_engine.py); its value is the
+        state's result."""
+
         @task
         def one() -> int:
             return 1
@@ -163,7 +167,10 @@ class TestSubmit:
         def f() -> Any:
             return {"value": one.submit()}
 
-        assert f() == {"value": 1}
+        returned = f()
+        assert set(returned) == {"value"}
+        assert returned["value"].type is StateType.COMPLETED
+        assert returned["value"].result() == 1
 
     def test_returning_a_failed_future_fails_the_flow(self, engine: DirectEngineClient) -> None:
         @task

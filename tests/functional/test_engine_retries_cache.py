@@ -563,7 +563,8 @@ class TestCachePolicies:
         def run() -> State:
             return compute(threading.Lock(), return_state=True)
 
-        state = run()
+        # a returned run state is the flow state's data (Prefect's return_value_to_state)
+        state = run(return_state=True).result(raise_on_failure=False)
         assert state.type is StateType.FAILED
         assert "lock" in (state.message or "")
         assert isinstance(state.result(raise_on_failure=False), CacheKeyFailure)
@@ -648,7 +649,8 @@ class TestCacheKeyFn:
         def run() -> State:
             return compute(1, return_state=True)
 
-        state = run()
+        # a returned run state is the flow state's data (Prefect's return_value_to_state)
+        state = run(return_state=True).result(raise_on_failure=False)
         assert state.type is StateType.FAILED
         assert isinstance(state.result(raise_on_failure=False), CacheKeyFailure)
         assert "must be a str" in (state.message or "")

@@ -259,7 +259,8 @@ def test_a_limit_of_zero_fails_the_task(engine: EngineClient) -> None:
     def run() -> Any:
         return blocked(return_state=True)
 
-    state = run()
+    # a returned run state is the flow state's data (Prefect's return_value_to_state)
+    state = run(return_state=True).result(raise_on_failure=False)
     assert state.type is StateType.FAILED
     with pytest.raises(ConcurrencySlotAcquisitionError):
         state.result()
