@@ -135,7 +135,8 @@ _AGENTS = Gap(
     "work pools and workers (phase 5)",
 )
 _SCHEMAS = Gap(
-    "Prefect's client schema classes (FlowRunFilter, FlowRunSort, objects) are not reproduced",
+    "Prefect's client filter and sort schemas (FlowRunFilter, FlowRunSort, ...) are not "
+    "reproduced (sdk.client.schemas holds the global concurrency limit schemas only)",
     "pass filters as keywords, e.g. get_client(sync_client=True).read_flow_runs("
     "flow_name=..., state_types=[StateType.COMPLETED], tags=[...]); run records are "
     "runtime.models.FlowRun / TaskRun",
@@ -172,7 +173,8 @@ MODULES: dict[str, Gap] = {
     "sdk.settings": _SETTINGS,
     "sdk.agent": _AGENTS,
     "sdk.infrastructure": _AGENTS,
-    "sdk.client.schemas": _SCHEMAS,
+    "sdk.client.schemas.filters": _SCHEMAS,
+    "sdk.client.schemas.sorting": _SCHEMAS,
     "sdk.serializers": _SERIALIZERS,
     "sdk.telemetry": _TELEMETRY,
     "sdk.plugins": _TELEMETRY,
