@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
-from runtime.engine.context import FlowRunContext, current_flow_run
+from runtime.engine.context import FlowRunContext, current_flow_run, with_current_tags
 from runtime.engine.futures import PrefectFuture
 from runtime.engine.inputs import upstream_futures
 from runtime.engine.process_worker import (
@@ -206,7 +206,7 @@ def _initial_run(
         task_key=task.task_key,
         flow_run_id=flow_ctx.flow_run.id,
         dynamic_key=dynamic_key,
-        tags=sorted(set(task.tags) | set(flow_ctx.flow_run.tags)),
+        tags=with_current_tags(set(task.tags) | set(flow_ctx.flow_run.tags)),
         empirical_policy=RetryPolicy.model_construct(
             retries=task.retries,
             retry_delay_seconds=task.retry_delay_seconds,
@@ -388,6 +388,7 @@ class ProcessTaskExecutor(ThreadPoolExecutor):
                     flow_parameters=flow_ctx.parameters,
                     flow=self._flow(flow_ctx),
                     log_prints=flow_ctx.log_prints,
+                    tags=with_current_tags(()),
                 )
             )
         except Exception as exc:

@@ -24,7 +24,7 @@ import cloudpickle
 
 from runtime.engine.cache_backend import CacheBackend
 from runtime.engine.client import DirectEngineClient, EngineClient
-from runtime.engine.context import FlowRunContext, flow_run_scope
+from runtime.engine.context import FlowRunContext, flow_run_scope, tags
 from runtime.engine.futures import PrefectFuture
 from runtime.models import FlowRun, FlowRunCreate, Lease, LogRecord, OrchestrationResult, TaskRun
 from runtime.states import ResultRef, State
@@ -307,6 +307,8 @@ class Job:
     flow: bytes
     """The flow, cloudpickled once per flow run (``None`` pickled when it cannot be)."""
     log_prints: bool
+    tags: list[str] = field(default_factory=list)
+    """The ``tags(...)`` blocks the task was submitted in (they apply to its run)."""
 
 
 def done_future(task_run_id: str, name: str, state: State) -> PrefectFuture[Any]:
@@ -370,7 +372,7 @@ def run_job(payload: bytes) -> bytes:
         own_task_run_id=job.task_run_id,
     )
     try:
-        with flow_run_scope(ctx):
+        with flow_run_scope(ctx), tags(*job.tags):
             state: State = job.task._run(job.parameters, job.wait_for, None, job.task_run_id)
     finally:
         executor.shutdown(wait=True)

@@ -443,3 +443,32 @@ def test_the_docs_program_runs_on_the_embedded_default() -> None:
     for line in program.read_text().splitlines():
         if line.startswith("# expect: "):
             assert line.removeprefix("# expect: ") in done.stdout
+
+
+def test_tags_blocks_reach_task_runs_in_workers(fast_engine: DirectEngineClient) -> None:
+    """A ``tags("etl")`` block around a submit tags the worker's task run as on threads.
+
+    Prefect: ``prefect.tags`` applies to every run created inside the block
+    (src/prefect/context.py ``tags``); the process-pool runner propagates the
+    context to its workers (src/prefect/task_runners.py, "proper context propagation").
+    """
+    from sdk import tags
+
+    @task
+    def tagged() -> list[str]:
+        from runtime.engine.context import current_task_run
+
+        ctx = current_task_run()
+        assert ctx is not None
+        return sorted(ctx.task_run.tags)
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+    def with_tags() -> list[str]:
+        with tags("etl"):
+            future = tagged.submit()
+        return future.result()
+
+    seen = with_tags()
+    assert seen == ["etl"]
+    (run,) = task_runs(fast_engine, only_flow_run(fast_engine.stores).id)
+    assert run.tags == ["etl"]
