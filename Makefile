@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# test processes for `make test` (pytest-xdist); most tests wait on I/O, so more than the cores
+TEST_WORKERS ?= 4
 
 .PHONY: demo test lint typecheck unit functional integration compat bench clean
 
@@ -18,7 +20,7 @@ demo: $(STAMP)
 
 ## test: install everything, then lint, type-check and run the whole suite
 test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 ## lint: ruff, then the layering contracts of .importlinter (sdk -> runtime <- handlers)
 lint: $(STAMP)
