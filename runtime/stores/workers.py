@@ -26,6 +26,7 @@ class WorkerInfo(BaseModel):
     """What a polling worker says about itself."""
 
     name: str
+    id: str = Field(description="The id its claims and heartbeats carry (name and a suffix)")
     work_pool_name: str
     host: str
     pid: int
