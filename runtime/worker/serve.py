@@ -14,6 +14,7 @@ scheduler (phase 6): passing one is refused with an error saying so.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import sys
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runtime.errors import NotFound
+from runtime.errors import AlreadyExists, NotFound
 from runtime.models import DeploymentCreate, WorkPoolCreate
 
 if TYPE_CHECKING:
@@ -153,14 +154,10 @@ def register(
     try:
         stores.registry.read_work_pool(pool)
     except NotFound:
-        from runtime.errors import AlreadyExists
-
-        try:
+        with contextlib.suppress(AlreadyExists):  # another process serving them made it first
             stores.registry.create_work_pool(
                 WorkPoolCreate(name=pool, description="Deployments served by `serve()`")
             )
-        except AlreadyExists:  # another process serving them created it first
-            pass
     stores.queues.ensure_pool_queue(pool)
     registered = [stores.registry.upsert_deployment(d.request(pool))[0] for d in deployments]
     return pool, registered

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 from runtime.errors import NotFound
 from runtime.services import worker_runs
 from runtime.services.claims import claim_flow_run
+from runtime.services.dispatch import defer_message
 from runtime.settings import get_settings
 from runtime.states import StateType, utcnow
 from runtime.stores.workers import WorkerInfo, WorkerStore
@@ -258,8 +259,9 @@ class Worker:
             logger.info("flow run %s not started: %s", body.flow_run_id, claim.reason)
             if claim.drop_message:
                 self._drop(message)
-            else:
-                self._release(message, claim.retry_after or 1.0)
+            else:  # released, or sent again fresh before it would reach the DLQ
+                with contextlib.suppress(Exception):
+                    defer_message(self.stores, self.pool, message, claim.retry_after or 1.0)
             return
         run = claim.run
         assert run is not None
