@@ -336,8 +336,35 @@ class Worker:
         self._register()
 
     def _heartbeat(self, entry: ActiveRun) -> None:
-        worker_runs.heartbeat(self.stores, entry.run, self.id)
+        if not worker_runs.heartbeat(self.stores, entry.run, self.id):
+            self._check_still_ours(entry)
         self.stores.queues.extend(self.pool, entry.message.receipt_handle, self.visibility_seconds)
+
+    def _check_still_ours(self, entry: ActiveRun) -> None:
+        """The heartbeat was refused: if another worker claimed the run since, stop ours.
+
+        (Refused also while the run waits for an in-process retry, or just ended:
+        then it is still this worker's and nothing is done.)
+        """
+        try:
+            current = self.stores.runs.read_flow_run(entry.run.id)
+        except NotFound:
+            current = None
+        if current is not None and current.worker_id == self.id:
+            return
+        with self._lock:
+            if entry.taken:
+                return
+            entry.taken = True
+            entry.handed_back = True  # not ours: its state and message are left alone
+        logger.warning(
+            "Flow run %s is no longer this worker's (claimed by %s): stopping its process",
+            entry.run.id,
+            current.worker_id if current is not None else "nobody: it was deleted",
+        )
+        threading.Thread(
+            target=self._cancel, args=(entry,), name="worker-lost-run", daemon=True
+        ).start()
 
     def _check_cancel(self, entry: ActiveRun) -> None:
         state = _state_type(self.stores, entry.run.id)
@@ -360,7 +387,7 @@ class Worker:
         """The child exited: end the run if it did not, free its slots, then the message."""
         run_id = entry.run.id
         try:
-            if entry.handed_back:
+            if entry.handed_back:  # another worker runs it now: its message is theirs
                 self._release(entry.message)
             else:
                 current = self.stores.runs.read_flow_run(run_id)

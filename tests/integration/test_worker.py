@@ -273,6 +273,13 @@ def test_cancelling_a_running_flow_stops_its_process_and_frees_its_slot(
         wait_for("the flow to start", lambda: len(pool.ledger_lines()) == 1)
         pid = pool.ledger_lines()[0][1]
         assert stores.concurrency.read_limit(pool_limit_name(pool.name)).active_slots == 1
+        first_beat = stores.runs.read_flow_run(run.id).heartbeat_at
+        assert first_beat is not None
+        wait_for(  # the worker heartbeats the running run (every 0.5 s here)
+            "a heartbeat",
+            lambda: (stores.runs.read_flow_run(run.id).heartbeat_at or first_beat) > first_beat,
+        )
+        assert stores.queues.depth(pool.name).in_flight == 1  # its message kept hidden
         cancel_flow_run(stores, run.id)
         # the worker notices within its poll, SIGTERMs, SIGKILLs after the 2 s grace
         wait_for(
@@ -346,3 +353,20 @@ def test_forty_runs_on_three_workers_never_exceed_the_pool_limit(
     assert sorted(keys) == sorted(f"r{i}" for i in range(40))  # none twice
     assert max(running) <= 4, max(running)
     assert max(running) >= 2  # the sampling saw runs in parallel
+
+
+def test_a_run_cancelled_while_queued_is_dropped_without_running(
+    tmp_path: Path, aws_backend: Backend, prefix: str, stores: Stores
+) -> None:
+    """Prefect: cancelling a run that has not started ends it Cancelled at once (no
+    process to stop, docs/v3/develop/cancel.mdx); its queued message is dropped."""
+    pool = Pool(stores, tmp_path)
+    cancelled = pool.submit("never")
+    assert cancel_flow_run(stores, cancelled.id).status == "ACCEPT"
+    with workers(worker_env(aws_backend, prefix), pool.name):
+        after = pool.submit("after")
+        wait_final(pool, [after.id])
+        wait_for("the message dropped", lambda: stores.queues.depth(pool.name).visible == 0)
+        wait_for("nothing in flight", lambda: stores.queues.depth(pool.name).in_flight == 0)
+    assert pool.state(cancelled.id) is StateType.CANCELLED
+    assert [key for key, _ in pool.ledger_lines()] == ["after"]
