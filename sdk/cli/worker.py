@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sdk.cli._output import fail, fmt, print_json, print_table
+from sdk.cli._output import fail, fmt, print_json, print_table, say
 
 if TYPE_CHECKING:
     from runtime.stores import Stores
@@ -99,6 +99,18 @@ def pool_workers(pool: str) -> list[WorkerInfo]:
 
     stores = _stores()
     return WorkerStore(stores.db, stores.specs.registry).list(pool)
+
+
+def print_pool_workers(pool: str) -> None:
+    """The "Workers" section of ``stratoflow work-pool inspect``: who polls ``pool``, running what.
+
+    Read from the stores (as ``worker ls``); without an AWS endpoint configured it
+    says so instead of failing the whole command.
+    """
+    if not (os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("STRATOFLOW_PREFIX")):
+        say("Workers: unknown here (set AWS_ENDPOINT_URL, as `stratoflow dev` prints)")
+        return
+    print_table(f"Workers polling {pool}", WORKER_COLUMNS, worker_rows(pool_workers(pool)))
 
 
 @app.command("ls")

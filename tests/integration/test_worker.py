@@ -17,6 +17,7 @@ the environment (``STRATOFLOW_WORKER_POLL_WAIT_SECONDS`` etc.).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -203,6 +204,22 @@ def test_a_submitted_run_completes_with_states_logs_and_result(
         listed = WorkerStore(stores.db, stores.specs.registry).list(pool.name)
         assert [w.name for w in listed] == ["w0"]
         assert listed[0].pid == procs[0].pid
+        shown = subprocess.run(
+            [sys.executable, "-m", "sdk.cli", "worker", "ls", "--json"],
+            env=worker_env(aws_backend, prefix),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+        )
+        assert shown.returncode == 0, shown.stderr
+        [info] = json.loads(shown.stdout)
+        assert (info["name"], info["work_pool_name"], info["pid"]) == (
+            "w0",
+            pool.name,
+            procs[0].pid,
+        )
+        assert info["last_poll"] is not None
         procs[0].send_signal(signal.SIGTERM)
         assert procs[0].wait(30) == 0
     done = stores.runs.read_flow_run(run.id)
@@ -370,3 +387,19 @@ def test_a_run_cancelled_while_queued_is_dropped_without_running(
         wait_for("nothing in flight", lambda: stores.queues.depth(pool.name).in_flight == 0)
     assert pool.state(cancelled.id) is StateType.CANCELLED
     assert [key for key, _ in pool.ledger_lines()] == ["after"]
+
+
+def test_a_worker_on_an_unknown_pool_says_so(
+    tmp_path: Path, aws_backend: Backend, prefix: str, stores: Stores
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sdk.cli", "worker", "start", "--pool", "nowhere"],
+        env=worker_env(aws_backend, prefix),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    assert result.returncode == 1
+    assert "work pool 'nowhere' not found" in result.stderr
+    assert "stratoflow work-pool create nowhere" in result.stderr
