@@ -458,7 +458,10 @@ class Worker:
             )
         for entry in left:
             self._settle(entry, entry.child.stop(self.cancel_grace))
-        poller.join(self.poll_wait + 10)
+        # a long poll in flight is not waited for: what it receives after the stop is
+        # released by the poller, or, if this process is gone by then, becomes visible
+        # again after the visibility timeout (hidden a while, never lost)
+        poller.join(min(self.poll_wait, 2.0))
         supervisor.join(self.cancel_grace + 10)
         with contextlib.suppress(Exception):
             self.workers.delete(self.pool, self.name)
