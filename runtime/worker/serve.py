@@ -1,6 +1,7 @@
 """Serving flows from this process: ``flow.serve``, ``flow.to_deployment``, ``serve(*deployments)``.
 
-Prefect's simplest remote path (docs/v3/deploy/run-flows-in-local-processes.mdx):
+Prefect's simplest remote path (docs/v3/how-to-guides/deployment_infra/
+run-flows-in-local-processes.mdx):
 the deployments are registered, and this process polls for their runs and
 executes each in a child process until Ctrl-C or SIGTERM. Here the served
 deployments go to a work pool of their own (``serve-<hash of their names>``,

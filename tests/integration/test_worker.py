@@ -1,12 +1,12 @@
 """Workers: real ``stratoflow worker start`` processes against the session's moto server.
 
 Expectations from Prefect's docs and source: a worker polls its pool and
-executes each run in a subprocess (docs/v3/deploy/infrastructure-concepts/workers.mdx);
+executes each run in a subprocess (docs/v3/concepts/workers.mdx);
 a run whose infrastructure exits with a non-zero code is Crashed
-(src/prefect/workers/base.py, ``_propose_crashed_state``: "Flow run
-infrastructure exited with non-zero status code"); cancelling a running run
+(src/prefect/workers/base.py: "Flow run infrastructure exited with non-zero
+status code"); cancelling a running run
 moves it to Cancelling, the worker kills its process and the run ends
-Cancelled (docs/v3/develop/cancel.mdx). Where Prefect falls short (a run
+Cancelled (docs/v3/advanced/cancel-workflows.mdx). Where Prefect falls short (a run
 executed twice by two workers, zombie runs when a worker stops), the issue's
 rules apply: exactly-once start, hand-back on SIGTERM.
 
@@ -376,7 +376,7 @@ def test_a_run_cancelled_while_queued_is_dropped_without_running(
     tmp_path: Path, aws_backend: Backend, prefix: str, stores: Stores
 ) -> None:
     """Prefect: cancelling a run that has not started ends it Cancelled at once (no
-    process to stop, docs/v3/develop/cancel.mdx); its queued message is dropped."""
+    process to stop, docs/v3/advanced/cancel-workflows.mdx); its queued message is dropped."""
     pool = Pool(stores, tmp_path)
     cancelled = pool.submit("never")
     assert cancel_flow_run(stores, cancelled.id).status == "ACCEPT"

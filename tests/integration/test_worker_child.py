@@ -4,7 +4,7 @@ A deployment's run, claimed (RUNNING) as a worker claims it, executed by
 ``python -m runtime.worker.child`` against the session's moto server: the
 engine adopts the existing run (no second run is created), merges the run's
 parameters over the deployment's (Prefect: ``run_deployment`` parameters
-override the deployment's defaults, docs/v3/deploy/index.mdx "parameters"),
+override the deployment's defaults, docs/v3/concepts/deployments.mdx),
 validates them against the signature, and writes states, logs and the result.
 A child that calls ``os._exit(3)`` or is SIGKILLed just ends with that status.
 """
