@@ -1,10 +1,11 @@
 """``flow.serve``, ``flow.to_deployment`` and ``sdk.serve``: a process serving deployments.
 
-Prefect (docs/v3/how-to-guides/deployment_infra/run-flows-in-local-processes.mdx): ``my_flow.serve(name=...,
-parameters=...)`` registers a deployment and runs its runs in this process until
-it is stopped; ``serve(flow_a.to_deployment(...), flow_b.to_deployment(...))``
-serves several from one process. The serving process here is a real subprocess
-against the session's moto server; runs are submitted from the test.
+Prefect (docs/v3/how-to-guides/deployment_infra/run-flows-in-local-processes.mdx):
+``my_flow.serve(name=..., parameters=...)`` registers a deployment and runs its
+runs in this process until it is stopped; ``serve(a.to_deployment(...),
+b.to_deployment(...))`` serves several from one process. The serving process
+here is a real subprocess against the session's moto server; runs are
+submitted from the test.
 """
 
 from __future__ import annotations
