@@ -29,6 +29,7 @@ from runtime.models import (
     WorkPoolStatus,
     WorkPoolUpdate,
 )
+from runtime.services import worker_runs
 from runtime.services.claims import pool_limit_name
 from runtime.states import StateType
 
@@ -142,8 +143,7 @@ def delete_work_pool(stores: Stores, name: str, *, force: bool = False) -> None:
 def inspect_work_pool(stores: Stores, name: str) -> WorkPoolStatus:
     """The pool, its queue's backlog, its runs waiting and running, its slots in use.
 
-    ``workers`` is left for the worker registry (``runtime/worker``) to fill with
-    the workers polling the pool.
+    ``workers``: the live workers polling the pool (the worker registry).
     """
     pool = stores.registry.read_work_pool(name)
     spec = stores.queues.spec(name)
@@ -161,4 +161,5 @@ def inspect_work_pool(stores: Stores, name: str) -> WorkPoolStatus:
         runs_waiting=len(pool_runs(stores, name, WAITING_TYPES)),
         runs_running=len(pool_runs(stores, name, RUNNING_TYPES)),
         active_slots=active_slots,
+        workers=worker_runs.pool_workers(stores, name),
     )

@@ -10,12 +10,13 @@ crashed, or another worker claimed since, is left alone. The sweep calls
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runtime.errors import NotFound
 from runtime.models import FlowRun
 from runtime.services.claims import release_run_lease, renew_run_lease
 from runtime.states import AwaitingRetry, Cancelled, Crashed, StateType, utcnow
+from runtime.stores.workers import WorkerStore
 
 if TYPE_CHECKING:
     from runtime.stores import Stores
@@ -25,6 +26,7 @@ __all__ = [
     "finish_cancelled",
     "hand_back",
     "heartbeat",
+    "pool_workers",
     "release_run_leases",
 ]
 
@@ -126,3 +128,18 @@ def finish_cancelled(
     if run.state.is_final():
         release_run_leases(stores, run)
     return run
+
+
+def pool_workers(stores: Stores, pool: str) -> list[dict[str, Any]]:
+    """The live workers polling ``pool``, as ``work-pool inspect`` shows them (JSON values)."""
+    return [
+        {
+            "name": w.name,
+            "host": w.host,
+            "pid": w.pid,
+            "version": w.version,
+            "last_poll": w.last_poll.isoformat() if w.last_poll else None,
+            "running": ", ".join(w.running) or "-",
+        }
+        for w in WorkerStore(stores.db, stores.specs.registry).list(pool)
+    ]

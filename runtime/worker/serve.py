@@ -15,7 +15,6 @@ scheduler (phase 6): passing one is refused with an error saying so.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import inspect
 import sys
@@ -23,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runtime.errors import AlreadyExists, NotFound
-from runtime.models import DeploymentCreate, WorkPoolCreate
+from runtime.models import DeploymentCreate
+from runtime.services.work_pools import ensure_work_pool
 
 if TYPE_CHECKING:
     from runtime.engine.flows import Flow
@@ -150,16 +149,9 @@ def serve_pool_name(deployments: tuple[RunnerDeployment, ...]) -> str:
 def register(
     stores: Stores, deployments: tuple[RunnerDeployment, ...]
 ) -> tuple[str, list[Deployment]]:
-    """Create the served pool (and its queue) if missing and upsert the deployments on it."""
+    """Create the served pool (with its queue) if missing and upsert the deployments on it."""
     pool = serve_pool_name(deployments)
-    try:
-        stores.registry.read_work_pool(pool)
-    except NotFound:
-        with contextlib.suppress(AlreadyExists):  # another process serving them made it first
-            stores.registry.create_work_pool(
-                WorkPoolCreate(name=pool, description="Deployments served by `serve()`")
-            )
-    stores.queues.ensure_pool_queue(pool)
+    ensure_work_pool(stores, pool)
     registered = [stores.registry.upsert_deployment(d.request(pool))[0] for d in deployments]
     return pool, registered
 

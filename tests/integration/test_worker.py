@@ -34,6 +34,7 @@ from runtime.models import DeploymentCreate, FlowRun, FlowRunCreate, FlowRunFilt
 from runtime.services import dispatch
 from runtime.services.claims import pool_limit_name
 from runtime.services.flow_runs import cancel_flow_run
+from runtime.services.work_pools import inspect_work_pool
 from runtime.states import Scheduled, StateType
 from runtime.stores import Stores
 from runtime.stores.queues import RunMessage
@@ -220,6 +221,8 @@ def test_a_submitted_run_completes_with_states_logs_and_result(
             procs[0].pid,
         )
         assert info["last_poll"] is not None
+        [shown_in_inspect] = inspect_work_pool(stores, pool.name).workers  # work-pool inspect
+        assert (shown_in_inspect["name"], shown_in_inspect["pid"]) == ("w0", procs[0].pid)
         procs[0].send_signal(signal.SIGTERM)
         assert procs[0].wait(30) == 0
     done = stores.runs.read_flow_run(run.id)
