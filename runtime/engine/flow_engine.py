@@ -405,16 +405,29 @@ class FlowRunEngine:
     def _stopped_by_worker(self) -> bool:
         """After an interrupt of a worker's run: True when its worker stopped it on purpose.
 
+        Claimed by another worker since: left alone (its task runs in flight end).
         CANCELLING: the run ends Cancelled (its task runs in flight too). SCHEDULED
         (AwaitingRetry): its worker handed it back on shutdown; another worker runs it
         again, so only the task runs in flight end (Crashed). Otherwise False: a crash.
         """
-        assert self.flow_run is not None
+        assert self.flow_run is not None and self.claimed is not None
         try:
-            current = self.client.read_flow_run_state(self.flow_run.id)
+            run = self.client.read_flow_run(self.flow_run.id)
         except Exception as exc:
-            logger.error("reading the flow run's state failed: %r", exc, extra=self._extra())
+            logger.error("reading the flow run failed: %r", exc, extra=self._extra())
             return False
+        current = run.state
+        if run.worker_id != self.claimed.worker_id:  # another worker claimed it since
+            if self.ctx is not None:
+                self.ctx.abandon_active("another worker took the flow run over", crashed=True)
+            self._ended = True
+            self._flush_quietly()
+            logger.warning(
+                "Flow run %r was claimed by another worker: this process leaves it alone",
+                self.flow_run.name,
+                extra=self._extra(),
+            )
+            return True
         if current.type is StateType.CANCELLING:
             if self.ctx is not None:
                 self.ctx.abandon_active("the flow run was cancelled")

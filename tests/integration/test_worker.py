@@ -31,11 +31,11 @@ from pathlib import Path
 
 from runtime.engine.client import DirectEngineClient
 from runtime.models import DeploymentCreate, FlowRun, FlowRunCreate, FlowRunFilter, WorkPoolCreate
-from runtime.services import dispatch
-from runtime.services.claims import pool_limit_name
+from runtime.services import dispatch, worker_runs
+from runtime.services.claims import claim_flow_run, pool_limit_name
 from runtime.services.flow_runs import cancel_flow_run
 from runtime.services.work_pools import inspect_work_pool
-from runtime.states import Scheduled, StateType
+from runtime.states import AwaitingRetry, Scheduled, StateType, utcnow
 from runtime.stores import Stores
 from runtime.stores.queues import RunMessage
 from runtime.stores.workers import WorkerStore
@@ -406,3 +406,23 @@ def test_a_worker_on_an_unknown_pool_says_so(
     assert result.returncode == 1
     assert "work pool 'nowhere' not found" in result.stderr
     assert "stratoflow work-pool create nowhere" in result.stderr
+
+
+def test_a_worker_stops_its_process_when_another_worker_claimed_the_run(
+    tmp_path: Path, aws_backend: Backend, prefix: str, stores: Stores
+) -> None:
+    """The sweep crashed the run (its heartbeats were late) and another worker claimed
+    its retry: the first worker's process must not keep executing it alongside."""
+    pool = Pool(stores, tmp_path)
+    with workers(worker_env(aws_backend, prefix), pool.name) as procs:
+        run = pool.submit("slow", seconds=300)
+        wait_for("the flow to start", lambda: len(pool.ledger_lines()) == 1)
+        pid = pool.ledger_lines()[0][1]
+        worker_runs.crash_run(stores, run.id, None, "heartbeat expired (as the sweep says)")
+        retry = stores.runs.set_state("flow_run", run.id, AwaitingRetry(scheduled_time=utcnow()))
+        assert retry.status == "ACCEPT"
+        assert claim_flow_run(stores, run.id, "another-worker").won
+        wait_for("the first worker's child to be gone", lambda: pid_gone(pid), timeout=30)
+        assert procs[0].poll() is None  # the worker itself goes on
+        current = stores.runs.read_flow_run(run.id)
+        assert (current.state.type, current.worker_id) == (StateType.RUNNING, "another-worker")
