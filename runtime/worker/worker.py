@@ -324,6 +324,10 @@ class Worker:
         for entry in active:
             code = entry.child.poll()
             if code is not None:
+                with self._lock:
+                    if entry.taken:  # a cancellation or the shutdown settles it
+                        continue
+                    entry.taken = True
                 self._settle(entry, code)
                 continue
             if now >= entry.next_state_check:
