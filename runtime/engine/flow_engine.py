@@ -111,6 +111,11 @@ class FlowRunEngine:
 
     def _propose(self, state: State, *, force: bool = False) -> tuple[bool, State, float]:
         assert self.flow_run is not None
+        if self.claimed is not None and state.is_final():
+            lost = self._claimed_by_another()
+            if lost is not None:  # never end the run another worker now executes
+                self._refusal = "another worker claimed the flow run since"
+                return False, lost, 0.0
         result = self.client.set_flow_run_state(
             self.flow_run.id, state, force=force, expected_version=self.flow_run.state_version
         )
@@ -128,6 +133,19 @@ class FlowRunEngine:
                 self.ctx.flow_run = self.flow_run
             self._mirror_in_parent(result.state)
         return result.accepted, result.state, result.delay_seconds
+
+    def _claimed_by_another(self) -> State | None:
+        """A worker's run: its current state if another worker claimed it since, else None.
+
+        (One read before a final state: the sweep may have crashed the run while this
+        process was stalled, and another worker claimed its retry.)
+        """
+        assert self.flow_run is not None and self.claimed is not None
+        try:
+            run = self.client.read_flow_run(self.flow_run.id)
+        except Exception:  # the proposal decides (and fails the same way if the store is down)
+            return None
+        return run.state if run.worker_id != self.claimed.worker_id else None
 
     def _mirror_in_parent(self, state: State) -> None:
         """Keep the parent's task run that stands for this subflow in step with it."""

@@ -21,7 +21,9 @@ import pytest
 
 from runtime.engine.client import DirectEngineClient
 from runtime.models import DeploymentCreate, FlowRunCreate
-from runtime.states import Pending, Running, StateType
+from runtime.services.claims import claim_flow_run
+from runtime.services.worker_runs import crash_run
+from runtime.states import AwaitingRetry, Pending, Running, StateType, utcnow
 from runtime.stores import Stores
 from runtime.worker.child import Job
 from runtime.worker.code import CodeNotFound, load_flow
@@ -197,3 +199,44 @@ def test_load_flow_names_what_is_missing(tmp_path: Path) -> None:
         load_flow("nowhere_xyz.mod:f", tmp_path)
     with pytest.raises(CodeNotFound, match="must be"):
         load_flow("plain.py", tmp_path)
+
+
+def test_a_child_never_ends_a_run_another_worker_claimed_since(
+    tmp_path: Path, aws_backend: Backend, prefix: str, stores: Stores
+) -> None:
+    """A child stalled past its heartbeat: the sweep crashed its run and another worker
+    claimed the retry. When the stalled flow returns, its Completed must not land on
+    the other worker's run."""
+    run_id, _ = make_run(stores, tmp_path, {})
+    (tmp_path / "stalled.py").write_text(
+        textwrap.dedent(
+            """
+            import pathlib, time
+            from sdk import flow
+
+            @flow
+            def stalled() -> str:
+                pathlib.Path("started").write_text("yes")
+                while not pathlib.Path("go").exists():
+                    time.sleep(0.05)
+                return "done"
+            """
+        )
+    )
+    job = Job(run_id, "stalled.py:stalled", str(tmp_path))
+    child = ChildProcess(job, child_env(aws_backend, prefix))
+    try:
+        deadline = time.monotonic() + WAIT
+        while not (tmp_path / "started").exists():
+            assert child.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        crash_run(stores, run_id, None, "heartbeat expired")
+        stores.runs.set_state("flow_run", run_id, AwaitingRetry(scheduled_time=utcnow()))
+        assert claim_flow_run(stores, run_id, "another-worker").won
+        (tmp_path / "go").write_text("now")
+        assert child.wait(WAIT) == 0
+    finally:
+        child.stop(1.0)
+    run = stores.runs.read_flow_run(run_id)
+    assert (run.state.type, run.worker_id) == (StateType.RUNNING, "another-worker")
+    assert "Completed" not in [s.name for s in stores.runs.read_state_history(run_id)]
