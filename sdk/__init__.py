@@ -22,6 +22,7 @@ from runtime.engine.tasks import Task, task
 from runtime.states import State
 from sdk import not_supported as _not_supported
 from sdk.client import get_client
+from sdk.serve import serve
 
 _not_supported.install()  # Prefect modules Stratoflow lacks: a clear error on import
 __getattr__ = _not_supported.module_getattr(__name__)
@@ -42,6 +43,7 @@ __all__ = [
     "flow",
     "get_client",
     "get_run_logger",
+    "serve",
     "tags",
     "task",
     "unmapped",

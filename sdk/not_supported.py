@@ -183,7 +183,6 @@ MODULES: dict[str, Gap] = {
 
 NAMES: dict[str, dict[str, Gap]] = {
     "sdk": {
-        "serve": _DEPLOYMENTS,
         "aserve": _DEPLOYMENTS,
         "deploy": _DEPLOYMENTS,
         "pause_flow_run": _PAUSE,

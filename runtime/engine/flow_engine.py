@@ -74,6 +74,7 @@ class FlowRunEngine:
         client: EngineClient,
         parent: FlowRunContext | None,
         wait_for: list[Any] | None = None,
+        claimed: FlowRun | None = None,
     ) -> None:
         setup_logging()
         self.flow = flow
@@ -81,6 +82,8 @@ class FlowRunEngine:
         self.client = client
         self.parent = parent
         self.wait_for = list(wait_for or [])
+        self.claimed = claimed
+        """An existing run (a worker claimed it), executed instead of creating one."""
         self.flow_run: FlowRun | None = None
         self.ctx: FlowRunContext | None = None
         self.parent_task_run: TaskRun | None = None
@@ -108,6 +111,11 @@ class FlowRunEngine:
 
     def _propose(self, state: State, *, force: bool = False) -> tuple[bool, State, float]:
         assert self.flow_run is not None
+        if self.claimed is not None and state.is_final():
+            lost = self._claimed_by_another()
+            if lost is not None:  # never end the run another worker now executes
+                self._refusal = "another worker claimed the flow run since"
+                return False, lost, 0.0
         result = self.client.set_flow_run_state(
             self.flow_run.id, state, force=force, expected_version=self.flow_run.state_version
         )
@@ -125,6 +133,19 @@ class FlowRunEngine:
                 self.ctx.flow_run = self.flow_run
             self._mirror_in_parent(result.state)
         return result.accepted, result.state, result.delay_seconds
+
+    def _claimed_by_another(self) -> State | None:
+        """A worker's run: its current state if another worker claimed it since, else None.
+
+        (One read before a final state: the sweep may have crashed the run while this
+        process was stalled, and another worker claimed its retry.)
+        """
+        assert self.flow_run is not None and self.claimed is not None
+        try:
+            run = self.client.read_flow_run(self.flow_run.id)
+        except Exception:  # the proposal decides (and fails the same way if the store is down)
+            return None
+        return run.state if run.worker_id != self.claimed.worker_id else None
 
     def _mirror_in_parent(self, state: State) -> None:
         """Keep the parent's task run that stands for this subflow in step with it."""
@@ -155,6 +176,16 @@ class FlowRunEngine:
 
     def _create(self) -> None:
         flow = self.flow
+        if self.claimed is not None:  # a worker's run: already RUNNING (its claim), or to start
+            self.flow_run = self.claimed
+            self._started = self.claimed.state.type is StateType.RUNNING
+            logger.info(
+                "Executing flow run %r of flow %r",
+                self.claimed.name,
+                flow.name,
+                extra=self._extra(),
+            )
+            return
         request = FlowRunCreate(
             flow_name=flow.name,
             name=flow.render_run_name(self.parameters),
@@ -361,8 +392,14 @@ class FlowRunEngine:
             logger.error("writing task runs and logs failed: %r", exc, extra=self._extra())
 
     def _crash(self, error: BaseException) -> None:
-        """End the run (and its task runs in flight) Crashed after ``error`` escaped."""
+        """End the run (and its task runs in flight) Crashed after ``error`` escaped.
+
+        A worker's run stopped from outside (its worker's SIGTERM) ends Cancelled when
+        it was being cancelled, and is left alone when its worker handed it back.
+        """
         if self._ended or self.flow_run is None or self.flow_run.state.is_final():
+            return
+        if self.claimed is not None and isinstance(error, INTERRUPTS) and self._stopped_by_worker():
             return
         if isinstance(error, INTERRUPTS):
             message = f"execution was interrupted: {type(error).__name__}"
@@ -382,6 +419,60 @@ class FlowRunEngine:
             logger.error("recording the crash failed: %r", exc, extra=self._extra())
             return
         self._hooks(final)
+
+    def _stopped_by_worker(self) -> bool:
+        """After an interrupt of a worker's run: True when its worker stopped it on purpose.
+
+        Claimed by another worker since: left alone (its task runs in flight end).
+        CANCELLING: the run ends Cancelled (its task runs in flight too). SCHEDULED
+        (AwaitingRetry): its worker handed it back on shutdown; another worker runs it
+        again, so only the task runs in flight end (Crashed). Otherwise False: a crash.
+        """
+        assert self.flow_run is not None and self.claimed is not None
+        try:
+            run = self.client.read_flow_run(self.flow_run.id)
+        except Exception as exc:
+            logger.error("reading the flow run failed: %r", exc, extra=self._extra())
+            return False
+        current = run.state
+        if run.worker_id != self.claimed.worker_id:  # another worker claimed it since
+            if self.ctx is not None:
+                self.ctx.abandon_active("another worker took the flow run over", crashed=True)
+            self._ended = True
+            self._flush_quietly()
+            logger.warning(
+                "Flow run %r was claimed by another worker: this process leaves it alone",
+                self.flow_run.name,
+                extra=self._extra(),
+            )
+            return True
+        if current.type is StateType.CANCELLING:
+            if self.ctx is not None:
+                self.ctx.abandon_active("the flow run was cancelled")
+            try:
+                final = self._end(
+                    Cancelled(message="The flow run was cancelled: its worker stopped its process.")
+                )
+            except Exception as exc:  # the worker ends it Cancelled after the process exits
+                logger.error("recording the cancellation failed: %r", exc, extra=self._extra())
+                return True
+            self._hooks(final)
+            return True
+        if current.type is StateType.SCHEDULED:
+            if self.ctx is not None:
+                self.ctx.abandon_active(
+                    "its worker shut down and handed the flow run back", crashed=True
+                )
+            self._ended = True
+            self._flush_quietly()
+            logger.warning(
+                "The worker shut down: flow run %r was handed back (%s) to run again",
+                self.flow_run.name,
+                current.name,
+                extra=self._extra(),
+            )
+            return True
+        return False
 
     def _failure_state(self, error: BaseException) -> State:
         if isinstance(error, TimeoutError) and self.flow.timeout_seconds is not None:
@@ -482,6 +573,35 @@ async def run_flow_async(
     async with terminate_on_sigterm_async():
         state = await drive_async(engine.lifecycle(), engine.call_user_function_async)
     return _outcome(engine, state, return_state)
+
+
+def run_claimed_flow(
+    flow: Flow[..., Any],
+    flow_run: FlowRun,
+    parameters: dict[str, Any],
+    *,
+    client: EngineClient,
+) -> State:
+    """Execute an existing flow run (a worker claimed it) to its final state; return the state.
+
+    ``flow_run`` is the run as claimed: RUNNING (its first attempt needs no
+    proposal) or, when it was not claimed first, PENDING/SCHEDULED (then it is
+    proposed RUNNING as a local run's is). ``parameters`` are the Python values
+    the flow is called with. Retries happen in this process, as for a local run.
+    SIGTERM ends it Crashed, or Cancelled when it is being cancelled (see
+    ``FlowRunEngine._stopped_by_worker``), and is then honoured.
+    """
+    engine = FlowRunEngine(flow, parameters, client=client, parent=None, claimed=flow_run)
+    if flow.isasync:
+        import asyncio
+
+        async def drive() -> State:
+            async with terminate_on_sigterm_async():
+                return await drive_async(engine.lifecycle(), engine.call_user_function_async)
+
+        return asyncio.run(drive())
+    with terminate_on_sigterm():
+        return drive_sync(engine.lifecycle(), engine.call_user_function)
 
 
 def _outcome(engine: FlowRunEngine, state: State, return_state: bool) -> Any:

@@ -261,6 +261,20 @@ class Flow(Generic[P, R]):
             return run_flow_async(self, parameters, wait_for=wait_for, return_state=return_state)
         return run_flow(self, parameters, wait_for=wait_for, return_state=return_state)
 
+    # ------------------------------------------------------------------ serving
+
+    def to_deployment(self, name: str, **options: Any) -> Any:
+        """A deployment of this flow for ``sdk.serve(...)`` (``runtime/worker/serve.py``)."""
+        from runtime.engine import remote
+
+        return remote.method("to_deployment")(self, name, **options)
+
+    def serve(self, name: str | None = None, **options: Any) -> None:
+        """Register a deployment of this flow and execute its runs here until Ctrl-C/SIGTERM."""
+        from runtime.engine import remote
+
+        remote.method("serve")(self, name, **options)
+
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r})"
 

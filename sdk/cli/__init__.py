@@ -20,6 +20,7 @@ from sdk.cli import (
     global_concurrency_limit,
     task_run,
     work_pool,
+    worker,
 )
 
 app = typer.Typer(
@@ -59,6 +60,7 @@ app.add_typer(flow_run.app, name="flow-run")
 app.add_typer(task_run.app, name="task-run")
 app.add_typer(deployment.app, name="deployment")
 app.add_typer(work_pool.app, name="work-pool")
+app.add_typer(worker.app, name="worker")
 app.add_typer(concurrency_limit.app, name="concurrency-limit")
 app.add_typer(global_concurrency_limit.app, name="global-concurrency-limit")
 app.add_typer(global_concurrency_limit.app, name="gcl", hidden=True)

@@ -30,7 +30,7 @@ from sdk.not_supported import MODULES, NotSupportedError, PlannedFeatureError
         ("from sdk.artifacts import create_markdown_artifact", "later phase"),
         ("from sdk.events import emit_event", "later phase"),
         ("from sdk.automations import Automation", "later phase"),
-        ("from sdk import serve", "phase 5"),
+        ("from sdk import deploy", "phase 5"),
         ("from sdk import pause_flow_run", "later phase"),
         ("from sdk.flow_runs import suspend_flow_run", "later phase"),
         ("from sdk.exceptions import PausedRun", "later phase"),
