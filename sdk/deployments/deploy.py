@@ -38,12 +38,15 @@ if TYPE_CHECKING:
     from runtime.bundles import Bundle
     from runtime.engine.flows import Flow
     from runtime.models import Deployment
+    from runtime.project_file import ProjectFile
     from runtime.stores import Stores
 
 __all__ = [
+    "ConcurrencyLimitConfig",
     "DeploymentError",
     "FlowSource",
     "deploy_flow",
+    "deploy_project",
     "flow_from_source",
     "load_flow_from_entrypoint",
 ]
@@ -292,6 +295,33 @@ def _schedules(schedules: list[Any] | None) -> list[DeploymentSchedule]:
     ]
 
 
+@dataclass(frozen=True)
+class ConcurrencyLimitConfig:
+    """Prefect's detailed ``concurrency_limit``: a limit and what happens to a run over it."""
+
+    limit: int
+    collision_strategy: str = "ENQUEUE"
+
+
+def _limit(value: int | ConcurrencyLimitConfig | None) -> tuple[int | None, dict[str, Any]]:
+    """The limit and, when the model has it, the collision strategy field."""
+    if not isinstance(value, ConcurrencyLimitConfig):
+        return value, {}
+    if value.collision_strategy not in ("ENQUEUE", "CANCEL_NEW"):
+        raise DeploymentError(
+            f"collision_strategy must be ENQUEUE or CANCEL_NEW, not {value.collision_strategy!r}",
+            field="concurrency_limit.collision_strategy",
+        )
+    if "collision_strategy" in DeploymentCreate.model_fields:
+        return value.limit, {"collision_strategy": value.collision_strategy}
+    if value.collision_strategy != "ENQUEUE":
+        raise DeploymentError(
+            "this installation's deployments have no collision strategy yet: only ENQUEUE",
+            field="concurrency_limit.collision_strategy",
+        )
+    return value.limit, {}
+
+
 def _check_defaults(parameters: dict[str, Any], schema: dict[str, Any]) -> None:
     """The deployment's parameters must fit the schema (required ones may come per run)."""
     from runtime.services.deployments import validate_parameters
@@ -309,7 +339,7 @@ def deploy_flow(
     work_queue_name: str | None = None,
     job_variables: dict[str, Any] | None = None,
     schedules: list[Any] | None = None,
-    concurrency_limit: int | None = None,
+    concurrency_limit: int | ConcurrencyLimitConfig | None = None,
     parameters: dict[str, Any] | None = None,
     description: str | None = None,
     tags: list[str] | None = None,
@@ -360,6 +390,7 @@ def deploy_flow(
                 bundle.archive.unlink(missing_ok=True)
         else:
             path = str(source.directory)
+    limit, strategy = _limit(concurrency_limit)
     request = DeploymentCreate(
         name=name,
         flow_name=flow.name,
@@ -376,8 +407,9 @@ def deploy_flow(
         work_queue_name=work_queue_name,
         job_variables=job_vars,
         schedules=_schedules(schedules),
-        concurrency_limit=concurrency_limit,
+        concurrency_limit=limit,
         paused=bool(paused),
+        **strategy,
     )
     deployment = target.upsert(request)
     if print_next_steps:
@@ -388,3 +420,61 @@ def deploy_flow(
             f"'{deployment.flow_name}/{deployment.name}'"
         )
     return uuid.UUID(deployment.id)
+
+
+def deploy_project(
+    project: ProjectFile, names: list[str] | None = None, *, print_next_steps: bool = True
+) -> list[tuple[str, uuid.UUID]]:
+    """Deploy the project file's deployments (all, or those ``names``): ``[(name, id)]``.
+
+    Each entrypoint is relative to the file's directory, which is the code bundled
+    (Prefect: entrypoints are relative to the project's root). A
+    ``work_pool.job_variables.image`` means the code is in that image (no bundle).
+    Every entry is loaded and checked before the first one is written, so a broken
+    entry leaves the registry as it was.
+    """
+    specs = project.deployments if names is None else project.select(names)
+    loaded = []
+    for spec in specs:
+        try:
+            flow = flow_from_source(project.root, spec.entrypoint)
+        except DeploymentError as exc:
+            raise DeploymentError(
+                f"{project.path}:{spec.line}: deployment {spec.name!r}: {exc.message}",
+                **exc.details,
+            ) from None
+        loaded.append((spec, flow))
+    target = _Target()
+    for spec, _ in loaded:
+        where = f"{project.path}:{spec.line}: deployment {spec.name!r}"
+        if not spec.work_pool_name:
+            raise DeploymentError(f"{where}: no work_pool.name", field="work_pool.name")
+        try:
+            target.check_pool(spec.work_pool_name)
+        except DeploymentError as exc:
+            raise DeploymentError(f"{where}: {exc.message}", **exc.details) from None
+    done: list[tuple[str, uuid.UUID]] = []
+    for spec, flow in loaded:
+        image = spec.job_variables.get("image")
+        limit: int | ConcurrencyLimitConfig | None = spec.concurrency_limit
+        if spec.concurrency_limit is not None and spec.collision_strategy is not None:
+            limit = ConcurrencyLimitConfig(spec.concurrency_limit, spec.collision_strategy)
+        deployment_id = deploy_flow(
+            flow,
+            spec.name,
+            spec.work_pool_name,
+            image=image if isinstance(image, str) else None,
+            work_queue_name=spec.work_queue_name,
+            job_variables={k: v for k, v in spec.job_variables.items() if k != "image"},
+            schedules=spec.schedules,
+            concurrency_limit=limit,
+            parameters=spec.parameters,
+            description=spec.description,
+            tags=spec.tags,
+            version=spec.version,
+            enforce_parameter_schema=spec.enforce_parameter_schema,
+            paused=spec.paused,
+            print_next_steps=print_next_steps,
+        )
+        done.append((spec.name, deployment_id))
+    return done
