@@ -27,8 +27,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
 
 from runtime.bundles import BundleError
 from runtime.errors import InvalidInput, NotFound
@@ -288,11 +291,34 @@ class _Target:
 # ---------------------------------------------------------------------- deploy
 
 
-def _schedules(schedules: list[Any] | None) -> list[DeploymentSchedule]:
-    return [
+def _check_bundled(bundle: Bundle, source: FlowSource) -> None:
+    """The entrypoint's file must be in the bundle (``.stratoflowignore`` may leave it out)."""
+    assert source.directory is not None
+    file = entrypoint_file(source.directory, source.entrypoint).resolve()
+    relative = file.relative_to(source.directory.resolve()).as_posix()
+    if relative not in bundle.files:
+        raise DeploymentError(
+            f"entrypoint {source.entrypoint!r}: {relative} is not in the bundle (left out by "
+            f"{source.directory / '.stratoflowignore'}, or a skipped directory): the worker "
+            "could not load the flow",
+            field="entrypoint",
+        )
+
+
+def _schedules(
+    schedules: list[Any] | None, cron: str | None, interval: float | timedelta | None
+) -> list[DeploymentSchedule]:
+    """Prefect's ``schedules=[...]``, ``cron=`` and ``interval=`` as deployment schedules."""
+    found = [
         s if isinstance(s, DeploymentSchedule) else DeploymentSchedule.model_validate(s)
         for s in schedules or []
     ]
+    if cron is not None:
+        found.append(DeploymentSchedule.model_validate({"schedule": {"cron": cron}}))
+    if interval is not None:
+        seconds = interval.total_seconds() if isinstance(interval, timedelta) else interval
+        found.append(DeploymentSchedule.model_validate({"schedule": {"interval": seconds}}))
+    return found
 
 
 @dataclass(frozen=True)
@@ -338,6 +364,8 @@ def deploy_flow(
     push: bool = True,
     work_queue_name: str | None = None,
     job_variables: dict[str, Any] | None = None,
+    interval: float | timedelta | None = None,
+    cron: str | None = None,
     schedules: list[Any] | None = None,
     concurrency_limit: int | ConcurrencyLimitConfig | None = None,
     parameters: dict[str, Any] | None = None,
@@ -374,43 +402,47 @@ def deploy_flow(
     job_vars = dict(job_variables or {})
     if image is not None:
         job_vars["image"] = image
+    limit, strategy = _limit(concurrency_limit)
+    try:  # every field checked before anything is uploaded or written
+        request = DeploymentCreate(
+            name=name,
+            flow_name=flow.name,
+            entrypoint=source.entrypoint,
+            description=description or flow.description,
+            version=version or flow.version,
+            tags=list(tags or []),
+            parameters=params,
+            parameter_openapi_schema=schema,
+            enforce_parameter_schema=enforce_parameter_schema,
+            work_pool_name=work_pool_name,
+            work_queue_name=work_queue_name,
+            job_variables=job_vars,
+            schedules=_schedules(schedules, cron, interval),
+            concurrency_limit=limit,
+            paused=bool(paused),
+            **strategy,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'deployment'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise DeploymentError(f"invalid deployment: {problems}") from None
     target = _Target()
     target.check_pool(work_pool_name)
-    path: str | None = None
-    code_bundle: BundleRef | None = None
     if image is None and source.bundle is not None:
-        code_bundle = source.bundle
+        request.code_bundle = source.bundle
     elif image is None and source.directory is not None:
         entrypoint_file(source.directory, source.entrypoint)  # the code must hold it
         if push:
             bundle = pack(source.directory, max_bytes=get_settings().bundle_max_bytes)
             try:
-                code_bundle = target.upload(bundle)
+                _check_bundled(bundle, source)
+                request.code_bundle = target.upload(bundle)
             finally:
                 bundle.archive.unlink(missing_ok=True)
         else:
-            path = str(source.directory)
-    limit, strategy = _limit(concurrency_limit)
-    request = DeploymentCreate(
-        name=name,
-        flow_name=flow.name,
-        entrypoint=source.entrypoint,
-        path=path,
-        code_bundle=code_bundle,
-        description=description or flow.description,
-        version=version or flow.version,
-        tags=list(tags or []),
-        parameters=params,
-        parameter_openapi_schema=schema,
-        enforce_parameter_schema=enforce_parameter_schema,
-        work_pool_name=work_pool_name,
-        work_queue_name=work_queue_name,
-        job_variables=job_vars,
-        schedules=_schedules(schedules),
-        concurrency_limit=limit,
-        paused=bool(paused),
-        **strategy,
-    )
+            request.path = str(source.directory)
     deployment = target.upsert(request)
     if print_next_steps:
         print(

@@ -256,3 +256,30 @@ def test_from_source_of_a_stored_bundle_keeps_it(
     deployment = stores.registry.read_deployment(str(flow.deploy("copy", work_pool_name=pool)))
     assert deployment.code_bundle == deployed_ref
     assert "PutObject" not in calls.counts
+
+
+def test_entrypoint_left_out_of_the_bundle_is_refused(
+    stores: Stores, pool: str, project: Path
+) -> None:
+    """A ``.stratoflowignore`` that drops the flow's own file: the worker could not load it."""
+    flow = Flow.from_source(project / "flows", "hello.py:greet")
+    (project / "flows" / ".stratoflowignore").write_text("hello.py\n")
+    with pytest.raises(DeploymentError, match=r"hello\.py is not in the bundle"):
+        flow.deploy("x", work_pool_name=pool)
+    _nothing_stored(stores)
+
+
+def test_cron_interval_and_bad_fields(stores: Stores, pool: str, project: Path) -> None:
+    """Prefect's ``cron=`` / ``interval=`` become schedules; a bad field stores nothing."""
+    from datetime import timedelta
+
+    flow = Flow.from_source(project / "flows", "hello.py:greet")
+    with pytest.raises(DeploymentError, match=r"invalid deployment: .*tags"):
+        flow.deploy("x", work_pool_name=pool, tags=[""])
+    _nothing_stored(stores)
+    deployment_id = flow.deploy(
+        "sched", work_pool_name=pool, cron="0 3 * * *", interval=timedelta(minutes=10)
+    )
+    schedules = stores.registry.read_deployment(str(deployment_id)).schedules
+    assert [s.schedule.model_dump().get("cron") for s in schedules] == ["0 3 * * *", None]
+    assert schedules[1].schedule.model_dump()["interval"] == 600
