@@ -167,12 +167,15 @@ def flow_from_source(source: str | Path | BundleRef, entrypoint: str) -> Flow[..
     """Prefect's ``Flow.from_source``: the flow ``entrypoint`` names in ``source``.
 
     ``source`` is a local directory, or a code location already stored (a
-    :class:`~runtime.models.BundleRef`: it is downloaded, verified and unpacked into
-    the local bundle cache first). A git or other remote URL is refused: this
-    installation reaches no network but AWS. The returned flow remembers its source:
-    its ``deploy()`` stores that directory (or bundle) as the code location.
+    :class:`~runtime.models.BundleRef` or its ``s3://`` URI: it is downloaded,
+    verified and unpacked into the local bundle cache first). A git or other remote
+    URL is refused: this installation reaches no network but AWS. The returned flow
+    remembers its source: its ``deploy()`` stores that directory (or bundle) as the
+    code location.
     """
     bundle: BundleRef | None = None
+    if isinstance(source, str) and source.startswith("s3://"):
+        source = _stored_bundle(source)
     if isinstance(source, BundleRef):
         from runtime.bundles import materialize
 
@@ -192,6 +195,30 @@ def flow_from_source(source: str | Path | BundleRef, entrypoint: str) -> Flow[..
     flow = load_flow_from_entrypoint(directory, entrypoint)
     setattr(flow, _SOURCE_ATTR, FlowSource(entrypoint, directory, bundle))
     return flow
+
+
+def _stored_bundle(uri: str) -> BundleRef:
+    """The :class:`BundleRef` of a bundle ``deploy`` stored (``s3://.../bundles/<sha256>.zip``)."""
+    import re
+
+    from botocore.exceptions import ClientError
+
+    from runtime.results import parse_s3_uri
+
+    match = re.search(r"(?:^|/)bundles/([0-9a-f]{64})\.zip$", uri)
+    if match is None:
+        raise DeploymentError(
+            f"source {uri!r}: an S3 source must be a stored code bundle, "
+            "s3://<bucket>/bundles/<sha256>.zip",
+            field="source",
+        )
+    bucket, key = parse_s3_uri(uri)
+    stores = _Target().stores("read a stored bundle")
+    try:
+        head = stores.results.s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        raise DeploymentError(f"source {uri!r}: no such bundle ({exc})", field="source") from None
+    return BundleRef(uri=uri, sha256=match.group(1), size=int(head["ContentLength"]))
 
 
 def _cache_dir() -> Path:

@@ -255,7 +255,12 @@ def test_from_source_of_a_stored_bundle_keeps_it(
     flow = Flow.from_source(deployed_ref, "hello.py:greet")
     deployment = stores.registry.read_deployment(str(flow.deploy("copy", work_pool_name=pool)))
     assert deployment.code_bundle == deployed_ref
+    by_uri = Flow.from_source(deployed_ref.uri, "hello.py:greet")
+    again = stores.registry.read_deployment(str(by_uri.deploy("uri", work_pool_name=pool)))
+    assert again.code_bundle == deployed_ref
     assert "PutObject" not in calls.counts
+    with pytest.raises(DeploymentError, match="must be a stored code bundle"):
+        Flow.from_source("s3://bucket/flows/", "hello.py:greet")
 
 
 def test_entrypoint_left_out_of_the_bundle_is_refused(

@@ -232,6 +232,8 @@ def test_through_the_api_bundles_are_refused_with_what_works(
         "the Stratoflow API does not receive code bundles", "direct-AWS mode", "image="
     )
     assert _deployments(stores) == {}
+    unknown = ["flows/hello.py:greet", "--name", "x", "--pool", "nope", "--api-url", api]
+    deploy(project, env, *unknown, "--no-push").failed("work pool 'nope' does not exist")
     result = deploy(project, env, *args, "--no-push").ok()
     deployment = stores.registry.read_deployment_by_name("greeter", "x")
     assert deployment.path == str((project / "flows").resolve())
