@@ -292,6 +292,13 @@ class _Target:
             ) from None
 
     def upload(self, bundle: Bundle) -> BundleRef:
+        self.check_can_upload()
+        from runtime.bundles import upload
+
+        return upload(self.client.stores, bundle)
+
+    def check_can_upload(self) -> None:
+        """Bundles go straight to S3: refused (saying what works) through the API."""
         if self.api is not None:
             raise BundleError(
                 "the Stratoflow API does not receive code bundles (no upload route: API "
@@ -302,9 +309,6 @@ class _Target:
                 "directory on the worker",
                 field="code_bundle",
             )
-        from runtime.bundles import upload
-
-        return upload(self.client.stores, bundle)
 
     def upsert(self, request: DeploymentCreate) -> Deployment:
         if self.api is not None:
@@ -462,6 +466,7 @@ def deploy_flow(
     elif image is None and source.directory is not None:
         entrypoint_file(source.directory, source.entrypoint)  # the code must hold it
         if push:
+            target.check_can_upload()  # before packing what could not be sent
             bundle = pack(source.directory, max_bytes=get_settings().bundle_max_bytes)
             try:
                 _check_bundled(bundle, source)
