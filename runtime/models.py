@@ -368,6 +368,20 @@ class ConcurrencyOptions(StrictModel):
     """A deployment's concurrency options (Prefect 3's ``ConcurrencyOptions``)."""
 
     collision_strategy: ConcurrencyLimitStrategy = ConcurrencyLimitStrategy.ENQUEUE
+class BundleRef(StrictModel):
+    """Where a deployment's code bundle lives: an S3 object named by its content hash."""
+
+    uri: Annotated[str, StringConstraints(pattern=r"^s3://[^/]+/.+$", max_length=1024)] = Field(
+        description="s3://bucket/bundles/<sha256>.zip"
+    )
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] = Field(
+        description="Hex SHA-256 of the archive's bytes (checked before it is unpacked)"
+    )
+    size: int = Field(ge=0, description="The archive's size in bytes")
+
+
+#: A deployment's code location on the worker's machine (Prefect's ``path``).
+CodePath = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 
 class Deployment(BaseModel):
@@ -377,6 +391,12 @@ class Deployment(BaseModel):
     name: Name
     flow_name: Name
     entrypoint: str | None = None
+    path: CodePath | None = Field(
+        default=None, description="Directory on the worker holding the code (entrypoint relative)"
+    )
+    code_bundle: BundleRef | None = Field(
+        default=None, description="The code bundle in S3 the worker downloads, verifies, unpacks"
+    )
     description: str | None = None
     version: str | None = None
     tags: Tags = Field(default_factory=list)
@@ -400,6 +420,12 @@ class DeploymentCreate(StrictModel):
     name: Name
     flow_name: Name
     entrypoint: str | None = None
+    path: CodePath | None = Field(
+        default=None, description="Directory on the worker holding the code (entrypoint relative)"
+    )
+    code_bundle: BundleRef | None = Field(
+        default=None, description="The code bundle in S3 the worker downloads, verifies, unpacks"
+    )
     description: str | None = None
     version: str | None = None
     tags: Tags = Field(default_factory=list)
@@ -419,6 +445,12 @@ class DeploymentUpdate(StrictModel):
     """A partial update of a deployment: only the fields given change."""
 
     entrypoint: str | None = None
+    path: CodePath | None = Field(
+        default=None, description="Directory on the worker holding the code (entrypoint relative)"
+    )
+    code_bundle: BundleRef | None = Field(
+        default=None, description="The code bundle in S3 the worker downloads, verifies, unpacks"
+    )
     description: str | None = None
     version: str | None = None
     tags: Tags | None = None

@@ -110,6 +110,12 @@ class Settings(BaseSettings):
         "(collision strategy ENQUEUE) stays hidden before a worker tries again",
     )
 
+    bundle_max_bytes: int = Field(
+        default=50 * 1024 * 1024,
+        ge=1,
+        description="Largest code bundle `deploy` uploads (the archive's bytes); larger is refused",
+    )
+
     def backend(self) -> Literal["api", "aws", "embedded"]:
         """Which backend the SDK and engine use (docs/architecture.md, "Backends")."""
         if self.api_url:

@@ -15,6 +15,7 @@ from importlib.metadata import version as _distribution_version
 
 from runtime.engine.context import tags
 from runtime.engine.flows import Flow, flow
+from runtime.engine.flows import register_flow_extension as _register_flow_extension
 from runtime.engine.futures import PrefectFuture, PrefectFutureList
 from runtime.engine.inputs import allow_failure, unmapped
 from runtime.engine.runlogs import get_run_logger
@@ -24,6 +25,21 @@ from sdk import not_supported as _not_supported
 from sdk.client import get_client
 from sdk.serve import serve
 
+
+def _deploy(flow: Flow[..., object], *args: object, **kwargs: object) -> object:
+    from sdk.deployments.deploy import deploy_flow
+
+    return deploy_flow(flow, *args, **kwargs)  # type: ignore[arg-type]
+
+
+def _from_source(source: object, entrypoint: str) -> Flow[..., object]:
+    from sdk.deployments.deploy import flow_from_source
+
+    return flow_from_source(source, entrypoint)  # type: ignore[arg-type]
+
+
+_register_flow_extension("deploy", _deploy)
+_register_flow_extension("from_source", _from_source)
 _not_supported.install()  # Prefect modules Stratoflow lacks: a clear error on import
 __getattr__ = _not_supported.module_getattr(__name__)
 

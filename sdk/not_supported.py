@@ -148,7 +148,6 @@ _SERIALIZERS = Gap(
 _TELEMETRY = Gap("Stratoflow sends no telemetry and has no plugin hooks", "nothing is needed")
 
 MODULES: dict[str, Gap] = {
-    "sdk.deployments": _DEPLOYMENTS,
     "sdk.runner": _DEPLOYMENTS,
     "sdk.workers": _DEPLOYMENTS,
     "sdk.bundles": _DEPLOYMENTS,
@@ -192,6 +191,7 @@ NAMES: dict[str, dict[str, Gap]] = {
         "resume_flow_run": _PAUSE,
         "aresume_flow_run": _PAUSE,
     },
+    "sdk.deployments": {"run_deployment": _DEPLOYMENTS},
     "sdk.filesystems": {
         "RemoteFileSystem": _BLOCKS,
         "SMB": _BLOCKS,

@@ -23,6 +23,24 @@ from runtime.states import State
 P = ParamSpec("P")
 R = TypeVar("R")
 
+_extensions: dict[str, Callable[..., Any]] = {}
+
+
+def register_flow_extension(name: str, implementation: Callable[..., Any]) -> None:
+    """Install the code behind a Flow method that lives above the engine (``sdk``).
+
+    ``deploy`` and ``from_source`` talk to the registry and pack code: ``sdk``
+    registers them when it is imported (the engine never imports ``sdk``).
+    """
+    _extensions[name] = implementation
+
+
+def _extension(name: str) -> Callable[..., Any]:
+    implementation = _extensions.get(name)
+    if implementation is None:
+        raise RuntimeError(f"Flow.{name}() needs the sdk package: import sdk first")
+    return implementation
+
 
 def _task_runner(value: Any) -> TaskRunner:
     """The flow's task runner: an instance, a class to instantiate, or the default."""
@@ -277,6 +295,24 @@ class Flow(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r})"
+
+    # ------------------------------------------------------------------ deployments
+
+    def deploy(self, name: str, work_pool_name: str | None = None, **options: Any) -> Any:
+        """Create or update the deployment ``name`` of this flow; its id (a UUID).
+
+        Prefect's ``Flow.deploy``: see :func:`sdk.deployments.deploy.deploy_flow`.
+        """
+        return _extension("deploy")(self, name, work_pool_name, **options)
+
+    @classmethod
+    def from_source(cls, source: Any, entrypoint: str) -> Flow[..., Any]:
+        """The flow ``entrypoint`` names in ``source`` (a directory or a stored bundle).
+
+        Prefect's ``Flow.from_source``: see :func:`sdk.deployments.deploy.flow_from_source`.
+        """
+        loaded: Flow[..., Any] = _extension("from_source")(source, entrypoint)
+        return loaded
 
 
 @overload

@@ -45,13 +45,25 @@ def is_file_entrypoint(target: str) -> bool:
 def code_directory(stores: Stores, deployment: Deployment, cache_dir: Path) -> Path:
     """The directory the deployment's entrypoint is relative to, on this machine.
 
+    A code bundle on S3 (``deployment.code_bundle``, what ``flow.deploy`` makes by
+    default) is downloaded, checked against its SHA-256 and unpacked once per hash
+    under ``cache_dir`` (:func:`runtime.bundles.materialize`); else
     ``deployment.path`` when set (Prefect's ``path``: code baked into the worker's
     image, or a checkout); else the directory of an absolute file entrypoint; else
     the worker's working directory (a module entrypoint importable from there).
-    CodeNotFound when that directory does not exist. ``stores`` and ``cache_dir``
-    are for code bundles on S3 (downloaded and cached by hash).
+    CodeNotFound when that directory does not exist or the bundle cannot be had.
     """
-    path = getattr(deployment, "path", None)
+    if deployment.code_bundle is not None:
+        from runtime.bundles import BundleError, materialize  # only workers of bundles need it
+
+        try:
+            return materialize(stores, deployment.code_bundle, cache_dir)
+        except BundleError as exc:
+            raise CodeNotFound(
+                f"deployment {deployment.flow_name}/{deployment.name}: its code bundle "
+                f"{deployment.code_bundle.uri}: {exc}"
+            ) from None
+    path = deployment.path
     if path:
         directory = Path(path).expanduser()
     elif deployment.entrypoint and Path(split_entrypoint(deployment.entrypoint)[0]).is_absolute():

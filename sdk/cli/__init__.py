@@ -13,6 +13,7 @@ import typer
 from sdk.cli import (
     api,
     concurrency_limit,
+    deploy,
     deployment,
     dev,
     flow,
@@ -66,6 +67,7 @@ app.add_typer(global_concurrency_limit.app, name="global-concurrency-limit")
 app.add_typer(global_concurrency_limit.app, name="gcl", hidden=True)
 app.add_typer(api.app, name="api")
 app.command("dev")(dev.dev)
+app.command("deploy")(deploy.deploy)
 
 
 def main() -> None:

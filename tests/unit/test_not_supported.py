@@ -21,7 +21,7 @@ from sdk.not_supported import MODULES, NotSupportedError, PlannedFeatureError
 @pytest.mark.parametrize(
     ("statement", "phase"),
     [
-        ("import sdk.deployments", "phase 5"),
+        ("import sdk.runner", "phase 5"),
         ("from sdk.deployments import run_deployment", "phase 5"),
         ("from sdk.workers.process import ProcessWorker", "phase 5"),
         ("from sdk.schedules import Cron", "phase 6"),
