@@ -148,7 +148,6 @@ _SERIALIZERS = Gap(
 _TELEMETRY = Gap("Stratoflow sends no telemetry and has no plugin hooks", "nothing is needed")
 
 MODULES: dict[str, Gap] = {
-    "sdk.deployments": _DEPLOYMENTS,
     "sdk.runner": _DEPLOYMENTS,
     "sdk.workers": _DEPLOYMENTS,
     "sdk.bundles": _DEPLOYMENTS,

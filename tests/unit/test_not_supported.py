@@ -21,8 +21,6 @@ from sdk.not_supported import MODULES, NotSupportedError, PlannedFeatureError
 @pytest.mark.parametrize(
     ("statement", "phase"),
     [
-        ("import sdk.deployments", "phase 5"),
-        ("from sdk.deployments import run_deployment", "phase 5"),
         ("from sdk.workers.process import ProcessWorker", "phase 5"),
         ("from sdk.schedules import Cron", "phase 6"),
         ("from sdk.blocks.system import Secret", "later phase"),
