@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
+
 from runtime.models import ConcurrencyLimitCreate, FlowRun, FlowRunCreate, RetryPolicy
 from runtime.services.sweep import SweepReport, sweep
 from runtime.states import Pending, Running, Scheduled, StateType, utcnow
@@ -20,8 +22,10 @@ T0 = utcnow().replace(microsecond=0)
 TIMEOUT = 30.0
 
 
-def running_run(stores: Stores, *, retries: int = 0, heartbeat: datetime | None = T0) -> FlowRun:
-    """A flow run claimed by a worker at ``T0`` (RUNNING, with a heartbeat at ``heartbeat``)."""
+def running_run(
+    stores: Stores, *, retries: int = 0, heartbeat: datetime | None = T0, at: datetime = T0
+) -> FlowRun:
+    """A flow run claimed by a worker at ``at`` (RUNNING, with a heartbeat at ``heartbeat``)."""
     run = stores.runs.create_flow_run(
         FlowRunCreate(
             flow_name="etl",
@@ -29,7 +33,7 @@ def running_run(stores: Stores, *, retries: int = 0, heartbeat: datetime | None 
             empirical_policy=RetryPolicy(retries=retries, retry_delay_seconds=0),
         )
     )
-    result = stores.runs.set_state("flow_run", run.id, Running(), now=T0)
+    result = stores.runs.set_state("flow_run", run.id, Running(), now=at)
     assert result.status == "ACCEPT"
     if heartbeat is not None:
         stores.db.update(
@@ -146,3 +150,32 @@ def test_expired_leases_are_reclaimed(stores: Stores) -> None:
     report = swept(stores, 11)
     assert report.leases_reclaimed == 1
     assert stores.concurrency.read_limit("tag:db").active_slots == 0
+
+
+class LambdaContext:
+    """The parts of a Lambda context Powertools reads."""
+
+    function_name = "stratoflow-maintenance"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:stratoflow-maintenance"
+    aws_request_id = "7d1b7e4b-0f4d-4b8a-9d53-000000000002"
+
+
+def test_lambda_handler_sweeps_and_returns_the_report(
+    stores: Stores, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The EventBridge-scheduled handler runs the same sweep and answers its counts."""
+    from handlers.deps import set_stores
+    from handlers.maintenance import lambda_handler
+
+    an_hour_ago = utcnow() - timedelta(hours=1)
+    run = running_run(stores, heartbeat=an_hour_ago, at=an_hour_ago)
+    event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+    set_stores(stores)
+    try:
+        report = lambda_handler(event, LambdaContext())
+    finally:
+        set_stores(None)
+    assert report["crashed"] == 1 and report["errors"] == []
+    assert stores.runs.read_flow_run(run.id).state.type is StateType.CRASHED
+    assert '"RunsCrashed"' in capsys.readouterr().out  # the EMF metrics line
