@@ -3,21 +3,30 @@
 One call, :func:`sweep`, does every maintenance action once and returns a
 :class:`SweepReport` counting what it changed. In AWS an EventBridge rate rule
 runs it (``handlers/maintenance.py``); locally ``stratoflow dev`` runs it in a
-loop (:func:`run_sweep_loop`). The actions:
+loop (:func:`run_sweep_loop`). The actions, in this order:
 
 * **Crashed workers.** A RUNNING (or CANCELLING) flow run whose worker stopped
   heartbeating (its ``heartbeat_at`` is older than ``heartbeat_timeout_seconds``)
-  becomes CRASHED with a message saying so (a CANCELLING one becomes CANCELLED),
-  its leases are released, and when its flow has retries left it goes on to
-  AwaitingRetry and back on its pool's queue (Prefect's zombie-run automation,
-  docs/v3/advanced/detect-zombie-flows.mdx, marks such runs Crashed; Prefect does
-  not retry them, Stratoflow does when the flow asked for retries). Runs without
-  a heartbeat (flows called in a process, not by a worker) are never touched.
-* **Late runs.** A run still named Scheduled this long (``late_after_seconds``,
-  15 s as Prefect's ``PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS``) after its
-  start time becomes Late (Prefect's MarkLateRuns service,
-  src/prefect/server/services/late_runs.py).
+  becomes CRASHED with a message saying so (a CANCELLING one becomes CANCELLED:
+  nobody is left to stop it), its leases are released, and when its flow has
+  retries left it goes on to AwaitingRetry and back on its pool's queue
+  (:func:`runtime.services.dispatch.enqueue_flow_run`). Prefect's zombie-run
+  automation (docs/v3/advanced/detect-zombie-flows.mdx) marks such runs Crashed and
+  does not retry them; Stratoflow retries them when the flow asked for retries. Runs
+  without a heartbeat (flows called in a process, not by a worker) are never touched.
+* **Due runs.** Pool runs that were more than 15 minutes ahead when submitted (SQS
+  delays stop there) are sent once they come within 15 minutes, and PENDING runs
+  whose sender died before sending are sent
+  (:func:`runtime.services.dispatch.enqueue_due_runs`).
+* **Late runs.** A run still named Scheduled ``late_after_seconds`` (15 s, as
+  Prefect's ``PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS``) after its start
+  time becomes Late, keeping its scheduled time (Prefect's MarkLateRuns,
+  src/prefect/server/services/late_runs.py). A run already in its queue stays
+  marked as sent (no second message).
 * **Expired leases** are reclaimed (:meth:`runtime.stores.ConcurrencyStore.sweep`).
+* **Dead letters.** A run whose queue message SQS moved to the pool's dead-letter
+  queue without the run ever starting becomes CRASHED naming the reason; the
+  message is deleted.
 
 Every change is one conditional write on the run as the sweep read it (its
 ``state_version``, and for a crash that its heartbeat is still old), so two sweeps
@@ -36,9 +45,11 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.models import FlowRun
 from runtime.orchestration.policies import retry_delay
+from runtime.settings import get_settings
 from runtime.states import AwaitingRetry, Cancelled, Crashed, Late, State, StateType, utcnow
 from runtime.stores.dynamo import Item, iso
 from runtime.stores.paging import batch_get
+from runtime.stores.queues import ReceivedMessage
 from runtime.stores.runs import state_shards
 
 if TYPE_CHECKING:
@@ -55,9 +66,6 @@ __all__ = [
 
 HEARTBEAT_ATTRIBUTE = "heartbeat_at"
 """The run item's numeric heartbeat (epoch seconds) a worker refreshes while its run executes."""
-
-DEFAULT_HEARTBEAT_TIMEOUT = 60.0
-"""Seconds without a heartbeat after which a running flow run counts as crashed."""
 
 
 @dataclass
@@ -125,18 +133,20 @@ def _heartbeat(item: Item) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def release_run_leases(stores: Stores, run_id: str) -> int:
-    """Give back every concurrency lease the flow run ``run_id`` holds: how many this call freed.
+def release_run_leases(stores: Stores, run: FlowRun) -> int:
+    """Give back the concurrency leases the flow run holds: how many this call freed.
 
-    The leases a claim takes (the pool's and the deployment's ``concurrency_limit``)
-    name the run as their holder. Each release is conditional, so a lease released
-    by someone else meanwhile counts once, for them.
+    The claim records its lease on the run (``lease_id``, holder the run id): that
+    one is released directly. A run without one is looked up by holder (a claim
+    whose write of ``lease_id`` was lost still named the run as holder). Each
+    release is conditional, so a lease freed by someone else meanwhile counts once.
     """
-    table = stores.concurrency.table.name
+    if run.lease_id is not None:
+        return int(stores.concurrency.release(run.lease_id))
     leases = stores.db.scan(
-        table,
+        stores.concurrency.table.name,
         "begins_with(item_type, :t) AND holder = :h",
-        values={":t": "lease#", ":h": run_id},
+        values={":t": "lease#", ":h": run.id},
     )
     return sum(1 for lease in list(leases) if stores.concurrency.release(lease["lease_id"]))
 
@@ -161,8 +171,21 @@ def _retry_state(run: FlowRun, now: datetime, message: str) -> State | None:
     )
 
 
-RequeueFn = Callable[["Stores", FlowRun], bool]
-"""Put a run back on its pool's queue; True when it was sent (the dispatch service)."""
+RequeueFn = Callable[["Stores", FlowRun, datetime], bool]
+"""Put a run back on its pool's queue; True when it was sent."""
+
+
+def requeue_run(stores: Stores, run: FlowRun, now: datetime) -> bool:
+    """Send a run awaiting its retry back to its pool's queue (:mod:`runtime.services.dispatch`).
+
+    A run of no pool (a flow called in a process) has no queue: False. A retry due
+    more than 15 minutes ahead is left for :func:`runtime.services.dispatch.enqueue_due_runs`.
+    """
+    from runtime.services.dispatch import enqueue_flow_run, is_queued
+
+    if run.work_pool_name is None:
+        return False
+    return is_queued(enqueue_flow_run(stores, run, now=now))
 
 
 def crash_stale_runs(
@@ -178,6 +201,7 @@ def crash_stale_runs(
     Each change is conditioned on the run's version and on its heartbeat still being
     older than the cutoff: a heartbeat that lands first, or another sweep, wins.
     """
+    requeue = requeue or requeue_run
     cutoff = now - timedelta(seconds=timeout_seconds)
     cutoff_epoch = cutoff.timestamp()
     for state_type in (StateType.RUNNING, StateType.CANCELLING):
@@ -211,7 +235,7 @@ def crash_stale_runs(
                 report.cancelled += 1
             else:
                 report.crashed += 1
-            report.leases_released += release_run_leases(stores, run.id)
+            report.leases_released += release_run_leases(stores, run)
             if state_type is StateType.CANCELLING:
                 continue
             retry = _retry_state(run, now, message)
@@ -223,7 +247,7 @@ def crash_stale_runs(
             if retried is None or retried.status != "ACCEPT":
                 continue
             report.retried += 1
-            if requeue is not None and requeue(stores, stores.runs.read_flow_run(run.id)):
+            if requeue(stores, stores.runs.read_flow_run(run.id), now):
                 report.requeued += 1
 
 
@@ -235,6 +259,8 @@ def mark_late_runs(
     Only runs whose state is named Scheduled (not AwaitingRetry, not already Late),
     as Prefect's MarkLateRuns; the state keeps the run's scheduled time.
     """
+    from runtime.services.dispatch import is_queued
+
     cutoff = now - timedelta(seconds=after_seconds)
     for item in _items(stores, _query_state(stores, StateType.SCHEDULED, before=cutoff)):
         if item.get("state_name") != "Scheduled":
@@ -253,14 +279,93 @@ def mark_late_runs(
             expected_version=run.state_version,
             now=now,
         )
-        if result is not None and result.status == "ACCEPT":
-            report.late += 1
+        if result is None or result.status != "ACCEPT":
+            continue
+        report.late += 1
+        if is_queued(run):
+            # its message is in the queue already (sent with a delay): renaming the state
+            # must not make it look unsent, or the next sweep would send it again
+            stores.runs.mark_enqueued(run.id, result.state_version, now=now)
 
 
-def _settings_value(name: str, default: float) -> float:
-    from runtime.settings import get_settings
+def enqueue_due_runs(stores: Stores, report: SweepReport, *, now: datetime) -> None:
+    """Send the pool runs that came within 15 minutes of their start (or whose sender died).
 
-    return float(getattr(get_settings(), name, default))
+    :func:`runtime.services.dispatch.enqueue_due_runs` decides and sends, once each.
+    """
+    from runtime.services.dispatch import enqueue_due_runs as send_due
+
+    report.enqueued += len(send_due(stores, now))
+
+
+#: States in which a run whose message reached the dead-letter queue never started.
+UNSTARTED = (StateType.SCHEDULED, StateType.PENDING)
+
+
+def crash_dead_letters(
+    stores: Stores, report: SweepReport, *, now: datetime, max_batches: int = 100
+) -> None:
+    """Crash the runs whose queue message SQS moved to their pool's dead-letter queue.
+
+    A message lands there after ``pool_max_receive_count`` receives without being
+    deleted: every worker that took it died or failed before starting the run (a
+    bundle that cannot be loaded, a worker killed at once). A run still SCHEDULED or
+    PENDING then becomes CRASHED naming the reason, its leases released; the message
+    is deleted. A run in any other state (started, or final) keeps its state and the
+    message is just deleted; an unreadable message too. A run that changed while the
+    sweep looked keeps its message in the DLQ for the next sweep.
+    """
+    for pool in _pool_names(stores):
+        for _ in range(max_batches):
+            messages = stores.queues.receive_dead_letters(
+                pool, max_messages=10, visibility_timeout=60
+            )
+            if not messages:
+                break
+            for message in messages:
+                if _settle_dead_letter(stores, report, pool, message, now):
+                    stores.queues.delete_dead_letter(pool, message.receipt_handle)
+
+
+def _settle_dead_letter(
+    stores: Stores, report: SweepReport, pool: str, message: ReceivedMessage, now: datetime
+) -> bool:
+    """Crash the message's run when it never started; True when the message may go."""
+    from runtime.errors import NotFound
+
+    if message.body is None:
+        return True
+    try:
+        run = stores.runs.read_flow_run(message.body.flow_run_id)
+    except NotFound:
+        return True
+    if run.state.type not in UNSTARTED:
+        return True
+    reason = (
+        f"Its message in work pool {pool!r}'s queue was received {message.receive_count} "
+        "times without the run starting, so SQS moved it to the pool's dead-letter queue "
+        "(the workers that took it died or could not start it)."
+    )
+    result = stores.runs.set_state_if_unchanged(
+        "flow_run", run.id, Crashed(message=reason), expected_version=run.state_version, now=now
+    )
+    if result is None:
+        return False  # changed meanwhile: look again next time
+    if result.status == "ACCEPT":
+        report.dead_lettered += 1
+        report.leases_released += release_run_leases(stores, run)
+    return True
+
+
+def _pool_names(stores: Stores) -> list[str]:
+    names: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = stores.registry.list_work_pools(cursor=cursor)
+        names += [pool.name for pool in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            return names
 
 
 def sweep(
@@ -278,20 +383,21 @@ def sweep(
     number of times at once, anywhere.
     """
     moment = now or utcnow()
+    settings = get_settings()
     timeout = heartbeat_timeout_seconds
     if timeout is None:
-        timeout = _settings_value("heartbeat_timeout_seconds", DEFAULT_HEARTBEAT_TIMEOUT)
-    after = late_after_seconds
-    if after is None:
-        after = _settings_value("late_after_seconds", 15.0)
+        timeout = settings.heartbeat_timeout_seconds
+    after = settings.late_after_seconds if late_after_seconds is None else late_after_seconds
     report = SweepReport()
     actions: list[tuple[str, Callable[[], None]]] = [
         (
             "crash stale runs",
             lambda: crash_stale_runs(stores, report, now=moment, timeout_seconds=timeout),
         ),
+        ("enqueue due runs", lambda: enqueue_due_runs(stores, report, now=moment)),
         ("mark late runs", lambda: mark_late_runs(stores, report, now=moment, after_seconds=after)),
         ("reclaim leases", lambda: _reclaim(stores, report, moment)),
+        ("dead letters", lambda: crash_dead_letters(stores, report, now=moment)),
     ]
     for name, action in actions:
         try:
