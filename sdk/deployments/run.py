@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from runtime.backoff import Backoff
 from runtime.errors import NotFound
@@ -161,7 +161,56 @@ def run_deployment(
     the same request return the first run. ``client`` is a client from
     ``get_client(sync_client=True)`` (default: the configured backend's).
     ObjectNotFound when there is no such deployment.
+
+    In async code (an async flow or task, or a running event loop) this returns a
+    coroutine to await, as Prefect's ``run_deployment`` does (``await
+    run_deployment(...)``); :func:`arun_deployment` is that coroutine function.
     """
+    args = (name, client, parameters, scheduled_time, flow_run_name, timeout, poll_interval,
+            tags, idempotency_key, work_queue_name, as_subflow, job_variables)  # fmt: skip
+    if in_async_context():
+        # as Prefect's async_dispatch: in async code the same call is a coroutine to await
+        return cast("FlowRun", arun_deployment(*args))
+    return _run_deployment(*args)
+
+
+def in_async_context() -> bool:
+    """True in async code: an async flow or task run, or (outside runs) a running event loop.
+
+    Prefect's ``is_in_async_context`` (src/prefect/_internal/compatibility/async_dispatch.py):
+    inside a run, whether its function is async decides; a sync flow called from async
+    code is sync.
+    """
+    from runtime.engine.context import TaskRunContext, current_flow_run
+
+    task_ctx = TaskRunContext.get()
+    if task_ctx is not None:
+        return bool(getattr(task_ctx.task, "isasync", False))
+    flow_ctx = current_flow_run()
+    if flow_ctx is not None:
+        return bool(getattr(flow_ctx.flow, "isasync", False))
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _run_deployment(
+    name: str | uuid.UUID,
+    client: Any,
+    parameters: dict[str, Any] | None,
+    scheduled_time: datetime | None,
+    flow_run_name: str | None,
+    timeout: float | None,
+    poll_interval: float | None,
+    tags: Iterable[str] | None,
+    idempotency_key: str | None,
+    work_queue_name: str | None,
+    as_subflow: bool | None,
+    job_variables: dict[str, Any] | None,
+) -> FlowRun:
+    """:func:`run_deployment` in the calling thread (blocking while it waits)."""
     if timeout is not None and timeout < 0:
         raise ValueError("`timeout` cannot be negative")
     interval = DEFAULT_POLL_INTERVAL if poll_interval is None else float(poll_interval)
@@ -213,13 +262,18 @@ async def arun_deployment(
     as_subflow: bool | None = True,
     job_variables: dict[str, Any] | None = None,
 ) -> FlowRun:
-    """:func:`run_deployment` for async code: the same call on a worker thread, awaited.
+    """:func:`run_deployment` for async code (Prefect's ``arun_deployment``), awaited.
+
+    The blocking work (the requests, the waits between polls) runs on a worker thread,
+    so the event loop is never blocked.
 
     The thread runs in a copy of the caller's context, so ``as_subflow`` still sees the
     calling flow run.
     """
+    if timeout is not None and timeout < 0:
+        raise ValueError("`timeout` cannot be negative")
     return await asyncio.to_thread(
-        run_deployment,
+        _run_deployment,
         name,
         client,
         parameters,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+from typing import Any
 
 import pytest
 
@@ -147,3 +148,16 @@ def test_called_in_a_flow_the_run_is_linked_to_the_calling_flow_run(
 def test_arun_deployment_is_awaitable(stores: Stores, deployment_id: str) -> None:
     run = asyncio.run(arun_deployment("etl/nightly", parameters={"count": 1}, timeout=0))
     assert run.deployment_id == deployment_id
+
+
+def test_in_async_code_run_deployment_is_awaited(stores: Stores, deployment_id: str) -> None:
+    """Prefect's docs (how-to-guides/deployments/run-deployments.mdx, "Async usage"):
+    ``flow_run = await run_deployment(...)`` in a coroutine."""
+
+    async def trigger() -> FlowRun:
+        pending: Any = run_deployment("etl/nightly", parameters={"count": 4}, timeout=0)
+        run: FlowRun = await pending
+        return run
+
+    run = asyncio.run(trigger())
+    assert run.parameters["count"] == 4
