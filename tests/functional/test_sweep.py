@@ -10,6 +10,7 @@ scheduled time (src/prefect/server/services/late_runs.py, MarkLateRuns), and ARC
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -308,3 +309,22 @@ def test_a_late_run_already_in_the_queue_is_not_sent_again(stores: Stores, pool:
     assert report.enqueued == 0
     depth = stores.queues.depth(pool)
     assert depth.visible + depth.delayed == 1
+
+
+def test_a_heartbeat_landing_between_the_sweeps_read_and_write_wins(
+    stores: Stores, pool: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The crash is conditioned on the heartbeat still being old, not only on the version:
+    a heartbeat does not bump the version, yet one that lands after the sweep read the run
+    keeps it running."""
+    run = claimed_run(stores, pool, ago=60)
+    original = stores.runs.set_state_if_unchanged
+
+    def beat_first(*args: Any, **kwargs: Any) -> Any:
+        assert stores.runs.heartbeat(run.id, "w1")  # the worker was only slow
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(stores.runs, "set_state_if_unchanged", beat_first)
+    report = swept_now(stores, timeout=30)
+    assert report.crashed == 0
+    assert stores.runs.read_flow_run(run.id).state.type is StateType.RUNNING
