@@ -478,6 +478,33 @@ class WorkPoolCreate(StrictModel):
     base_job_template: JsonDict = Field(default_factory=dict)
 
 
+class QueueDepth(BaseModel):
+    """SQS's approximate message counts of a work pool's queue (and of its DLQ)."""
+
+    visible: int = Field(default=0, description="Ready to be received")
+    in_flight: int = Field(default=0, description="Received, not yet deleted or visible again")
+    delayed: int = Field(default=0, description="Sent with a delay not yet over")
+    dead_letters: int = Field(default=0, description="Messages in the dead-letter queue")
+
+
+class WorkPoolStatus(BaseModel):
+    """A work pool with its queue's backlog and its concurrency slots (``work-pool inspect``)."""
+
+    pool: WorkPool
+    queue_name: str
+    dlq_name: str
+    backlog: QueueDepth
+    runs_waiting: int = Field(description="Its SCHEDULED and PENDING flow runs")
+    runs_running: int = Field(description="Its RUNNING, CANCELLING and PAUSED flow runs")
+    active_slots: int | None = Field(
+        default=None, description="Slots of its concurrency limit in use (None: no limit)"
+    )
+    workers: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="The workers polling the pool, as the worker registry records them",
+    )
+
+
 class WorkPoolUpdate(StrictModel):
     """A partial update of a work pool."""
 

@@ -46,6 +46,7 @@ from runtime.models import (
     Page,
     WorkPool,
     WorkPoolCreate,
+    WorkPoolStatus,
     WorkPoolUpdate,
 )
 
@@ -218,6 +219,12 @@ class StratoflowClient(HttpApi):
         """``POST /work_pools/{name}/resume``."""
         return WorkPool.model_validate(self._call("POST", f"/work_pools/{segment(name)}/resume"))
 
-    def delete_work_pool(self, name: str) -> None:
-        """``DELETE /work_pools/{name}``."""
-        self._call("DELETE", f"/work_pools/{segment(name)}")
+    def delete_work_pool(self, name: str, *, force: bool = False) -> None:
+        """``DELETE /work_pools/{name}`` (Conflict while it has runs, unless ``force``)."""
+        query = {"force": "true"} if force else None
+        self._call("DELETE", f"/work_pools/{segment(name)}", query=query)
+
+    def read_work_pool_status(self, name: str) -> WorkPoolStatus:
+        """``GET /work_pools/{name}/status``: its queue's backlog, runs and slots."""
+        body = self._call("GET", f"/work_pools/{segment(name)}/status")
+        return WorkPoolStatus.model_validate(body)

@@ -25,9 +25,10 @@ from runtime.models import (
     Page,
     WorkPool,
     WorkPoolCreate,
+    WorkPoolStatus,
     WorkPoolUpdate,
 )
-from runtime.services import deployments, pages
+from runtime.services import deployments, pages, work_pools
 
 router = Router()
 
@@ -125,10 +126,13 @@ def create_flow_run_from_deployment(
     body: Annotated[DeploymentFlowRunCreate | None, Body()] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response[FlowRun]:
-    """A Scheduled flow run of the deployment: 201 (200 on an idempotent repeat).
+    """A flow run of the deployment, sent to its work pool's queue: 201 (200 on a repeat).
 
     Parameters are merged over the deployment's and, when it enforces its
-    parameter schema, validated against it (422 naming each bad parameter).
+    parameter schema, validated against it (422 naming each bad parameter); a
+    deployment without a work pool, or whose pool does not exist, is 409. Nothing
+    is created when refused. A run due now is returned PENDING (queued), one due
+    later SCHEDULED (queued with a delay within 15 minutes, else by the sweep).
     """
     run, created = deployments.run_deployment_once(
         get_stores(), id, body, idempotency_key=idempotency_key
@@ -141,8 +145,8 @@ def create_flow_run_from_deployment(
 
 @router.post("/work_pools", summary="Create a work pool", tags=["work pools"])
 def create_work_pool(body: Annotated[WorkPoolCreate, Body()]) -> Response[WorkPool]:
-    """201; 409 ``already_exists`` when the name is taken."""
-    return _json(201, get_stores().registry.create_work_pool(body))
+    """201, with its SQS queue and dead-letter queue; 409 ``already_exists`` when taken."""
+    return _json(201, work_pools.create_work_pool(get_stores(), body))
 
 
 @router.get("/work_pools", summary="List work pools", tags=["work pools"])
@@ -157,26 +161,42 @@ def read_work_pool(name: PoolName) -> WorkPool:
     return get_stores().registry.read_work_pool(name)
 
 
+@router.get(
+    "/work_pools/<name>/status",
+    summary="Inspect a work pool's queue",
+    tags=["work pools"],
+)
+def inspect_work_pool(name: PoolName) -> WorkPoolStatus:
+    """The pool, its queue's backlog (visible, in flight, delayed, dead letters), its runs
+    waiting and running, and its concurrency slots in use."""
+    return work_pools.inspect_work_pool(get_stores(), name)
+
+
 @router.patch("/work_pools/<name>", summary="Update a work pool", tags=["work pools"])
 def update_work_pool(name: PoolName, body: Annotated[WorkPoolUpdate, Body()]) -> WorkPool:
     """Change the fields given; the others stay."""
-    return get_stores().registry.update_work_pool(name, body)
+    return work_pools.update_work_pool(get_stores(), name, body)
 
 
 @router.post("/work_pools/<name>/pause", summary="Pause a work pool", tags=["work pools"])
 def pause_work_pool(name: PoolName) -> WorkPool:
-    """Workers stop taking the pool's runs."""
-    return get_stores().registry.pause_work_pool(name)
+    """Workers stop starting the pool's runs; they stay queued."""
+    return work_pools.pause_work_pool(get_stores(), name)
 
 
 @router.post("/work_pools/<name>/resume", summary="Resume a work pool", tags=["work pools"])
 def resume_work_pool(name: PoolName) -> WorkPool:
-    """Workers take the pool's runs again."""
-    return get_stores().registry.resume_work_pool(name)
+    """Workers start the pool's queued runs again."""
+    return work_pools.resume_work_pool(get_stores(), name)
 
 
 @router.delete("/work_pools/<name>", summary="Delete a work pool", tags=["work pools"])
-def delete_work_pool(name: PoolName) -> Response[None]:
-    """204."""
-    get_stores().registry.delete_work_pool(name)
+def delete_work_pool(
+    name: PoolName,
+    force: Annotated[
+        bool, Query(description="Delete even with runs waiting (they are cancelled)")
+    ] = False,
+) -> Response[None]:
+    """204, with its queues; 409 while it has runs waiting or running, unless ``force``."""
+    work_pools.delete_work_pool(get_stores(), name, force=force)
     return _no_content()

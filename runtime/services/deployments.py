@@ -1,7 +1,9 @@
 """Deployment use cases: upsert one (recording its flow), update one, run one.
 
-Called by the ``/deployments`` routes; the scheduler of the next phase runs
-deployments through :func:`run_deployment` too.
+Called by the ``/deployments`` routes and the SDK's ``run_deployment``; the
+scheduler runs deployments through :func:`run_deployment` too. Running one
+creates the flow run and sends it to its work pool's queue
+(:mod:`runtime.services.dispatch`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
-from runtime.errors import InvalidInput
+from runtime.errors import Conflict, InvalidInput, NotFound
 from runtime.limits import RUN_FIELDS_MAX_BYTES
 from runtime.models import (
     Deployment,
@@ -19,6 +21,7 @@ from runtime.models import (
     FlowRun,
     FlowRunCreate,
 )
+from runtime.services.dispatch import enqueue_flow_run
 from runtime.services.references import must_exist
 from runtime.states import Scheduled, utcnow
 from runtime.stores.runs import request_fingerprint
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from runtime.stores import Stores
 
 __all__ = [
+    "check_runnable",
     "flow_run_request",
     "run_deployment",
     "run_deployment_once",
@@ -145,21 +149,57 @@ def run_deployment_once(
     *,
     idempotency_key: str | None = None,
 ) -> tuple[FlowRun, bool]:
-    """Create a Scheduled flow run of a deployment (``run_deployment``): ``(run, created)``.
+    """Create a flow run of a deployment and send it to its pool's queue: ``(run, created)``.
 
     ``deployment`` is the deployment or its id (NotFound if there is none). See
-    :func:`flow_run_request` for what the run gets. With an idempotency key a
-    repeat of the same request returns the first run (``created`` False); the same
-    key with another request is a Conflict naming the first run. Nothing is written
-    when the parameters are refused.
+    :func:`flow_run_request` for what the run gets. Everything is checked before
+    anything is written: the parameters (InvalidInput naming each), then the work
+    pool (:func:`check_runnable`). The run is created SCHEDULED and handed to
+    :func:`runtime.services.dispatch.enqueue_flow_run`: due now it is PENDING and
+    queued, due within 15 minutes it is queued with a delay, later the sweep
+    queues it. With an idempotency key a repeat of the same request returns the
+    first run (``created`` False); the same key with another request is a
+    Conflict naming the first run.
     """
     if isinstance(deployment, str):
         deployment = stores.registry.read_deployment(deployment)
     request = request or DeploymentFlowRunCreate()
     create = flow_run_request(deployment, request, idempotency_key=idempotency_key)
     must_exist("parent_flow_run_id", request.parent_flow_run_id, stores.runs.read_flow_run)
+    check_runnable(stores, deployment)
     # the key is scoped to the deployment; "the same request" is the caller's request
-    return stores.runs.create_flow_run_once(create, fingerprint=request_fingerprint(request))
+    run, created = stores.runs.create_flow_run_once(
+        create, fingerprint=request_fingerprint(request)
+    )
+    # a repeat enqueues too: the first call may have died between its two steps
+    return enqueue_flow_run(stores, run), created
+
+
+def check_runnable(stores: Stores, deployment: Deployment) -> None:
+    """A deployment runs on its work pool's workers: it needs one, and the pool must exist.
+
+    Conflict (409) naming the deployment otherwise; nothing is read or written beyond
+    the pool's record.
+    """
+    label = f"{deployment.flow_name}/{deployment.name}"
+    if deployment.work_pool_name is None:
+        raise Conflict(
+            f"deployment {label} has no work pool, so no worker would run it: give it one "
+            "(work_pool_name, e.g. `default`) and run it again",
+            id=deployment.id,
+            field="work_pool_name",
+        )
+    try:
+        stores.registry.read_work_pool(deployment.work_pool_name)
+    except NotFound:
+        raise Conflict(
+            f"deployment {label} names work pool {deployment.work_pool_name!r}, which does "
+            f"not exist: create it (`stratoflow work-pool create {deployment.work_pool_name}`) "
+            "or point the deployment at another pool",
+            id=deployment.id,
+            field="work_pool_name",
+            work_pool_name=deployment.work_pool_name,
+        ) from None
 
 
 def run_deployment(

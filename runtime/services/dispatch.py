@@ -104,24 +104,22 @@ def enqueue_flow_run(stores: Stores, run: FlowRun | str, *, now: datetime | None
         ):
             return stores.runs.read_flow_run(run.id)
         stores.queues.send(pool, run_message(run, moment), delay_seconds=ahead)
-        return run.model_copy(update={"enqueued_at": moment})
+        return stores.runs.read_flow_run(run.id)
     result = stores.runs.set_state("flow_run", run.id, Pending(), now=moment)
     if result.status != "ACCEPT":
         # another caller moved it first (it sends), or it was cancelled meanwhile
         return stores.runs.read_flow_run(run.id)
-    pending = run.model_copy(
-        update={"state": result.state, "state_version": result.state_version, "updated": moment}
-    )
+    pending = run.model_copy(update={"state": result.state, "state_version": result.state_version})
     return _send_and_mark(stores, pending, pool, moment, 0.0)
 
 
 def _send_and_mark(
     stores: Stores, run: FlowRun, pool: str, moment: datetime, delay: float
 ) -> FlowRun:
+    """Send, then mark: a crash between leaves an unmarked PENDING run the sweep sends again."""
     stores.queues.send(pool, run_message(run, moment), delay_seconds=delay)
-    marked = utcnow()
-    stores.runs.mark_enqueued(run.id, run.state_version, now=marked)
-    return run.model_copy(update={"enqueued_at": marked})
+    stores.runs.mark_enqueued(run.id, run.state_version, now=utcnow())
+    return stores.runs.read_flow_run(run.id)
 
 
 def enqueue_due_runs(

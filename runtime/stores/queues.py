@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runtime.errors import InvalidInput
+from runtime.models import QueueDepth
 from runtime.resources import QueueSpec, create_queue_pair, pool_queue_spec
 from runtime.states import utcnow
 
@@ -70,15 +71,6 @@ class PoolQueue(BaseModel):
     dlq_url: str
 
 
-class QueueDepth(BaseModel):
-    """SQS's approximate message counts of a pool's queue (and its DLQ)."""
-
-    visible: int = Field(description="Ready to be received")
-    in_flight: int = Field(description="Received, not yet deleted or visible again")
-    delayed: int = Field(description="Sent with a delay not yet over")
-    dead_letters: int = Field(default=0, description="Visible messages in the dead-letter queue")
-
-
 class ReceivedMessage(BaseModel):
     """One received message: its handle, its parsed body (None if unparseable), its receives."""
 
@@ -124,8 +116,8 @@ class QueueStore:
             self._urls[pool] = queue
         return queue
 
-    def queue(self, pool: str) -> PoolQueue:
-        """The pool's queue URLs (cached; the queues are created when missing)."""
+    def queue(self, pool: str, *, create: bool = True) -> PoolQueue | None:
+        """The pool's queue URLs (cached); missing queues are created, else None."""
         with self._lock:
             known = self._urls.get(pool)
         if known is not None:
@@ -137,10 +129,15 @@ class QueueStore:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in _MISSING_QUEUE:
                 raise
-            return self.ensure_pool_queue(pool)
+            return self.ensure_pool_queue(pool) if create else None
         queue = PoolQueue(url=url, dlq_url=dlq_url)
         with self._lock:
             self._urls[pool] = queue
+        return queue
+
+    def _created(self, pool: str) -> PoolQueue:
+        queue = self.queue(pool)
+        assert queue is not None
         return queue
 
     def delete_pool_queue(self, pool: str) -> None:
@@ -159,13 +156,13 @@ class QueueStore:
     def _call(self, pool: str, op: str, **kwargs: Any) -> Any:
         """One SQS call on the pool's main queue; a queue deleted meanwhile is recreated once."""
         try:
-            return getattr(self.sqs, op)(QueueUrl=self.queue(pool).url, **kwargs)
+            return getattr(self.sqs, op)(QueueUrl=self._created(pool).url, **kwargs)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in _MISSING_QUEUE:
                 raise
             with self._lock:
                 self._urls.pop(pool, None)
-            return getattr(self.sqs, op)(QueueUrl=self.queue(pool).url, **kwargs)
+            return getattr(self.sqs, op)(QueueUrl=self._created(pool).url, **kwargs)
 
     # ------------------------------------------------------------------ messages
 
@@ -192,7 +189,7 @@ class QueueStore:
     ) -> list[ReceivedMessage]:
         """Long-poll the pool's queue for up to ``max_messages`` (1-10) messages."""
         return self._receive(
-            self.queue(pool).url,
+            self._created(pool).url,
             max_messages=max_messages,
             wait_seconds=wait_seconds,
             visibility_timeout=visibility_timeout,
@@ -252,16 +249,21 @@ class QueueStore:
         False when the handle is no longer valid (the message was deleted, or became
         visible and was received again by someone else).
         """
-        return self._visibility(self.queue(pool).url, receipt_handle, seconds)
+        queue = self.queue(pool, create=False)
+        return queue is not None and self._visibility(queue.url, receipt_handle, seconds)
 
     def release(self, pool: str, receipt_handle: str, delay_seconds: float = 0) -> bool:
         """Make a received message visible again after ``delay_seconds`` (0: at once).
+
+        Missing queues are not created by this, :meth:`extend`, :meth:`delete` and
+        :meth:`depth` (a deleted pool stays deleted): they answer False (zeros).
 
         Another worker may then take it. Each receive counts towards the DLQ's
         ``max_receive_count``: to put a message back many times (a paused pool),
         use :meth:`requeue`. False when the handle is no longer valid.
         """
-        return self._visibility(self.queue(pool).url, receipt_handle, delay_seconds)
+        queue = self.queue(pool, create=False)
+        return queue is not None and self._visibility(queue.url, receipt_handle, delay_seconds)
 
     def requeue(self, pool: str, received: ReceivedMessage, delay_seconds: float = 0) -> str:
         """Send a fresh copy of ``received`` (receive count 0), then delete it: the copy's id.
@@ -275,23 +277,33 @@ class QueueStore:
         return str(out["MessageId"])
 
     def delete(self, pool: str, receipt_handle: str) -> bool:
-        """Delete a received message; False when the handle was no longer valid."""
+        """Delete a received message; False when the handle (or the queue) is gone."""
+        queue = self.queue(pool, create=False)
+        return queue is not None and self._delete(queue.url, receipt_handle)
+
+    def _delete(self, url: str, receipt_handle: str) -> bool:
         try:
-            self.sqs.delete_message(QueueUrl=self.queue(pool).url, ReceiptHandle=receipt_handle)
+            self.sqs.delete_message(QueueUrl=url, ReceiptHandle=receipt_handle)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _STALE_HANDLE:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in _STALE_HANDLE or code in _MISSING_QUEUE:
                 return False
             raise
         return True
 
     def depth(self, pool: str) -> QueueDepth:
-        """Approximate counts of the pool's messages: visible, in flight, delayed, dead."""
+        """Approximate counts of the pool's messages: visible, in flight, delayed, dead.
+
+        All zero when the pool has no queue (yet, or any more).
+        """
         names = [
             "ApproximateNumberOfMessages",
             "ApproximateNumberOfMessagesNotVisible",
             "ApproximateNumberOfMessagesDelayed",
         ]
-        queue = self.queue(pool)
+        queue = self.queue(pool, create=False)
+        if queue is None:
+            return QueueDepth()
         main = self.sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=names)
         dead = self.sqs.get_queue_attributes(QueueUrl=queue.dlq_url, AttributeNames=names[:1])
         attrs = main.get("Attributes", {})
@@ -314,7 +326,7 @@ class QueueStore:
     ) -> list[ReceivedMessage]:
         """Messages that reached the pool's DLQ (for the sweep; delete each when handled)."""
         return self._receive(
-            self.queue(pool).dlq_url,
+            self._created(pool).dlq_url,
             max_messages=max_messages,
             wait_seconds=wait_seconds,
             visibility_timeout=visibility_timeout,
@@ -322,10 +334,5 @@ class QueueStore:
 
     def delete_dead_letter(self, pool: str, receipt_handle: str) -> bool:
         """Delete a message received from the pool's DLQ; False when the handle was stale."""
-        try:
-            self.sqs.delete_message(QueueUrl=self.queue(pool).dlq_url, ReceiptHandle=receipt_handle)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _STALE_HANDLE:
-                return False
-            raise
-        return True
+        queue = self.queue(pool, create=False)
+        return queue is not None and self._delete(queue.dlq_url, receipt_handle)

@@ -10,7 +10,7 @@ from sdk.cli._client import ApiUrl, Json, api_command, connect, paginate
 from sdk.cli._output import print_fields, print_json, print_table, say
 
 if TYPE_CHECKING:
-    from runtime.models import WorkPool
+    from runtime.models import WorkPool, WorkPoolStatus
 
 app = typer.Typer(
     help="Work pools: create, ls, inspect, pause, resume, delete.", no_args_is_help=True
@@ -100,12 +100,44 @@ def ls(json_output: Json = False, api_url: ApiUrl = None) -> None:
 @app.command("inspect")
 @api_command
 def inspect(name: PoolName, json_output: Json = False, api_url: ApiUrl = None) -> None:
-    """Show one work pool."""
-    pool = connect(api_url).read_work_pool(name)
+    """Show one work pool, its queue's backlog, its runs and its slots."""
+    status = connect(api_url).read_work_pool_status(name)
     if json_output:
-        print_json(pool)
+        print_json(status)
         return
-    print_fields(f"Work pool {pool.name}", pool_fields(pool))
+    print_fields(f"Work pool {status.pool.name}", status_fields(status))
+    show_workers(status)
+
+
+def status_fields(status: WorkPoolStatus) -> list[tuple[str, Any]]:
+    """The pool's fields, then its queue, backlog, runs and slots."""
+    backlog = status.backlog
+    limit = status.pool.concurrency_limit
+    return [
+        *pool_fields(status.pool),
+        ("queue", status.queue_name),
+        ("dead-letter queue", status.dlq_name),
+        ("messages visible", backlog.visible),
+        ("messages in flight", backlog.in_flight),
+        ("messages delayed", backlog.delayed),
+        ("dead letters", backlog.dead_letters),
+        ("runs waiting", status.runs_waiting),
+        ("runs running", status.runs_running),
+        ("slots in use", "-" if limit is None else f"{status.active_slots or 0} of {limit}"),
+    ]
+
+
+def show_workers(status: WorkPoolStatus) -> None:
+    """The workers polling the pool, as the worker registry reports them."""
+    if not status.workers:
+        say("Workers: none registered.")
+        return
+    columns = sorted({key for worker in status.workers for key in worker})
+    print_table(
+        "Workers",
+        [c.upper() for c in columns],
+        ([worker.get(c, "-") for c in columns] for worker in status.workers),
+    )
 
 
 @app.command("pause")
@@ -126,7 +158,14 @@ def resume(name: PoolName, json_output: Json = False, api_url: ApiUrl = None) ->
 
 @app.command("delete")
 @api_command
-def delete(name: PoolName, api_url: ApiUrl = None) -> None:
-    """Delete a work pool."""
-    connect(api_url).delete_work_pool(name)
+def delete(
+    name: PoolName,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Delete even with runs waiting (they are cancelled)."),
+    ] = False,
+    api_url: ApiUrl = None,
+) -> None:
+    """Delete a work pool and its queues (refused while it has runs, unless --force)."""
+    connect(api_url).delete_work_pool(name, force=force)
     say(f"Deleted work pool {name!r}.")

@@ -207,6 +207,7 @@ def test_list_deployments_pages_filters_and_cursors(stores: Stores) -> None:
 
 
 def test_create_flow_run_from_deployment(stores: Stores) -> None:
+    stores.registry.create_work_pool(WorkPoolCreate(name="pool"))  # a deployment runs on one
     d, _ = stores.registry.upsert_deployment(
         dep(
             tags=["x", "y"],
@@ -266,17 +267,24 @@ def test_missing_required_parameter_is_named() -> None:
 
 
 def test_unenforced_or_absent_schema_is_not_checked(stores: Stores) -> None:
+    stores.registry.create_work_pool(WorkPoolCreate(name="pool"))  # a deployment runs on one
     loose, _ = stores.registry.upsert_deployment(
-        dep("loose", parameter_openapi_schema=SCHEMA, enforce_parameter_schema=False)
+        dep(
+            "loose",
+            parameter_openapi_schema=SCHEMA,
+            enforce_parameter_schema=False,
+            work_pool_name="pool",
+        )
     )
-    none, _ = stores.registry.upsert_deployment(dep("none"))
+    none, _ = stores.registry.upsert_deployment(dep("none", work_pool_name="pool"))
     for d in (loose, none):
         run = run_deployment(stores, d, DeploymentFlowRunCreate(parameters={"n": "x"}))
         assert run.parameters == {"n": "x"}
 
 
 def test_flow_run_from_deployment_idempotency(stores: Stores) -> None:
-    d, _ = stores.registry.upsert_deployment(dep())
+    stores.registry.create_work_pool(WorkPoolCreate(name="pool"))  # a deployment runs on one
+    d, _ = stores.registry.upsert_deployment(dep(work_pool_name="pool"))
     first = run_deployment(stores, d, DeploymentFlowRunCreate(idempotency_key="k"))
     again = run_deployment(stores, d, DeploymentFlowRunCreate(idempotency_key="k"))
     assert again == first

@@ -26,6 +26,7 @@ from runtime.models import (
     TaskRun,
     TaskRunCreate,
     TaskRunFilter,
+    WorkPoolCreate,
 )
 from runtime.services.deployments import run_deployment, run_deployment_once
 from runtime.states import Completed, Pending, Running, State, StateType
@@ -36,8 +37,13 @@ from runtime.stores.dynamo import TransactionFailed
 
 
 def test_two_deployments_with_the_same_key_each_get_their_own_run(stores: Stores) -> None:
-    one, _ = stores.registry.upsert_deployment(DeploymentCreate(name="a", flow_name="etl"))
-    two, _ = stores.registry.upsert_deployment(DeploymentCreate(name="b", flow_name="etl"))
+    stores.registry.create_work_pool(WorkPoolCreate(name="pool"))  # a deployment runs on one
+    one, _ = stores.registry.upsert_deployment(
+        DeploymentCreate(name="a", flow_name="etl", work_pool_name="pool")
+    )
+    two, _ = stores.registry.upsert_deployment(
+        DeploymentCreate(name="b", flow_name="etl", work_pool_name="pool")
+    )
     request = DeploymentFlowRunCreate(idempotency_key="nightly-2026-03-01")
     first = run_deployment(stores, one, request)
     second = run_deployment(stores, two, request)
@@ -94,7 +100,10 @@ def test_the_same_key_with_a_different_body_is_a_conflict_naming_the_run(
 def test_a_deployment_run_with_the_same_key_and_other_parameters_is_a_conflict(
     stores: Stores,
 ) -> None:
-    deployment, _ = stores.registry.upsert_deployment(DeploymentCreate(name="a", flow_name="etl"))
+    stores.registry.create_work_pool(WorkPoolCreate(name="pool"))  # a deployment runs on one
+    deployment, _ = stores.registry.upsert_deployment(
+        DeploymentCreate(name="a", flow_name="etl", work_pool_name="pool")
+    )
     first = run_deployment(stores, deployment, DeploymentFlowRunCreate(idempotency_key="k"))
     with pytest.raises(Conflict) as caught:
         run_deployment(

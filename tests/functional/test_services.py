@@ -190,12 +190,17 @@ def test_upsert_deployment_records_its_flow_and_checks_its_pool(stores: Stores) 
 
 
 def test_run_deployment_by_id_merges_the_deployment_and_the_request(stores: Stores) -> None:
+    stores.registry.create_work_pool(WorkPoolCreate(name="pool"))  # a deployment runs on one
     deployment, _ = deployments.upsert_deployment(
-        stores, DeploymentCreate(name="d", flow_name="etl", parameters={"n": 1}, tags=["a"])
+        stores,
+        DeploymentCreate(
+            name="d", flow_name="etl", parameters={"n": 1}, tags=["a"], work_pool_name="pool"
+        ),
     )
     request = DeploymentFlowRunCreate(parameters={"m": 2}, tags=["b"], idempotency_key="k")
     run, created = deployments.run_deployment_once(stores, deployment.id, request)
-    assert created and run.state.type is StateType.SCHEDULED
+    # due now: Scheduled -> Pending and sent to the pool's queue (Phase 5)
+    assert created and run.state.type is StateType.PENDING
     assert run.parameters == {"n": 1, "m": 2} and run.tags == ["a", "b"]
     assert run.deployment_id == deployment.id
     again, created_again = deployments.run_deployment_once(stores, deployment, request)

@@ -320,11 +320,16 @@ def test_missing_required_parameter_is_named(api: str) -> None:
 
 
 def test_unenforced_schema_accepts_anything(api: str) -> None:
+    ensure_pool(api, "pool-a")  # a deployment runs on its work pool
     _, dep = call(
         api,
         "POST",
         "/deployments",
-        deployment(parameter_openapi_schema=SCHEMA, enforce_parameter_schema=False),
+        deployment(
+            parameter_openapi_schema=SCHEMA,
+            enforce_parameter_schema=False,
+            work_pool_name="pool-a",
+        ),
     )
     status, run = call(
         api, "POST", f"/deployments/{dep['id']}/create_flow_run", {"parameters": {"count": "x"}}
@@ -333,7 +338,8 @@ def test_unenforced_schema_accepts_anything(api: str) -> None:
 
 
 def test_create_flow_run_is_idempotent(api: str, stores: Stores) -> None:
-    _, dep = call(api, "POST", "/deployments", deployment())
+    ensure_pool(api, "pool-a")  # a deployment runs on its work pool
+    _, dep = call(api, "POST", "/deployments", deployment(work_pool_name="pool-a"))
     path = f"/deployments/{dep['id']}/create_flow_run"
     status, first = call(api, "POST", path, {"idempotency_key": "k-1", "parameters": {"a": 1}})
     assert status == 201
@@ -350,8 +356,9 @@ def test_create_flow_run_is_idempotent(api: str, stores: Stores) -> None:
 
 
 def test_two_deployments_with_the_same_key_each_get_their_own_run(api: str, stores: Stores) -> None:
-    _, one = call(api, "POST", "/deployments", deployment() | {"name": "one"})
-    _, two = call(api, "POST", "/deployments", deployment() | {"name": "two"})
+    ensure_pool(api, "pool-a")  # a deployment runs on its work pool
+    _, one = call(api, "POST", "/deployments", deployment("one", work_pool_name="pool-a"))
+    _, two = call(api, "POST", "/deployments", deployment("two", work_pool_name="pool-a"))
     headers = {"Idempotency-Key": "nightly-2026-03-01"}
     runs = []
     for dep in (one, two):
@@ -520,7 +527,8 @@ def test_too_large_deployment_or_run_is_422_not_500(api: str) -> None:
 
 
 def test_naive_scheduled_time_is_utc(api: str) -> None:
-    _, dep = call(api, "POST", "/deployments", deployment())
+    ensure_pool(api, "pool-a")  # a deployment runs on its work pool
+    _, dep = call(api, "POST", "/deployments", deployment(work_pool_name="pool-a"))
     status, run = call(
         api,
         "POST",
