@@ -24,6 +24,7 @@ from runtime.backoff import Backoff
 from runtime.engine.client import DirectEngineClient
 from runtime.errors import InvalidInput, NotFound
 from runtime.models import DeploymentCreate, FlowRun, FlowRunFilter
+from runtime.services import work_pools
 from runtime.states import Completed, Pending, Running, StateType
 from runtime.stores import Stores
 from sdk import flow
@@ -41,10 +42,12 @@ SCHEMA = {
 
 @pytest.fixture
 def deployment_id(stores: Stores, engine: DirectEngineClient) -> str:
+    work_pools.ensure_work_pool(stores, "default")
     deployment, _ = stores.registry.upsert_deployment(
         DeploymentCreate(
             name="nightly",
             flow_name="etl",
+            work_pool_name="default",
             parameters={"label": "default"},
             parameter_openapi_schema=SCHEMA,
         )
@@ -77,9 +80,15 @@ def play_worker(stores: Stores, value: object) -> threading.Thread:
 
 
 def test_timeout_zero_returns_the_new_run_at_once(stores: Stores, deployment_id: str) -> None:
-    """``timeout=0``: the run as created, not final; parameters merged over the deployment's."""
+    """``timeout=0``: the run as created, not final; parameters merged over the deployment's.
+
+    It is on its pool's queue already (PENDING, sent: the deployment-run service enqueues).
+    """
     run = run_deployment("etl/nightly", parameters={"count": 3}, timeout=0, tags=["adhoc"])
     assert not run.state.is_final()
+    assert run.state.type is StateType.PENDING
+    [message] = stores.queues.receive("default", wait_seconds=0)
+    assert message.body is not None and message.body.flow_run_id == run.id
     assert run.deployment_id == deployment_id
     assert run.parameters == {"label": "default", "count": 3}
     assert "adhoc" in run.tags
@@ -114,6 +123,7 @@ def test_parameters_failing_the_schema_name_the_parameter_and_create_nothing(
         run_deployment("etl/nightly", parameters={"count": "three"}, timeout=0)
     assert "count" in str(caught.value)
     assert stores.runs.list_flow_runs(FlowRunFilter(deployment_id=deployment_id)).items == []
+    assert stores.queues.receive("default", wait_seconds=0) == []  # nothing enqueued
 
 
 def test_unknown_deployment_is_object_not_found(stores: Stores, deployment_id: str) -> None:

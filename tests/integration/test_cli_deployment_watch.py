@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from runtime.backoff import Backoff
-from runtime.models import LogRecord
+from runtime.models import LogRecord, WorkPoolCreate
 from runtime.states import Cancelled, Completed, Crashed, Failed, Pending, Running, State
 from sdk.http_client import StratoflowClient
 from tests.integration.test_cli import COMMAND_TIMEOUT, Result, make_deployment, run_cli
@@ -44,6 +44,13 @@ def client(api: str) -> Iterator[StratoflowClient]:
 
 
 HOSTILE = "\x1b[2J\x1b[31mred\u202eevil"
+
+
+def pooled_deployment(client: StratoflowClient) -> Any:
+    """A deployment on a pool of its own (a deployment runs only on an existing pool)."""
+    pool = f"pool-{uuid.uuid4().hex[:6]}"
+    client.create_work_pool(WorkPoolCreate(name=pool))
+    return make_deployment(client, f"dep-{uuid.uuid4().hex[:6]}", work_pool_name=pool)
 
 
 def stand_in_worker(client: StratoflowClient, deployment_id: str, final: State) -> threading.Thread:
@@ -89,7 +96,7 @@ def stand_in_worker(client: StratoflowClient, deployment_id: str, final: State) 
 def test_watch_streams_states_and_logs_and_exits_by_the_final_state(
     cli: Any, client: StratoflowClient, final: State, code: int
 ) -> None:
-    deployment = make_deployment(client, f"dep-{uuid.uuid4().hex[:6]}")
+    deployment = pooled_deployment(client)
     worker = stand_in_worker(client, deployment.id, final)
     try:
         result = cli("deployment", "run", deployment.id, "--watch", "--watch-interval", "0.2")
@@ -111,7 +118,7 @@ def test_watch_streams_states_and_logs_and_exits_by_the_final_state(
 
 def test_timeout_alias_gives_up_with_exit_1(cli: Any, client: StratoflowClient) -> None:
     """``--timeout`` (alias of ``--watch-timeout``): exit 1 naming the state; the run goes on."""
-    deployment = make_deployment(client, f"dep-{uuid.uuid4().hex[:6]}")
+    deployment = pooled_deployment(client)
     result = cli(
         "deployment", "run", deployment.id, "--watch", "--watch-interval", "0.1", "--timeout", "0.5"
     )

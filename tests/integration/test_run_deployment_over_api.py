@@ -16,7 +16,7 @@ import pytest
 from runtime.backoff import Backoff
 from runtime.engine.client import DirectEngineClient
 from runtime.errors import InvalidInput
-from runtime.models import DeploymentCreate
+from runtime.models import DeploymentCreate, WorkPoolCreate
 from runtime.states import Completed, Pending, Running, StateType
 from runtime.stores import Stores
 from sdk.client import ApiSyncClient, ObjectNotFound
@@ -35,8 +35,14 @@ def client(api: str) -> Iterator[ApiSyncClient]:
 
 @pytest.fixture
 def deployment_id(client: ApiSyncClient) -> str:
+    client.api.create_work_pool(WorkPoolCreate(name="default"))
     deployment = client.api.create_deployment(
-        DeploymentCreate(name="nightly", flow_name="etl", parameter_openapi_schema=SCHEMA)
+        DeploymentCreate(
+            name="nightly",
+            flow_name="etl",
+            work_pool_name="default",
+            parameter_openapi_schema=SCHEMA,
+        )
     )
     return str(deployment.id)
 
