@@ -316,15 +316,22 @@ def crash_dead_letters(
     sweep looked keeps its message in the DLQ for the next sweep.
     """
     for pool in _pool_names(stores):
-        for _ in range(max_batches):
-            messages = stores.queues.receive_dead_letters(
-                pool, max_messages=10, visibility_timeout=60
-            )
-            if not messages:
-                break
-            for message in messages:
-                if _settle_dead_letter(stores, report, pool, message, now):
-                    stores.queues.delete_dead_letter(pool, message.receipt_handle)
+        try:
+            _drain_dead_letters(stores, report, pool, now, max_batches)
+        except Exception as exc:  # one pool's queue failing must not stop the others
+            report.errors.append(f"dead letters of pool {pool!r}: {type(exc).__name__}: {exc}")
+
+
+def _drain_dead_letters(
+    stores: Stores, report: SweepReport, pool: str, now: datetime, max_batches: int
+) -> None:
+    for _ in range(max_batches):
+        messages = stores.queues.receive_dead_letters(pool, max_messages=10, visibility_timeout=60)
+        if not messages:
+            return
+        for message in messages:
+            if _settle_dead_letter(stores, report, pool, message, now):
+                stores.queues.delete_dead_letter(pool, message.receipt_handle)
 
 
 def _settle_dead_letter(
