@@ -162,6 +162,7 @@ class LocalGateway:
         self.stage = stage
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self._invoking = threading.Lock()
 
     def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """The WSGI application: authorize, translate, invoke, translate back."""
@@ -182,7 +183,10 @@ class LocalGateway:
             event = to_event(request, self.stage)
         except RequestEntityTooLarge:  # a chunked body without Content-Length
             return _too_large(None)(environ, start_response)
-        result = self.handler(event, LambdaContext(event["requestContext"]["requestId"]))
+        # One invocation at a time, as in one Lambda container: the Powertools resolver
+        # keeps the current event (and its path parameters) on the shared app object.
+        with self._invoking:
+            result = self.handler(event, LambdaContext(event["requestContext"]["requestId"]))
         return to_response(result)(environ, start_response)
 
     @property

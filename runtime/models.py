@@ -476,6 +476,12 @@ class DeploymentFlowRunCreate(StrictModel):
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
     work_queue_name: Name | None = None
     job_variables: JsonDict = Field(default_factory=dict)
+    parent_flow_run_id: str | None = Field(
+        default=None, description="The flow run that started this one (run_deployment's as_subflow)"
+    )
+    _check_parent = field_validator("parent_flow_run_id")(
+        classmethod(lambda cls, v: _check_uuid(v))
+    )
 
 
 class WorkPool(BaseModel):

@@ -64,6 +64,19 @@ class Settings(BaseSettings):
         le=3600,
         description="Lease of a cache compute lock; its holder renews it every third of it",
     )
+    late_after_seconds: float = Field(
+        default=15.0,
+        ge=0,
+        le=86_400,
+        description="The maintenance sweep marks a Scheduled run Late this long after its start "
+        "time (Prefect's PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS)",
+    )
+    sweep_interval_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="Seconds between two maintenance sweeps in the local loop (stratoflow dev)",
+    )
     heartbeat_seconds: float = Field(
         default=10.0,
         gt=0,

@@ -157,6 +157,7 @@ class StratoflowClient(HttpApi):
         idempotency_key: str | None = None,
         work_queue_name: str | None = None,
         job_variables: dict[str, Any] | None = None,
+        parent_flow_run_id: str | None = None,
     ) -> FlowRun:
         """``POST /deployments/{id}/create_flow_run``: a Scheduled run of the deployment.
 
@@ -171,6 +172,7 @@ class StratoflowClient(HttpApi):
             "idempotency_key": idempotency_key,
             "work_queue_name": work_queue_name,
             "job_variables": job_variables,
+            "parent_flow_run_id": parent_flow_run_id,
         }
         request = DeploymentFlowRunCreate(**{k: v for k, v in given.items() if v is not None})
         body = self._call(

@@ -126,6 +126,7 @@ def flow_run_request(
         state=Scheduled(scheduled_time=scheduled_time),
         idempotency_key=request.idempotency_key or idempotency_key,
         job_variables={**deployment.job_variables, **request.job_variables},
+        parent_flow_run_id=request.parent_flow_run_id,
     )
     size = len(create.model_dump_json().encode())
     if size > RUN_FIELDS_MAX_BYTES:
@@ -164,6 +165,7 @@ def run_deployment_once(
         deployment = stores.registry.read_deployment(deployment)
     request = request or DeploymentFlowRunCreate()
     create = flow_run_request(deployment, request, idempotency_key=idempotency_key)
+    must_exist("parent_flow_run_id", request.parent_flow_run_id, stores.runs.read_flow_run)
     check_runnable(stores, deployment)
     # the key is scoped to the deployment; "the same request" is the caller's request
     run, created = stores.runs.create_flow_run_once(

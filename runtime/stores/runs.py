@@ -935,6 +935,51 @@ class RunStore:
 
         return self._transition("flow_run", run_id, target, False, now, None)
 
+    def set_state_if_unchanged(
+        self,
+        kind: RunKind,
+        run_id: str,
+        state: State,
+        *,
+        expected_version: int,
+        condition: str | None = None,
+        values: dict[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> OrchestrationResult | None:
+        """Propose ``state`` only while the run is still at ``expected_version``: one attempt.
+
+        For parties that must act at most once on what they saw (the maintenance sweep):
+        the rules decide on the run as stored, and the write is conditioned on
+        ``state_version`` and on ``condition`` (an extra condition expression on the
+        item, with its ``values``, e.g. that its heartbeat is still old). None when the
+        run changed meanwhile or the condition failed: nothing was written and, unlike
+        :meth:`set_state`, nothing is tried again. NotFound if there is no such run.
+        """
+        item = self.db.get(self.table.name, {"id": run_id})
+        if item is None or item["kind"] != kind:
+            label = "flow run" if kind == "flow_run" else "task run"
+            raise NotFound(f"{label} {run_id} not found", id=run_id)
+        if int(item["state_version"]) != expected_version:
+            return None
+        run = self.from_item(item)
+        result, written, parent_check = self._decide(run, state, False, now)
+        if written is None:
+            return result
+        try:
+            new_item = self._write_transition(
+                run,
+                written,
+                item.get("history"),
+                parent_check,
+                int(item.get("history_dropped", 0)),
+                extra_condition=(condition, values or {}) if condition else None,
+            )
+        except ConditionFailed:
+            self.held.forget(run_id)
+            return None
+        self.held.keep(new_item)
+        return result
+
     def start_flow_run(
         self, request: FlowRunCreate, *, now: datetime | None = None
     ) -> tuple[FlowRun, bool]:
@@ -1062,6 +1107,7 @@ class RunStore:
         parent_check: tuple[str, int] | None = None,
         history_dropped: int = 0,
         extra_attributes: tuple[str, ...] = (),
+        extra_condition: tuple[str, dict[str, Any]] | None = None,
     ) -> Item:
         """Persist an accepted transition: one UpdateItem conditioned on ``state_version``.
 
@@ -1070,6 +1116,7 @@ class RunStore:
         ``history_dropped`` counts the others): an item stays under 400 KB. With
         ``parent_check`` the update is a transaction that also checks the parent flow
         run's version, so a task never starts on a flow-run state that just changed.
+        ``extra_condition`` (an expression and its values) must hold too.
         Returns the run's item as written.
         """
         entries = [*(history if history is not None else []), history_entry(new.state)]
@@ -1091,12 +1138,16 @@ class RunStore:
         removed = [a for a in ("expires_at", *extra_attributes) if a not in item]
         if removed:  # expires_at: back from a final state, it must not expire
             update += " REMOVE " + ", ".join(removed)
+        condition = "state_version = :v"
+        if extra_condition is not None:
+            condition += f" AND ({extra_condition[0]})"
+            values.update(extra_condition[1])
         if parent_check is None:
             self.db.update(
                 self.table.name,
                 {"id": old.id},
                 update,
-                condition="state_version = :v",
+                condition=condition,
                 names={"#doc": "doc"},
                 values=values,
                 return_new=False,
@@ -1111,7 +1162,7 @@ class RunStore:
                             "TableName": self.table.name,
                             "Key": {"id": old.id},
                             "UpdateExpression": update,
-                            "ConditionExpression": "state_version = :v",
+                            "ConditionExpression": condition,
                             "ExpressionAttributeNames": {"#doc": "doc"},
                             "ExpressionAttributeValues": values,
                         }

@@ -3,11 +3,8 @@
 A stack is a list of *services*, each with ``start()`` and ``stop()``; they
 start in order and stop in reverse, also when one of them fails to start.
 Background work that ``stratoflow dev`` runs beside the API (the maintenance
-sweep, the scheduler loop, a worker) is one entry of :data:`DEV_SERVICES`::
-
-    DEV_SERVICES = [
-        lambda ctx: LoopService("maintenance", lambda: sweep(ctx.stores), interval=5.0),
-    ]
+sweep, the scheduler loop) is one entry of :data:`DEV_SERVICES`; the workers of
+``--worker POOL`` come from :func:`worker_services`.
 """
 
 from __future__ import annotations
@@ -102,9 +99,71 @@ def _report_loop_error(name: str, exc: BaseException) -> None:
     print(f"stratoflow dev: {name} loop failed: {exc!r}", file=sys.stderr, flush=True)
 
 
+class ThreadService:
+    """Run ``target(stop_event)`` on a daemon thread; :meth:`stop` sets the event and joins."""
+
+    def __init__(self, name: str, target: Callable[[threading.Event], object]) -> None:
+        self.name = name
+        self.target = target
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> ThreadService:
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self.target, args=(self._stop,), name=f"stratoflow-{self.name}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+
+def maintenance_service(ctx: StackContext) -> Service:
+    """The maintenance sweep (:func:`runtime.services.sweep.run_sweep_loop`) every
+    ``STRATOFLOW_SWEEP_INTERVAL_SECONDS`` (5 s): crashed workers' runs, Late runs, leases.
+
+    What a sweep changed is printed (one line); a failed action is reported on stderr.
+    """
+    from runtime.services.sweep import SweepReport, run_sweep_loop
+    from runtime.settings import get_settings
+
+    def report(outcome: SweepReport) -> None:
+        import sys
+
+        changes = {k: v for k, v in outcome.as_dict().items() if v and k != "errors"}
+        if changes:
+            text = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in changes.items())
+            print(f"stratoflow dev: maintenance sweep: {text}", flush=True)
+        for problem in outcome.errors:
+            print(f"stratoflow dev: maintenance sweep failed: {problem}", file=sys.stderr)
+
+    interval = get_settings().sweep_interval_seconds
+    return ThreadService(
+        "maintenance",
+        lambda stop: run_sweep_loop(ctx.stores, interval, stop, on_report=report),
+    )
+
+
 #: Background services ``stratoflow dev`` starts after the API, in this order (stopped in
 #: reverse). Each entry builds one service from the running stack's :class:`StackContext`.
-DEV_SERVICES: list[ServiceFactory] = []
+DEV_SERVICES: list[ServiceFactory] = [maintenance_service]
+
+
+def worker_services(pools: list[str]) -> list[ServiceFactory]:
+    """The workers ``stratoflow dev --worker POOL`` starts: one service factory per pool.
+
+    HOOK for the worker (``stratoflow worker start``, ``runtime/worker/``): return a
+    factory per pool that builds a service polling that pool with ``ctx.stores`` /
+    ``ctx.env`` (started after :data:`DEV_SERVICES`, stopped before them). Until the
+    worker exists in this tree, there is none to start and this returns ``[]``
+    (``stratoflow dev`` then says that no worker runs).
+    """
+    return []
 
 
 class ServiceGroup:

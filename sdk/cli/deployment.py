@@ -10,11 +10,22 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from sdk.cli._client import ApiUrl, Json, api_command, connect, paginate
-from sdk.cli._output import fail, print_fields, print_json, print_table, say, usage_error, warn
+from sdk.cli._output import (
+    EXIT_ERROR,
+    echo,
+    fail,
+    print_fields,
+    print_json,
+    print_table,
+    say,
+    usage_error,
+    warn,
+)
 from sdk.cli.flow_run import run_fields, state_label
 
 if TYPE_CHECKING:
-    from runtime.models import Deployment, DeploymentSchedule
+    from runtime.models import Deployment, DeploymentSchedule, FlowRun
+    from runtime.states import State
     from sdk.http_client import StratoflowClient
 
 app = typer.Typer(help="Deployments: ls, inspect, run.", no_args_is_help=True)
@@ -184,6 +195,94 @@ def worker_warning(client: StratoflowClient, deployment: Deployment) -> str | No
     return None
 
 
+class LogFollower:
+    """Prints a flow run's log lines once each, in time order, as they arrive.
+
+    Every poll reads the run's lines from the start and prints those not printed yet
+    (lines are shipped in batches, so a late batch may hold earlier times). Lines are
+    escaped like every other stored text (:func:`sdk.cli._output.echo`).
+    """
+
+    def __init__(self, client: StratoflowClient, flow_run_id: str) -> None:
+        self.client = client
+        self.flow_run_id = flow_run_id
+        self.seen: set[tuple[str, str | None, str]] = set()
+
+    def poll(self) -> int:
+        """Print the lines not printed yet; how many."""
+        from sdk.cli.flow_run import log_line
+
+        records = paginate(
+            lambda cursor: self.client.read_logs(self.flow_run_id, limit=1000, cursor=cursor)
+        )
+        printed = 0
+        for record in records:
+            key = (record.timestamp.isoformat(), record.id, record.message)
+            if key in self.seen:
+                continue
+            self.seen.add(key)
+            echo(log_line(record, record.task_run_id))
+            printed += 1
+        return printed
+
+
+def watch_run(
+    client: StratoflowClient,
+    flow_run: FlowRun,
+    interval: float,
+    timeout: float | None,
+    *,
+    quiet: bool = False,
+) -> FlowRun:
+    """Poll ``flow_run`` until it is final; print each new state and log line (unless ``quiet``).
+
+    Polls back off from 0.1 s to ``interval``. After ``timeout`` seconds: an error
+    naming the run's state (exit 1); the run itself goes on.
+    """
+    from runtime.backoff import Backoff
+
+    backoff = Backoff(base=min(0.1, interval), cap=interval, jitter=False)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    follower = None if quiet else LogFollower(client, flow_run.id)
+    seen_version = flow_run.state_version
+    attempt = 0
+    while not flow_run.state.is_final():
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            fail(f"flow run {flow_run.id} still {state_label(flow_run.state)} after {timeout:g}s")
+        backoff.sleep(attempt, limit=left)
+        attempt += 1
+        flow_run = client.read_flow_run(flow_run.id)
+        if follower is not None:
+            follower.poll()
+        if flow_run.state_version != seen_version and not quiet:
+            for state in new_states(client, flow_run, seen_version):
+                say(f"  {state_change(state)}")
+        seen_version = flow_run.state_version
+    if follower is not None:
+        follower.poll()  # the last lines are shipped when the run ends
+    return flow_run
+
+
+def new_states(client: StratoflowClient, flow_run: FlowRun, seen_version: int) -> list[State]:
+    """The states ``flow_run`` went through since ``seen_version`` (each one, not just the last).
+
+    One more state: the run's own. More: the tail of its history (a fast run may pass
+    several states between two polls).
+    """
+    missed = flow_run.state_version - seen_version
+    if missed <= 1:
+        return [flow_run.state]
+    history = client.read_flow_run_states(flow_run.id)
+    return history[-missed:] if len(history) >= missed else history
+
+
+def state_change(state: State) -> str:
+    """``Crashed (CRASHED): message``, the line --watch prints for a new state."""
+    label = state_label(state)
+    return f"{label}: {state.message}" if state.message else label
+
+
 @app.command("ls")
 @api_command
 def ls(
@@ -252,13 +351,23 @@ def run(
         str | None, typer.Option("--params", help="Parameters as one JSON object.")
     ] = None,
     watch: Annotated[
-        bool, typer.Option("--watch", help="Wait for the run to finish; exit 1 unless Completed.")
+        bool,
+        typer.Option(
+            "--watch",
+            help="Stream the run's states and log lines until it ends; exit 1 unless Completed.",
+        ),
     ] = False,
     watch_interval: Annotated[
-        float, typer.Option(min=0.05, help="Seconds between polls with --watch.")
+        float, typer.Option(min=0.05, help="Longest wait between two polls with --watch.")
     ] = 1.0,
     watch_timeout: Annotated[
-        float | None, typer.Option(min=0, help="Give up watching after this many seconds.")
+        float | None,
+        typer.Option(
+            "--watch-timeout",
+            "--timeout",
+            min=0,
+            help="Give up watching after this many seconds (exit 1; the run goes on).",
+        ),
     ] = None,
     json_output: Json = False,
     api_url: ApiUrl = None,
@@ -280,22 +389,10 @@ def run(
         if json_output:
             print_json(flow_run)
         return
-    deadline = None if watch_timeout is None else time.monotonic() + watch_timeout
-    last = flow_run.state.name
-    while not flow_run.state.is_final():
-        if deadline is not None and time.monotonic() >= deadline:
-            fail(
-                f"flow run {flow_run.id} still {state_label(flow_run.state)} "
-                f"after {watch_timeout:g}s"
-            )
-        time.sleep(watch_interval)
-        flow_run = client.read_flow_run(flow_run.id)
-        if flow_run.state.name != last and not json_output:
-            say(f"  {state_label(flow_run.state)}")
-        last = flow_run.state.name
+    flow_run = watch_run(client, flow_run, watch_interval, watch_timeout, quiet=json_output)
     if json_output:
         print_json(flow_run)
     else:
         print_fields(f"Flow run {flow_run.id}", run_fields(flow_run)[:6])
     if not flow_run.state.is_completed():
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_ERROR)

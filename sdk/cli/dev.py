@@ -3,8 +3,9 @@
 A moto server on 127.0.0.1:4201 (atomic DynamoDB, :class:`runtime.localaws.LockedMotoServer`),
 or the endpoint already in ``AWS_ENDPOINT_URL`` (LocalStack), provisioned from the
 resource specs; the local API on 127.0.0.1:4200; then every background service of
-:data:`sdk.cli._stack.DEV_SERVICES`. Prints the environment other shells export
-(never a secret: credentials and the API token from this shell are named, not
+:data:`sdk.cli._stack.DEV_SERVICES` (the maintenance sweep loop) and the workers of
+``--worker POOL`` (:func:`sdk.cli._stack.worker_services`). Prints the environment
+other shells export (never a secret: credentials and the API token from this shell are named, not
 printed), and shuts everything down in reverse order on Ctrl-C or SIGTERM (exit 0).
 
 The ports are fixed by default so that an exported environment stays valid across
@@ -207,6 +208,14 @@ def dev(
             ),
         ),
     ] = None,
+    worker: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--worker",
+            metavar="POOL",
+            help="Start a worker polling this work pool (repeatable; default: the default pool).",
+        ),
+    ] = None,
 ) -> None:
     """Start the local stack: moto (or AWS_ENDPOINT_URL), provisioned tables, the API.
 
@@ -221,6 +230,7 @@ def dev(
         fail(str(exc))
     from handlers.deps import set_stores
     from runtime.localaws import LockedMotoServer, MotoStateError, MotoStateFile
+    from runtime.settings import get_settings
 
     check_prefix(prefix)
     external = os.environ.get("AWS_ENDPOINT_URL") or None
@@ -267,11 +277,21 @@ def dev(
         )
         for factory in _stack.DEV_SERVICES:
             group.start(factory(context))
+        pools = worker or ["default"]
+        workers = _stack.worker_services(pools)
+        for factory in workers:
+            group.start(factory(context))
 
         say("Stratoflow local stack", style="bold")
         say(f"  AWS endpoint  {endpoint} ({backend})")
         say(f"  prefix        {prefix} (tables and bucket provisioned)")
         say(f"  API           {gateway.url}  (Swagger UI: {gateway.url}/docs)")
+        interval = get_settings().sweep_interval_seconds
+        say(f"  maintenance   sweep every {interval:g} s (crashed workers, Late runs, leases)")
+        if workers:
+            say(f"  workers       {', '.join(pools)}")
+        else:
+            say("  workers       none (this build has no worker to start)")
         if state is not None:
             restored = "restored" if state.restored else "new"
             say(f"  state         {state.path} ({restored}; saved on Ctrl-C/SIGTERM)")

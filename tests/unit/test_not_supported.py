@@ -22,7 +22,6 @@ from sdk.not_supported import MODULES, NotSupportedError, PlannedFeatureError
     ("statement", "phase"),
     [
         ("import sdk.runner", "phase 5"),
-        ("from sdk.deployments import run_deployment", "phase 5"),
         ("from sdk.workers.process import ProcessWorker", "phase 5"),
         ("from sdk.schedules import Cron", "phase 6"),
         ("from sdk.blocks.system import Secret", "later phase"),
