@@ -481,10 +481,9 @@ class QueueDepth(BaseModel):
     dead_letters: int = Field(default=0, description="Messages in the dead-letter queue")
 
 
-class WorkPoolStatus(BaseModel):
-    """A work pool with its queue's backlog and its concurrency slots (``work-pool inspect``)."""
+class WorkPoolStatus(WorkPool):
+    """A work pool's fields, then its queue's backlog and its slots (``work-pool inspect``)."""
 
-    pool: WorkPool
     queue_name: str
     dlq_name: str
     backlog: QueueDepth

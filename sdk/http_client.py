@@ -158,7 +158,7 @@ class StratoflowClient(HttpApi):
         work_queue_name: str | None = None,
         job_variables: dict[str, Any] | None = None,
     ) -> FlowRun:
-        """``POST /deployments/{id}/create_flow_run``: a Scheduled run of the deployment.
+        """``POST /deployments/{id}/create_flow_run``: a run, sent to its pool's queue.
 
         ``parameters`` are merged over the deployment's (and validated against its
         schema when it enforces one).

@@ -105,16 +105,16 @@ def inspect(name: PoolName, json_output: Json = False, api_url: ApiUrl = None) -
     if json_output:
         print_json(status)
         return
-    print_fields(f"Work pool {status.pool.name}", status_fields(status))
+    print_fields(f"Work pool {status.name}", status_fields(status))
     show_workers(status)
 
 
 def status_fields(status: WorkPoolStatus) -> list[tuple[str, Any]]:
     """The pool's fields, then its queue, backlog, runs and slots."""
     backlog = status.backlog
-    limit = status.pool.concurrency_limit
+    limit = status.concurrency_limit
     return [
-        *pool_fields(status.pool),
+        *pool_fields(status),
         ("queue", status.queue_name),
         ("dead-letter queue", status.dlq_name),
         ("messages visible", backlog.visible),
