@@ -1,4 +1,8 @@
-"""``stratoflow work-pool``: create, list, inspect, pause, resume and delete work pools."""
+"""``stratoflow work-pool``: create, list, inspect, pause, resume, limit and delete work pools.
+
+A work pool is an SQS queue (and its dead-letter queue): ``inspect`` shows its
+backlog, ``delete`` refuses while runs wait unless ``--force``.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ if TYPE_CHECKING:
     from runtime.models import WorkPool, WorkPoolStatus
 
 app = typer.Typer(
-    help="Work pools: create, ls, inspect, pause, resume, delete.", no_args_is_help=True
+    help="Work pools: create, ls, inspect, pause, resume, set/clear-concurrency-limit, delete.",
+    no_args_is_help=True,
 )
 
 PoolName = Annotated[str, typer.Argument(metavar="NAME", help="The work pool's name.")]
@@ -154,6 +159,31 @@ def resume(name: PoolName, json_output: Json = False, api_url: ApiUrl = None) ->
     """Resume a paused work pool."""
     pool = connect(api_url).resume_work_pool(name)
     show(pool, json_output, f"Resumed work pool {pool.name!r}.")
+
+
+@app.command("set-concurrency-limit")
+@api_command
+def set_concurrency_limit(
+    name: PoolName,
+    limit: Annotated[
+        int, typer.Argument(min=0, help="Most flow runs of the pool running at once.")
+    ],
+    json_output: Json = False,
+    api_url: ApiUrl = None,
+) -> None:
+    """Cap the pool's flow runs in progress (as `prefect work-pool set-concurrency-limit`)."""
+    pool = connect(api_url).update_work_pool(name, concurrency_limit=limit)
+    show(pool, json_output, f"Set the concurrency limit of work pool {pool.name!r} to {limit}.")
+
+
+@app.command("clear-concurrency-limit")
+@api_command
+def clear_concurrency_limit(
+    name: PoolName, json_output: Json = False, api_url: ApiUrl = None
+) -> None:
+    """Remove the pool's concurrency limit (as `prefect work-pool clear-concurrency-limit`)."""
+    pool = connect(api_url).update_work_pool(name, concurrency_limit=None)
+    show(pool, json_output, f"Cleared the concurrency limit of work pool {pool.name!r}.")
 
 
 @app.command("delete")

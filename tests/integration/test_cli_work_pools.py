@@ -51,6 +51,13 @@ def test_work_pool_queue_backlog_and_delete(
         assert line in human, human
     assert "0 of 2" in human and "Workers: none registered." in human
 
+    set_limit = cli("work-pool", "set-concurrency-limit", pool, "5", "--json").json()
+    assert set_limit["concurrency_limit"] == 5
+    assert "0 of 5" in cli("work-pool", "inspect", pool).ok().out
+    cli("work-pool", "clear-concurrency-limit", pool).ok()
+    assert client.read_work_pool(pool).concurrency_limit is None
+    cli("work-pool", "set-concurrency-limit", pool, "-1").failed(2)
+
     cli("work-pool", "delete", pool).failed(1, "1 queued and 0 running", "force")
     assert client.read_work_pool(pool).name == pool
     cli("work-pool", "delete", pool, "--force").ok()
