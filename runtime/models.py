@@ -370,6 +370,21 @@ class ConcurrencyOptions(StrictModel):
     collision_strategy: ConcurrencyLimitStrategy = ConcurrencyLimitStrategy.ENQUEUE
 
 
+class ConcurrencyLimitConfig(StrictModel):
+    """A limit and its collision strategy in one (Prefect's ``ConcurrencyLimitConfig``).
+
+    ``flow.deploy(concurrency_limit=ConcurrencyLimitConfig(...))`` takes it; it becomes
+    the deployment's ``concurrency_limit`` and ``concurrency_options``.
+    """
+
+    limit: int = Field(ge=0)
+    collision_strategy: ConcurrencyLimitStrategy = ConcurrencyLimitStrategy.ENQUEUE
+
+    def split(self) -> tuple[int, ConcurrencyOptions]:
+        """``(concurrency_limit, concurrency_options)`` for a deployment."""
+        return self.limit, ConcurrencyOptions(collision_strategy=self.collision_strategy)
+
+
 class Deployment(BaseModel):
     """A flow packaged to run on a work pool, by schedule or on demand."""
 
