@@ -384,6 +384,21 @@ class BundleRef(StrictModel):
 CodePath = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 
+class ConcurrencyLimitConfig(StrictModel):
+    """A limit and its collision strategy in one (Prefect's ``ConcurrencyLimitConfig``).
+
+    ``flow.deploy(concurrency_limit=ConcurrencyLimitConfig(...))`` takes it; it becomes
+    the deployment's ``concurrency_limit`` and ``concurrency_options``.
+    """
+
+    limit: int = Field(ge=0)
+    collision_strategy: ConcurrencyLimitStrategy = ConcurrencyLimitStrategy.ENQUEUE
+
+    def split(self) -> tuple[int, ConcurrencyOptions]:
+        """``(concurrency_limit, concurrency_options)`` for a deployment."""
+        return self.limit, ConcurrencyOptions(collision_strategy=self.collision_strategy)
+
+
 class Deployment(BaseModel):
     """A flow packaged to run on a work pool, by schedule or on demand."""
 
@@ -519,10 +534,9 @@ class QueueDepth(BaseModel):
     dead_letters: int = Field(default=0, description="Messages in the dead-letter queue")
 
 
-class WorkPoolStatus(BaseModel):
-    """A work pool with its queue's backlog and its concurrency slots (``work-pool inspect``)."""
+class WorkPoolStatus(WorkPool):
+    """A work pool's fields, then its queue's backlog and its slots (``work-pool inspect``)."""
 
-    pool: WorkPool
     queue_name: str
     dlq_name: str
     backlog: QueueDepth

@@ -159,7 +159,7 @@ class StratoflowClient(HttpApi):
         job_variables: dict[str, Any] | None = None,
         parent_flow_run_id: str | None = None,
     ) -> FlowRun:
-        """``POST /deployments/{id}/create_flow_run``: a Scheduled run of the deployment.
+        """``POST /deployments/{id}/create_flow_run``: a run, sent to its pool's queue.
 
         ``parameters`` are merged over the deployment's (and validated against its
         schema when it enforces one).

@@ -12,7 +12,14 @@ access only.
   propose a state, cancel;
 * :mod:`runtime.services.task_runs`: create a task run, record a batch of
   task-run snapshots;
-* :mod:`runtime.services.deployments`: upsert, update and run a deployment;
+* :mod:`runtime.services.deployments`: upsert, update and run a deployment
+  (running one creates the flow run and sends it to its pool's queue);
+* :mod:`runtime.services.dispatch`: send a flow run to its work pool's SQS queue
+  (once), and the sweep's sending of runs that became due;
+* :mod:`runtime.services.claims`: a worker claims a received run (one start,
+  pool/deployment pause, concurrency leases with ENQUEUE / CANCEL_NEW);
+* :mod:`runtime.services.work_pools`: create (with its queues), inspect, pause,
+  resume and delete a work pool;
 * :mod:`runtime.services.pages`: read one page of a listing (runs, logs,
   flows, deployments, work pools);
 * :mod:`runtime.services.references` and :mod:`runtime.services.transitions`:

@@ -194,8 +194,8 @@ def _sync_limit(stores: Stores, name: str, limit: int) -> None:
         with contextlib.suppress(AlreadyExists):
             stores.concurrency.create_limit(ConcurrencyLimitCreate(name=name, limit=limit))
         return
-    if current.limit != limit or not current.active:
-        stores.concurrency.update_limit(name, ConcurrencyLimitUpdate(limit=limit, active=True))
+    if current.limit != limit:  # one disabled on purpose (`gcl update --disable`) stays so
+        stores.concurrency.update_limit(name, ConcurrencyLimitUpdate(limit=limit))
 
 
 def _limits(pool: WorkPool | None, deployment: Deployment | None) -> dict[str, int]:

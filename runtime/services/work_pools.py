@@ -154,7 +154,7 @@ def inspect_work_pool(stores: Stores, name: str) -> WorkPoolStatus:
         except NotFound:
             active_slots = 0
     return WorkPoolStatus(
-        pool=pool,
+        **pool.model_dump(),
         queue_name=spec.name,
         dlq_name=spec.dlq_name,
         backlog=stores.queues.depth(name),

@@ -55,6 +55,16 @@ def _explained() -> Iterator[None]:
         raise unavailable from None
 
 
+def _sqs_client(session: Any, config: Any, endpoint_url: str | None) -> Any:
+    """An SQS client whose read timeout outlasts a 20 s long poll (a queue's wait)."""
+    from botocore.config import Config
+
+    with _explained():
+        return session.client(
+            "sqs", config=config.merge(Config(read_timeout=30 + 20)), endpoint_url=endpoint_url
+        )
+
+
 @dataclass
 class Stores:
     """Every store of one Stratoflow installation, sharing one set of AWS clients."""
@@ -108,9 +118,6 @@ class Stores:
             # SigV4 for the presigned result URLs too (botocore may presign S3 with SigV2)
             s3_config = config.merge(Config(signature_version="s3v4"))
             s3 = session.client("s3", config=s3_config, endpoint_url=endpoint_url)
-            # a long poll waits 20 s: the read timeout must outlast it
-            sqs_config = config.merge(Config(read_timeout=30 + 20))
-            sqs = session.client("sqs", config=sqs_config, endpoint_url=endpoint_url)
         return cls(
             specs=resource_specs,
             db=db,
@@ -121,7 +128,11 @@ class Stores:
             registry=RegistryStore(db, resource_specs.registry),
             results=ResultStore(s3, resource_specs.results.name, inline_result_max_bytes),
             session=session,
-            queues=QueueStore(sqs, prefix, max_receive_count=get_settings().pool_max_receive_count),
+            queues=QueueStore(
+                lambda: _sqs_client(session, config, endpoint_url),
+                prefix,
+                max_receive_count=get_settings().pool_max_receive_count,
+            ),
         )
 
 

@@ -85,11 +85,27 @@ class QueueStore:
     """Every SQS operation on work-pool queues (see the module docstring)."""
 
     def __init__(self, sqs: Any, prefix: str, *, max_receive_count: int = 5) -> None:
-        self.sqs = sqs
+        """``sqs`` is a boto3 SQS client, or a function that makes one on first use.
+
+        (Making an SQS client loads its service model, about 0.3 s: a flow process
+        that never touches a queue should not pay for it.)
+        """
+        self._sqs = None if callable(sqs) else sqs
+        self._make_sqs = sqs if callable(sqs) else None
         self.prefix = prefix
         self.max_receive_count = max_receive_count
         self._urls: dict[str, PoolQueue] = {}
         self._lock = threading.Lock()
+
+    @property
+    def sqs(self) -> Any:
+        """The boto3 SQS client (made on first use)."""
+        if self._sqs is None:
+            with self._lock:
+                if self._sqs is None:
+                    assert self._make_sqs is not None
+                    self._sqs = self._make_sqs()
+        return self._sqs
 
     def spec(self, pool: str) -> QueueSpec:
         """The queue spec of pool ``pool`` in this installation."""

@@ -1,4 +1,8 @@
-"""``stratoflow work-pool``: create, list, inspect, pause, resume and delete work pools."""
+"""``stratoflow work-pool``: create, list, inspect, pause, resume, limit and delete work pools.
+
+A work pool is an SQS queue (and its dead-letter queue): ``inspect`` shows its
+backlog, ``delete`` refuses while runs wait unless ``--force``.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ if TYPE_CHECKING:
     from runtime.models import WorkPool, WorkPoolStatus
 
 app = typer.Typer(
-    help="Work pools: create, ls, inspect, pause, resume, delete.", no_args_is_help=True
+    help="Work pools: create, ls, inspect, pause, resume, set/clear-concurrency-limit, delete.",
+    no_args_is_help=True,
 )
 
 PoolName = Annotated[str, typer.Argument(metavar="NAME", help="The work pool's name.")]
@@ -105,16 +110,16 @@ def inspect(name: PoolName, json_output: Json = False, api_url: ApiUrl = None) -
     if json_output:
         print_json(status)
         return
-    print_fields(f"Work pool {status.pool.name}", status_fields(status))
+    print_fields(f"Work pool {status.name}", status_fields(status))
     show_workers(status)
 
 
 def status_fields(status: WorkPoolStatus) -> list[tuple[str, Any]]:
     """The pool's fields, then its queue, backlog, runs and slots."""
     backlog = status.backlog
-    limit = status.pool.concurrency_limit
+    limit = status.concurrency_limit
     return [
-        *pool_fields(status.pool),
+        *pool_fields(status),
         ("queue", status.queue_name),
         ("dead-letter queue", status.dlq_name),
         ("messages visible", backlog.visible),
@@ -154,6 +159,31 @@ def resume(name: PoolName, json_output: Json = False, api_url: ApiUrl = None) ->
     """Resume a paused work pool."""
     pool = connect(api_url).resume_work_pool(name)
     show(pool, json_output, f"Resumed work pool {pool.name!r}.")
+
+
+@app.command("set-concurrency-limit")
+@api_command
+def set_concurrency_limit(
+    name: PoolName,
+    limit: Annotated[
+        int, typer.Argument(min=0, help="Most flow runs of the pool running at once.")
+    ],
+    json_output: Json = False,
+    api_url: ApiUrl = None,
+) -> None:
+    """Cap the pool's flow runs in progress (as `prefect work-pool set-concurrency-limit`)."""
+    pool = connect(api_url).update_work_pool(name, concurrency_limit=limit)
+    show(pool, json_output, f"Set the concurrency limit of work pool {pool.name!r} to {limit}.")
+
+
+@app.command("clear-concurrency-limit")
+@api_command
+def clear_concurrency_limit(
+    name: PoolName, json_output: Json = False, api_url: ApiUrl = None
+) -> None:
+    """Remove the pool's concurrency limit (as `prefect work-pool clear-concurrency-limit`)."""
+    pool = connect(api_url).update_work_pool(name, concurrency_limit=None)
+    show(pool, json_output, f"Cleared the concurrency limit of work pool {pool.name!r}.")
 
 
 @app.command("delete")

@@ -504,7 +504,8 @@ def test_flows_deployments_and_work_pools(client: StratoflowClient, prefix: str)
     run = client.create_flow_run_from_deployment(
         deployment.id, parameters={"n": 5}, tags=["manual"], idempotency_key="dep-1"
     )
-    assert run.deployment_id == deployment.id and run.state.type is StateType.SCHEDULED
+    # due now: queued on its pool (Phase 5)
+    assert run.deployment_id == deployment.id and run.state.type is StateType.PENDING
     assert run.parameters == {"n": 5, "m": 2}
     again = client.create_flow_run_from_deployment(
         deployment.id, parameters={"n": 5}, tags=["manual"], idempotency_key="dep-1"
@@ -519,7 +520,9 @@ def test_flows_deployments_and_work_pools(client: StratoflowClient, prefix: str)
         client.read_deployment(deployment.id)
     with pytest.raises(api_errors.NotFound):
         client.read_deployment_by_name(flow, "nightly")
-    client.delete_work_pool(pool)
+    with pytest.raises(api_errors.Conflict, match="1 queued"):  # its run is still queued
+        client.delete_work_pool(pool)
+    client.delete_work_pool(pool, force=True)
     with pytest.raises(api_errors.NotFound):
         client.read_work_pool(pool)
 

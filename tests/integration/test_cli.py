@@ -34,6 +34,7 @@ from runtime.models import (
     DeploymentCreate,
     FlowRunCreate,
     LogRecord,
+    WorkPoolCreate,
 )
 from runtime.states import Completed, Running, Scheduled
 from sdk.http_client import StratoflowClient
@@ -353,6 +354,10 @@ def test_flow_run_cancel(cli: Any, client: StratoflowClient) -> None:
 
 
 def make_deployment(client: StratoflowClient, flow: str, **fields: Any) -> Any:
+    if "work_pool_name" not in fields:  # a deployment runs on a work pool (Phase 5)
+        if "cli-pool" not in {p.name for p in client.paginate(client.list_work_pools)}:
+            client.create_work_pool(WorkPoolCreate(name="cli-pool"))
+        fields["work_pool_name"] = "cli-pool"
     return client.create_deployment(
         DeploymentCreate(flow_name=flow, name="nightly", parameters={"n": 1}, **fields)
     )
@@ -397,7 +402,7 @@ def test_deployment_run_with_params(cli: Any, client: StratoflowClient) -> None:
     ).json()
     assert doc["deployment_id"] == deployment.id
     assert doc["parameters"] == {"n": 5, "label": "hello", "items": ["a", 2]}
-    assert doc["state"]["type"] == "SCHEDULED"
+    assert doc["state"]["type"] == "PENDING"  # due now: queued on its pool (Phase 5)
     assert client.read_flow_run(doc["id"]).parameters["n"] == 5
 
     human = cli("deployment", "run", deployment.id).ok()
@@ -452,7 +457,7 @@ def test_deployment_run_watch_timeout(cli: Any, client: StratoflowClient) -> Non
         "0.1",
         "--watch-timeout",
         "0.3",
-    ).failed(1, "still Scheduled")
+    ).failed(1, "still Pending")  # queued on its pool (Phase 5), nobody polls it
 
 
 # ----------------------------------------------------------------------------- work-pool
@@ -934,16 +939,16 @@ def test_deployment_run_warns_when_no_worker_polls(cli: Any, client: StratoflowC
         "--watch-timeout",
         "0.3",
     )
-    watched.failed(1, "still Scheduled")
+    watched.failed(1, "still Pending")  # queued on the pool (Phase 5), nobody polls it
     assert f"no worker has been seen polling work pool '{pool}'" in watched.err
 
     gone = f"gone-{uuid.uuid4().hex[:6]}"  # a deployment's pool must exist when it is saved
     cli("work-pool", "create", gone).ok()
     missing = make_deployment(client, f"dep-{uuid.uuid4().hex[:6]}", work_pool_name=gone)
     cli("work-pool", "delete", gone).ok()
-    result = cli("deployment", "run", missing.id, "--json")
-    assert result.code == 0 and f"work pool '{gone}' does not exist" in result.err
-    assert json.loads(result.out)["deployment_id"] == missing.id  # stdout stays pure JSON
+    # Phase 5: a run needs its pool's queue; refused, and nothing is created
+    cli("deployment", "run", missing.id, "--json").failed(1, f"work pool '{gone}'")
+    assert client.list_flow_runs(deployment_id=missing.id).items == []
 
 
 def test_version_flag() -> None:

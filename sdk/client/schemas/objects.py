@@ -11,12 +11,24 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from runtime.models import ConcurrencyLimit
+from runtime.models import (
+    ConcurrencyLimit,
+    ConcurrencyLimitConfig,
+    ConcurrencyLimitStrategy,
+    ConcurrencyOptions,
+)
 
 GlobalConcurrencyLimit = ConcurrencyLimit
 """Prefect's name for a global concurrency limit object."""
 
-__all__ = ["ConcurrencyLeaseHolder", "ConcurrencyLimit", "GlobalConcurrencyLimit"]
+__all__ = [
+    "ConcurrencyLeaseHolder",
+    "ConcurrencyLimit",
+    "ConcurrencyLimitConfig",
+    "ConcurrencyLimitStrategy",
+    "ConcurrencyOptions",
+    "GlobalConcurrencyLimit",
+]
 
 
 class ConcurrencyLeaseHolder(BaseModel):
