@@ -246,6 +246,9 @@ class FlowRun(RunBase):
     job_variables: dict[str, Any] = Field(default_factory=dict)
     parent_flow_run_id: str | None = None
     parent_task_run_id: str | None = None
+    pause_keys: list[str] = Field(
+        default_factory=list, description="Keys of the pauses this run has taken (Prefect's)"
+    )
 
 
 class TaskRun(RunBase):
