@@ -22,6 +22,14 @@ from runtime.engine.tasks import Task, task
 from runtime.states import State
 from sdk import not_supported as _not_supported
 from sdk.client import get_client
+from sdk.flow_runs import (
+    apause_flow_run,
+    aresume_flow_run,
+    asuspend_flow_run,
+    pause_flow_run,
+    resume_flow_run,
+    suspend_flow_run,
+)
 
 _not_supported.install()  # Prefect modules Stratoflow lacks: a clear error on import
 __getattr__ = _not_supported.module_getattr(__name__)
@@ -39,9 +47,15 @@ __all__ = [
     "Task",
     "__version__",
     "allow_failure",
+    "apause_flow_run",
+    "aresume_flow_run",
+    "asuspend_flow_run",
     "flow",
     "get_client",
     "get_run_logger",
+    "pause_flow_run",
+    "resume_flow_run",
+    "suspend_flow_run",
     "tags",
     "task",
     "unmapped",

@@ -329,7 +329,8 @@ def run_field_updates(
     attempt, so it uses up no retry); a terminal state sets ``end_time`` and a
     rerun out of one clears it; leaving RUNNING adds the elapsed time to
     ``total_run_time``; entering Resuming sets the ``resuming`` flag that the next
-    RUNNING clears; entering PAUSED records the pause key. Returns the fields to set (``run_count`` as an increment).
+    RUNNING clears; entering PAUSED records the pause key. Returns the fields to set
+    (``run_count`` as an increment).
     """
     updates: _GlobalFields = {}
     if accepted.type is S.RUNNING:

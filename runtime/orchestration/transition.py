@@ -80,8 +80,9 @@ def apply_transition(
     new.end_time = updates.get("end_time", new.end_time)
     new.resuming = updates.get("resuming", new.resuming)
     new.total_run_time += updates.get("run_time_increment", 0.0)
-    if "pause_key" in updates and isinstance(new, FlowRun):
-        new.pause_keys = [*new.pause_keys, updates["pause_key"]]
+    pause_key = updates.get("pause_key")
+    if pause_key is not None and isinstance(run, FlowRun):
+        new.pause_keys = [*run.pause_keys, pause_key]  # type: ignore[union-attr]
     if "next_scheduled_start_time" in updates:
         new.next_scheduled_start_time = updates["next_scheduled_start_time"]
     accepted = OrchestrationResult.model_construct(

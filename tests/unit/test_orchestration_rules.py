@@ -487,18 +487,33 @@ class TestHandlePausing:
     RULE = HandlePausing
     CASES = [
         row(St("Running"), St("Paused"), accepted(), accepted("Paused")),
-        row(St("Running"), St("Suspended"), accepted(), accepted("Suspended"),
-            has_deployment=True),
+        row(St("Running"), St("Suspended"), accepted(), accepted("Suspended"), has_deployment=True),
         row(St("Retrying"), St("Paused"), accepted(), accepted("Paused")),
         # Prefect's HandlePausingFlows: no state aborts (core_policy.py)
         row(None, St("Paused"), aborted("no state"), aborted("no state")),
         # a pause key fires once: a suspended run started again passes its pause
-        row(St("Running"), St("Paused", key="1"), rejected("already fired"),
-            rejected("already fired"), pause_keys=frozenset({"1"})),
-        row(St("Running"), St("Paused", key="2"), accepted(), accepted("Paused"),
-            pause_keys=frozenset({"1"})),
-        row(St("Running"), St("Suspended", key="1"), rejected("already fired"),
-            rejected("already fired"), pause_keys=frozenset({"1"}), has_deployment=True),
+        row(
+            St("Running"),
+            St("Paused", key="1"),
+            rejected("already fired"),
+            rejected("already fired"),
+            pause_keys=frozenset({"1"}),
+        ),
+        row(
+            St("Running"),
+            St("Paused", key="2"),
+            accepted(),
+            accepted("Paused"),
+            pause_keys=frozenset({"1"}),
+        ),
+        row(
+            St("Running"),
+            St("Suspended", key="1"),
+            rejected("already fired"),
+            rejected("already fired"),
+            pause_keys=frozenset({"1"}),
+            has_deployment=True,
+        ),
         row(St("Scheduled"), St("Paused"), rejected("pause"), rejected("pause")),
         row(St("Pending"), St("Paused"), rejected("pause"), rejected("pause")),
         row(St("Paused"), St("Paused"), rejected("pause"), rejected("pause")),
