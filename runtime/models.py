@@ -12,6 +12,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -246,6 +247,20 @@ class FlowRun(RunBase):
     job_variables: dict[str, Any] = Field(default_factory=dict)
     parent_flow_run_id: str | None = None
     parent_task_run_id: str | None = None
+    worker_id: str | None = Field(
+        default=None, description="The worker that claimed the run (set by the claim)"
+    )
+    heartbeat_at: UtcDateTime | None = Field(
+        default=None, description="The claiming worker's last heartbeat (UTC)"
+    )
+    enqueued_at: UtcDateTime | None = Field(
+        default=None, description="When the run was sent to its work pool's queue"
+    )
+    lease_id: str | None = Field(
+        default=None,
+        description="The lease on its pool's and deployment's concurrency limits, "
+        "taken by the claim (released when the run ends)",
+    )
     pause_keys: list[str] = Field(
         default_factory=list, description="Keys of the pauses this run has taken (Prefect's)"
     )
@@ -345,6 +360,19 @@ class DeploymentSchedule(StrictModel):
     parameters: JsonDict = Field(default_factory=dict)
 
 
+class ConcurrencyLimitStrategy(StrEnum):
+    """What happens to a run of a deployment whose concurrency limit is full (Prefect's names)."""
+
+    ENQUEUE = "ENQUEUE"
+    CANCEL_NEW = "CANCEL_NEW"
+
+
+class ConcurrencyOptions(StrictModel):
+    """A deployment's concurrency options (Prefect 3's ``ConcurrencyOptions``)."""
+
+    collision_strategy: ConcurrencyLimitStrategy = ConcurrencyLimitStrategy.ENQUEUE
+
+
 class Deployment(BaseModel):
     """A flow packaged to run on a work pool, by schedule or on demand."""
 
@@ -363,6 +391,7 @@ class Deployment(BaseModel):
     job_variables: JsonDict = Field(default_factory=dict)
     schedules: list[DeploymentSchedule] = Field(default_factory=list)
     concurrency_limit: int | None = Field(default=None, ge=0)
+    concurrency_options: ConcurrencyOptions | None = None
     paused: bool = False
     created: UtcDateTime = Field(default_factory=utcnow)
     updated: UtcDateTime = Field(default_factory=utcnow)
@@ -385,6 +414,7 @@ class DeploymentCreate(StrictModel):
     job_variables: JsonDict = Field(default_factory=dict)
     schedules: list[DeploymentSchedule] = Field(default_factory=list)
     concurrency_limit: int | None = Field(default=None, ge=0)
+    concurrency_options: ConcurrencyOptions | None = None
     paused: bool = False
 
 
@@ -403,6 +433,7 @@ class DeploymentUpdate(StrictModel):
     job_variables: JsonDict | None = None
     schedules: list[DeploymentSchedule] | None = None
     concurrency_limit: int | None = Field(default=None, ge=0)
+    concurrency_options: ConcurrencyOptions | None = None
     paused: bool | None = None
 
 

@@ -117,6 +117,70 @@ class SecretSpec:
     description: str = ""
 
 
+SQS_NAME_MAX = 80
+"""Longest SQS queue name."""
+
+DEFAULT_POOL = "default"
+"""The work pool every installation has a queue for from the start."""
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """An SQS standard queue and its dead-letter queue (a work pool's, see :func:`pool_queue_spec`).
+
+    A message received ``max_receive_count`` times without being deleted moves to the
+    DLQ (SQS's redrive policy). ``wait_seconds`` is the long poll of a receive;
+    ``visibility_timeout`` how long a received message stays hidden before a worker
+    must extend it (its heartbeat) or lose it; retentions are in seconds.
+    """
+
+    logical_name: str
+    name: str
+    dlq_name: str
+    visibility_timeout: int = 60
+    max_receive_count: int = 5
+    wait_seconds: int = 20
+    message_retention: int = 1_209_600
+    dlq_message_retention: int = 1_209_600
+
+    def queue_attributes(self, dlq_arn: str) -> dict[str, str]:
+        """The main queue's ``CreateQueue`` attributes (the redrive names ``dlq_arn``)."""
+        import json
+
+        return {
+            "VisibilityTimeout": str(self.visibility_timeout),
+            "ReceiveMessageWaitTimeSeconds": str(self.wait_seconds),
+            "MessageRetentionPeriod": str(self.message_retention),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(self.max_receive_count)}
+            ),
+        }
+
+    def dlq_attributes(self) -> dict[str, str]:
+        """The dead-letter queue's ``CreateQueue`` attributes."""
+        return {"MessageRetentionPeriod": str(self.dlq_message_retention)}
+
+
+def pool_queue_spec(prefix: str, pool_name: str, *, max_receive_count: int = 5) -> QueueSpec:
+    """The queue of work pool ``pool_name``: ``<prefix>-pool-<pool>`` and ``...-dlq``.
+
+    A name that would pass SQS's 80 characters (with ``-dlq``) keeps its start and
+    ends with 8 hex digits of the SHA-256 of the pool's name, so it stays unique.
+    """
+    import hashlib
+
+    name = f"{prefix}-pool-{pool_name}"
+    if len(name) + len("-dlq") > SQS_NAME_MAX:
+        digest = hashlib.sha256(pool_name.encode()).hexdigest()[:8]
+        name = f"{name[: SQS_NAME_MAX - len('-dlq') - 9]}-{digest}"
+    return QueueSpec(
+        logical_name=f"pool:{pool_name}",
+        name=name,
+        dlq_name=f"{name}-dlq",
+        max_receive_count=max_receive_count,
+    )
+
+
 @dataclass(frozen=True)
 class ResourceSpecs:
     """Every resource of one Stratoflow installation, named from its prefix."""
@@ -125,6 +189,12 @@ class ResourceSpecs:
     tables: dict[str, TableSpec] = field(default_factory=dict)
     buckets: dict[str, BucketSpec] = field(default_factory=dict)
     secrets: dict[str, SecretSpec] = field(default_factory=dict)
+    queues: dict[str, QueueSpec] = field(default_factory=dict)
+
+    @property
+    def default_pool_queue(self) -> QueueSpec:
+        """The ``default`` work pool's queue (created by :func:`provision`)."""
+        return self.queues[f"pool:{DEFAULT_POOL}"]
 
     @property
     def runs(self) -> TableSpec:
@@ -207,9 +277,11 @@ def specs(prefix: str = "stratoflow", results_bucket: str | None = None) -> Reso
         indexes=(IndexSpec("by_type", Key("item_type"), Key("sort_value"), "KEYS_ONLY"),),
         ttl_attribute="ttl_at",
     )
+    default_pool = pool_queue_spec(prefix, DEFAULT_POOL)
     return ResourceSpecs(
         prefix=prefix,
         tables={t.logical_name: t for t in (runs, concurrency, cache, logs, registry)},
+        queues={default_pool.logical_name: default_pool},
         buckets={"results": BucketSpec("results", results_bucket or f"{prefix}-results")},
         secrets={
             "payload_key": SecretSpec(
@@ -224,7 +296,7 @@ def specs(prefix: str = "stratoflow", results_bucket: str | None = None) -> Reso
 def provision(
     resource_specs: ResourceSpecs, session: Any = None, *, endpoint_url: str | None = None
 ) -> ResourceSpecs:
-    """Create every table, bucket and secret of ``resource_specs`` that does not exist yet.
+    """Create every table, bucket, queue and secret of ``resource_specs`` that does not exist yet.
 
     Idempotent; waits until tables are active and turns TTL on. Uses the endpoint
     boto3 is configured for (``AWS_ENDPOINT_URL``), so it provisions moto,
@@ -266,11 +338,32 @@ def provision(
                 "BucketAlreadyExists",
             ):
                 raise
+    if resource_specs.queues:
+        sqs = session.client("sqs", endpoint_url=endpoint_url)
+        for queue in resource_specs.queues.values():
+            create_queue_pair(sqs, queue)
     if resource_specs.secrets:
         _provision_secrets(
             resource_specs, session.client("secretsmanager", endpoint_url=endpoint_url)
         )
     return resource_specs
+
+
+def create_queue_pair(sqs: Any, queue: QueueSpec) -> tuple[str, str]:
+    """Create ``queue``'s DLQ then the queue redriving to it: ``(url, dlq_url)``.
+
+    Idempotent: ``CreateQueue`` with the same attributes returns the existing queue.
+    """
+    dlq_url = sqs.create_queue(QueueName=queue.dlq_name, Attributes=queue.dlq_attributes())[
+        "QueueUrl"
+    ]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    url = sqs.create_queue(QueueName=queue.name, Attributes=queue.queue_attributes(dlq_arn))[
+        "QueueUrl"
+    ]
+    return url, dlq_url
 
 
 def _provision_secrets(resource_specs: ResourceSpecs, client: Any) -> None:

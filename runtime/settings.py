@@ -64,6 +64,51 @@ class Settings(BaseSettings):
         le=3600,
         description="Lease of a cache compute lock; its holder renews it every third of it",
     )
+    heartbeat_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="How often a worker heartbeats a running flow run (run item and message)",
+    )
+    heartbeat_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=86_400,
+        description="A RUNNING flow run whose heartbeat is older than this is CRASHED by the "
+        "sweep; also the lease time of its pool/deployment concurrency slots",
+    )
+    cancel_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="Seconds a cancelled run's process gets after SIGTERM before SIGKILL",
+    )
+    shutdown_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="Seconds a stopping worker lets running flows finish before handing them back",
+    )
+    pool_max_receive_count: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Receives of a work-pool message before SQS moves it to the pool's DLQ",
+    )
+    paused_retry_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=900,
+        description="How long a run of a paused pool or deployment stays hidden in its queue "
+        "before a worker looks at it again",
+    )
+    slots_retry_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=900,
+        description="How long a run waiting for a pool or deployment concurrency slot "
+        "(collision strategy ENQUEUE) stays hidden before a worker tries again",
+    )
 
     def backend(self) -> Literal["api", "aws", "embedded"]:
         """Which backend the SDK and engine use (docs/architecture.md, "Backends")."""

@@ -14,6 +14,7 @@ from runtime.stores.cache import CacheStore
 from runtime.stores.concurrency import ConcurrencyStore
 from runtime.stores.dynamo import Dynamo
 from runtime.stores.logs import LogStore
+from runtime.stores.queues import QueueStore
 from runtime.stores.registry import RegistryStore
 from runtime.stores.runs import RunStore
 
@@ -67,6 +68,7 @@ class Stores:
     registry: RegistryStore
     results: ResultStore
     session: Any
+    queues: QueueStore
 
     @classmethod
     def connect(
@@ -106,6 +108,9 @@ class Stores:
             # SigV4 for the presigned result URLs too (botocore may presign S3 with SigV2)
             s3_config = config.merge(Config(signature_version="s3v4"))
             s3 = session.client("s3", config=s3_config, endpoint_url=endpoint_url)
+            # a long poll waits 20 s: the read timeout must outlast it
+            sqs_config = config.merge(Config(read_timeout=30 + 20))
+            sqs = session.client("sqs", config=sqs_config, endpoint_url=endpoint_url)
         return cls(
             specs=resource_specs,
             db=db,
@@ -116,6 +121,7 @@ class Stores:
             registry=RegistryStore(db, resource_specs.registry),
             results=ResultStore(s3, resource_specs.results.name, inline_result_max_bytes),
             session=session,
+            queues=QueueStore(sqs, prefix, max_receive_count=get_settings().pool_max_receive_count),
         )
 
 
@@ -124,6 +130,7 @@ __all__ = [
     "ConcurrencyStore",
     "Dynamo",
     "LogStore",
+    "QueueStore",
     "RegistryStore",
     "ResultStore",
     "RunStore",

@@ -19,7 +19,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar, overload
 
 from runtime.backoff import Backoff
@@ -280,6 +280,17 @@ class RunStore:
                 parent_id=run.parent_flow_run_id,
                 deployment_id=run.deployment_id,
             )
+            # the claim's and the queue's fields, read by conditions and the sweep
+            if run.worker_id is not None:
+                item["worker_id"] = run.worker_id
+            if run.lease_id is not None:
+                item["lease_id"] = run.lease_id
+            if run.heartbeat_at is not None:
+                item["heartbeat_at"] = run.heartbeat_at.timestamp()
+            if run.enqueued_at is not None:
+                item["enqueued_at"] = run.enqueued_at.timestamp()
+            if run.work_pool_name is not None:
+                item["work_pool_name"] = run.work_pool_name
         else:
             item.update(parent_id=run.flow_run_id)
         if run.state.type in TERMINAL_TYPES:
@@ -475,9 +486,19 @@ class RunStore:
 
     @staticmethod
     def from_item(item: Item) -> FlowRun | TaskRun:
-        """The run stored in an item."""
+        """The run stored in an item.
+
+        A flow run's ``heartbeat_at`` and ``enqueued_at`` are item attributes
+        written without rewriting the document (:meth:`heartbeat`,
+        :meth:`mark_enqueued`): the attribute wins over the document's copy.
+        """
         if item["kind"] == "flow_run":
-            return FlowRun.model_validate_json(item["doc"])
+            run = FlowRun.model_validate_json(item["doc"])
+            for name in ("heartbeat_at", "enqueued_at"):
+                value = item.get(name)
+                if value is not None:
+                    setattr(run, name, datetime.fromtimestamp(float(value), UTC))
+            return run
         return TaskRun.model_validate_json(item["doc"])
 
     # ------------------------------------------------------------------ create
@@ -743,7 +764,7 @@ class RunStore:
             self.table.name,
             [{"id": e["id"]} for e in entries],
             ("id",),
-            projection="id, kind, #d",
+            projection="id, kind, #d, heartbeat_at, enqueued_at",
             names={"#d": "doc"},
         )
         return [None if i is None else self.from_item(i) for i in items]
@@ -794,6 +815,107 @@ class RunStore:
         back as a rejection naming the current state.
         """
         return self._transition(kind, run_id, lambda run: state, force, now, expected_version)
+
+    def claim_flow_run(
+        self,
+        run_id: str,
+        worker_id: str,
+        *,
+        lease_id: str | None = None,
+        now: datetime | None = None,
+    ) -> OrchestrationResult:
+        """Propose Running for a flow run on behalf of ``worker_id``: the claim's one write.
+
+        The rules decide as for any transition (PENDING, or a SCHEDULED run that is
+        due, may start; RUNNING -> RUNNING is a second claim, rejected; final runs
+        stay final). An accepted claim writes, in the same conditional ``UpdateItem``,
+        the run's ``worker_id``, its first ``heartbeat_at`` (``now``) and ``lease_id``
+        (the concurrency lease the caller took for it, or none). Of any number of
+        concurrent claims exactly one is accepted.
+        """
+        moment = now or utcnow()
+
+        def annotate(run: FlowRun | TaskRun) -> None:
+            assert isinstance(run, FlowRun)
+            run.worker_id = worker_id
+            run.heartbeat_at = moment
+            run.lease_id = lease_id
+
+        return self._transition(
+            "flow_run",
+            run_id,
+            lambda run: Running(),
+            False,
+            moment,
+            None,
+            annotate=annotate,
+            extra_attributes=("worker_id", "heartbeat_at", "lease_id"),
+        )
+
+    def heartbeat(self, run_id: str, worker_id: str, *, now: datetime | None = None) -> bool:
+        """Record that ``worker_id`` still runs the flow run: one conditional ``UpdateItem``.
+
+        Writes the item's numeric ``heartbeat_at`` (the document is not rewritten,
+        the version not bumped). Conditioned on the run being this worker's
+        (``worker_id``) and still in its hands: RUNNING, or CANCELLING (the worker is
+        stopping it) or PAUSED (waiting in its process). False when not: the run was
+        handed back, crashed by the sweep, claimed by another worker, or it ended.
+        """
+        moment = now or utcnow()
+        try:
+            self.db.update(
+                self.table.name,
+                {"id": run_id},
+                "SET heartbeat_at = :t",
+                condition="worker_id = :w AND state_type IN (:r, :c, :p)",
+                values={
+                    ":t": moment.timestamp(),
+                    ":w": worker_id,
+                    ":r": StateType.RUNNING.value,
+                    ":c": StateType.CANCELLING.value,
+                    ":p": StateType.PAUSED.value,
+                },
+                return_new=False,
+            )
+        except ConditionFailed:
+            return False
+        self.held.forget(run_id)
+        return True
+
+    def mark_enqueued(
+        self,
+        run_id: str,
+        state_version: int,
+        *,
+        now: datetime | None = None,
+        unless_since: datetime | None = None,
+    ) -> bool:
+        """Record that the flow run was sent to its pool's queue (``enqueued_at``).
+
+        Conditioned on the run still being at ``state_version`` (the state the
+        sender saw), and with ``unless_since`` on it not being marked at or after
+        that time already (a reservation: of two senders, one wins). False when
+        the condition failed.
+        """
+        moment = now or utcnow()
+        condition = "state_version = :v"
+        values: dict[str, Any] = {":t": moment.timestamp(), ":v": state_version}
+        if unless_since is not None:
+            condition += " AND (attribute_not_exists(enqueued_at) OR enqueued_at < :since)"
+            values[":since"] = unless_since.timestamp()
+        try:
+            self.db.update(
+                self.table.name,
+                {"id": run_id},
+                "SET enqueued_at = :t",
+                condition=condition,
+                values=values,
+                return_new=False,
+            )
+        except ConditionFailed:
+            return False
+        self.held.forget(run_id)
+        return True
 
     def cancel_flow_run(self, run_id: str, *, now: datetime | None = None) -> OrchestrationResult:
         """Cancel a flow run through the rules: Cancelled if it has not started, else Cancelling.
@@ -859,12 +981,18 @@ class RunStore:
         force: bool,
         now: datetime | None,
         expected_version: int | None,
+        *,
+        annotate: Callable[[FlowRun | TaskRun], None] | None = None,
+        extra_attributes: tuple[str, ...] = (),
     ) -> OrchestrationResult:
         """The one transition loop: decide on the run as known, write, re-decide on a loss.
 
         The run as known is the snapshot this store wrote at ``expected_version``
         (no read), else a consistent read. ``propose`` picks the state to propose
         from the run (it may depend on the run's state, as a cancellation does).
+        ``annotate`` changes other fields of an accepted new run before it is
+        written; ``extra_attributes`` names the item attributes (besides the
+        state's) the write then sets from it, or removes when it has none.
         """
         item = self.held.get(run_id, expected_version) if expected_version is not None else None
         if item is None:
@@ -877,6 +1005,8 @@ class RunStore:
             result, written, parent_check = self._decide(run, propose(run), force, now)
             if written is None:
                 return result
+            if annotate is not None:
+                annotate(written)
             try:
                 new_item = self._write_transition(
                     run,
@@ -884,6 +1014,7 @@ class RunStore:
                     item.get("history"),
                     parent_check,
                     int(item.get("history_dropped", 0)),
+                    extra_attributes,
                 )
             except ConditionFailed as lost:
                 self.held.forget(run_id)
@@ -930,6 +1061,7 @@ class RunStore:
         history: list[str] | None = None,
         parent_check: tuple[str, int] | None = None,
         history_dropped: int = 0,
+        extra_attributes: tuple[str, ...] = (),
     ) -> Item:
         """Persist an accepted transition: one UpdateItem conditioned on ``state_version``.
 
@@ -952,12 +1084,13 @@ class RunStore:
             ":hd": item.get("history_dropped", 0),
         }
         # the state's copies the item has (kind_state: flow runs; expires_at: final runs)
-        written = [a for a in STATE_ATTRIBUTES if a in item]
+        written = [a for a in (*STATE_ATTRIBUTES, *extra_attributes) if a in item]
         values.update({f":{a}": item[a] for a in written})
         update = "SET #doc = :doc, state_version = :nv, history = :h, history_dropped = :hd"
         update += "".join(f", {a} = :{a}" for a in written)
-        if "expires_at" not in item:
-            update += " REMOVE expires_at"  # back from a final state: it must not expire
+        removed = [a for a in ("expires_at", *extra_attributes) if a not in item]
+        if removed:  # expires_at: back from a final state, it must not expire
+            update += " REMOVE " + ", ".join(removed)
         if parent_check is None:
             self.db.update(
                 self.table.name,
