@@ -161,6 +161,6 @@ def resume_flow_run(
 
 def _enqueue(stores: Stores, flow_run_id: str) -> None:
     """Put a resumed suspended run back on its pool's queue (the pools' dispatch)."""
-    from runtime.services import dispatch  # type: ignore[attr-defined,unused-ignore]
+    from runtime.services import dispatch
 
     dispatch.enqueue_flow_run(stores, flow_run_id)

@@ -294,3 +294,44 @@ def test_suspending_another_run_by_id(stores: Stores, engine: DirectEngineClient
     assert keyset is not None
     schema = json.loads(json.dumps(pauses.read_flow_run_input(stores, run.id, keyset["schema"])))
     assert "approved" in schema["properties"]
+
+
+def test_resuming_a_suspended_deployment_run_puts_it_back_on_its_pool_queue(
+    stores: Stores,
+) -> None:
+    """Prefect's resume of a Suspended run schedules it "Resuming" for its worker
+    (server/api/flow_runs.py); here that is the pool's SQS queue (runtime.services.dispatch)."""
+    from runtime.models import WorkPoolCreate
+
+    stores.registry.create_work_pool(WorkPoolCreate(name="resumers"))
+    stores.queues.ensure_pool_queue("resumers")
+    deployment, _ = stores.registry.upsert_deployment(
+        DeploymentCreate(name="d", flow_name="paused", work_pool_name="resumers")
+    )
+    run = stores.runs.create_flow_run(
+        FlowRunCreate(
+            flow_name="paused",
+            state=Pending(),
+            deployment_id=deployment.id,
+            work_pool_name="resumers",
+        )
+    )
+    assert stores.runs.set_state("flow_run", run.id, Running()).accepted
+    suspended = Suspended(pause_key="1")
+    keyset = pauses.keyset_from_paused_state(suspended)
+    suspended.details.run_input_keyset = keyset
+    pauses.create_flow_run_input(stores, run.id, keyset["schema"], Approval.model_json_schema())
+    assert stores.runs.set_state("flow_run", run.id, suspended).accepted
+    assert stores.queues.receive("resumers", wait_seconds=0) == []
+
+    with pytest.raises(InvalidInput):  # nothing is sent for a refused input
+        pauses.resume_flow_run(stores, run.id, {"approved": 3})
+    assert stores.queues.receive("resumers", wait_seconds=0) == []
+
+    pauses.resume_flow_run(stores, run.id, {"approved": True})
+    (message,) = stores.queues.receive("resumers", wait_seconds=1)
+    assert message.body is not None and message.body.flow_run_id == run.id
+    after = stores.runs.read_flow_run(run.id)
+    assert after.state.type is StateType.PENDING and after.resuming
+    # the input as given (defaults are applied when the flow loads it)
+    assert pauses.read_flow_run_input(stores, run.id, keyset["response"]) == {"approved": True}
