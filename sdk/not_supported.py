@@ -108,11 +108,6 @@ _EVENTS = Gap(
     _LATER,
 )
 _ASSETS = Gap("assets and materializations", "Until then, use tasks.", _LATER)
-_BACKGROUND = Gap(
-    "background tasks (task.delay(), task workers)",
-    "Until then, use task.submit() inside a flow.",
-    _LATER,
-)
 _CLOUD = Gap(
     "it is Prefect Cloud's (workspaces, accounts, API keys, incidents, SLAs, webhooks)",
     "point STRATOFLOW_API_URL at your Stratoflow API; access is AWS IAM",
@@ -161,7 +156,6 @@ MODULES: dict[str, Gap] = {
     "sdk.events": _EVENTS,
     "sdk.automations": _EVENTS,
     "sdk.assets": _ASSETS,
-    "sdk.task_worker": _BACKGROUND,
     "sdk.cloud": _CLOUD,
     "sdk.client.cloud": _CLOUD,
     "sdk.server": _SERVER,
