@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from runtime.task_worker.worker import StopTaskWorker, TaskWorker
-from runtime.task_worker.worker import serve as _serve
+from runtime.engine.background.worker import StopTaskWorker, TaskWorker
+from runtime.engine.background.worker import serve as _serve
 
 __all__ = ["StopTaskWorker", "TaskWorker", "aserve", "serve"]
 

@@ -449,7 +449,7 @@ class Task(Generic[P, R]):
         state and loads its (always persisted) result. ``dependencies`` is accepted for
         Prefect's signature and not used.
         """
-        from runtime.task_worker.submit import submit_background
+        from runtime.engine.background.submit import submit_background
 
         parameters = bind_parameters(self.call_target, tuple(args or ()), dict(kwargs or {}))
         return submit_background(self, parameters, wait_for)

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
+from runtime.engine.background.futures import PrefectDistributedFuture
+from runtime.engine.background.queue import task_run_queue
+from runtime.engine.background.submit import PARAMETERS_KEY
+from runtime.engine.background.worker import TaskWorker, claim_task_run
 from runtime.engine.client import DirectEngineClient
 from runtime.engine.exceptions import FailedRun
 from runtime.states import ResultRef, StateType
-from runtime.task_worker.futures import PrefectDistributedFuture
-from runtime.task_worker.queue import task_run_queue
-from runtime.task_worker.submit import PARAMETERS_KEY
-from runtime.task_worker.worker import TaskWorker, claim_task_run
 from sdk import flow, task
 
 WAIT = 30.0

@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
+from runtime.engine.background.queue import TaskRunMessage, task_run_queue
 from runtime.engine.client import DirectEngineClient
 from runtime.states import StateType
 from runtime.stores import Stores
-from runtime.task_worker.queue import TaskRunMessage, task_run_queue
 from tests.conftest import Backend
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from runtime.engine.background.futures import PrefectDistributedFuture
+from runtime.engine.background.queue import TaskRunMessage, task_run_queue
 from runtime.engine.futures import PrefectFuture
 from runtime.models import RetryPolicy, TaskRunCreate, new_id
 from runtime.states import Scheduled
-from runtime.task_worker.futures import PrefectDistributedFuture
-from runtime.task_worker.queue import TaskRunMessage, task_run_queue
 
 if TYPE_CHECKING:
     from runtime.engine.tasks import Task

@@ -26,12 +26,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from runtime.engine.background.futures import PrefectDistributedFuture
+from runtime.engine.background.queue import ReceivedTaskRun, TaskRunQueue, task_run_queue
+from runtime.engine.background.submit import PARAMETERS_KEY
 from runtime.errors import NotFound
 from runtime.models import TaskRun, new_id
 from runtime.states import Failed, Pending, ResultRef, StateType
-from runtime.task_worker.futures import PrefectDistributedFuture
-from runtime.task_worker.queue import ReceivedTaskRun, TaskRunQueue, task_run_queue
-from runtime.task_worker.submit import PARAMETERS_KEY
 
 if TYPE_CHECKING:
     from runtime.engine.client import DirectEngineClient
