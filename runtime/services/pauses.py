@@ -37,6 +37,7 @@ __all__ = [
     "keyset_from_base_key",
     "keyset_from_paused_state",
     "read_flow_run_input",
+    "release_suspended",
     "resume_flow_run",
     "run_inputs",
     "validate_run_input",
@@ -157,6 +158,19 @@ def resume_flow_run(
     if result.accepted and result.state.type is StateType.SCHEDULED and run.work_pool_name:
         _enqueue(stores, run.id)
     return result
+
+
+def release_suspended(stores: Stores, flow_run_id: str) -> None:
+    """A run that just became Suspended gives its pool's and deployment's slots back.
+
+    Its process has let go of it; the claim that starts it again after the resume
+    takes them anew (``runtime.services.claims``).
+    """
+    from runtime.services.claims import release_run_lease
+
+    run = stores.runs.read_flow_run(flow_run_id)
+    if run.state.type is StateType.PAUSED and run.state.details.pause_reschedule:
+        release_run_lease(stores, run)
 
 
 def _enqueue(stores: Stores, flow_run_id: str) -> None:

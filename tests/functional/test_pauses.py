@@ -335,3 +335,31 @@ def test_resuming_a_suspended_deployment_run_puts_it_back_on_its_pool_queue(
     assert after.state.type is StateType.PENDING and after.resuming
     # the input as given (defaults are applied when the flow loads it)
     assert pauses.read_flow_run_input(stores, run.id, keyset["response"]) == {"approved": True}
+
+
+def test_a_suspended_run_gives_its_pool_slot_back(stores: Stores) -> None:
+    """Suspending "releases its worker" (Prefect's suspend_flow_run docstring): here also
+    the pool's concurrency slot the claim took, so another run of the pool can start."""
+    from runtime.models import WorkPoolCreate
+    from runtime.services import claims, flow_runs
+
+    stores.registry.create_work_pool(WorkPoolCreate(name="one-slot", concurrency_limit=1))
+    stores.queues.ensure_pool_queue("one-slot")
+    deployment, _ = stores.registry.upsert_deployment(
+        DeploymentCreate(name="d", flow_name="paused", work_pool_name="one-slot")
+    )
+
+    def new_run() -> str:
+        return stores.runs.create_flow_run(
+            FlowRunCreate(
+                flow_name="paused", deployment_id=deployment.id, work_pool_name="one-slot"
+            )
+        ).id
+
+    first, second = new_run(), new_run()
+    assert claims.claim_flow_run(stores, first, "w1").won
+    busy = claims.claim_flow_run(stores, second, "w2")
+    assert not busy.won and busy.reason == "slots busy"
+    result = flow_runs.set_run_state(stores, "flow_run", first, Suspended(pause_key="1"))
+    assert result.accepted
+    assert claims.claim_flow_run(stores, second, "w2").won
