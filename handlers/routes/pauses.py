@@ -92,7 +92,7 @@ def create_flow_run_input(
         get_stores(), id, body.key, body.value, sender=body.sender
     )
     out = FlowRunInput(flow_run_id=id, key=body.key, value=body.value)
-    return Response(status_code=201 if written else 200, body=out)
+    return Response(status_code=201 if written else 200, content_type="application/json", body=out)
 
 
 @router.get("/flow_runs/<id>/input/<key>", summary="Read a flow run input", tags=["flow runs"])

@@ -18,6 +18,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -220,3 +221,71 @@ def test_a_pause_nobody_resumes_fails_the_flow(
     assert lines["STATE"] == "FAILED"
     assert "FlowPauseTimeout" in lines["ERROR"]
     assert stores.runs.read_flow_run(run.id).state.type is StateType.FAILED
+
+
+def test_a_flow_writing_through_the_api_pauses_and_resumes(stores: Stores, api: str) -> None:
+    """The engine over ``STRATOFLOW_API_URL``: the pause stores its schema and reads its
+    input through ``/flow_runs/<id>/input``, and the resume goes through ``/resume``."""
+    import threading
+
+    import pydantic
+
+    from runtime.engine.backend import use_engine_client
+    from runtime.engine.http_engine_client import ApiEngineClient
+    from sdk import flow
+    from sdk.flow_runs import pause_flow_run
+
+    class Choice(pydantic.BaseModel):
+        option: int
+
+    @flow(name="over-the-api")
+    def choose() -> int:
+        answer = pause_flow_run(wait_for_input=Choice, timeout=600, poll_interval=1)
+        return answer.option
+
+    out: dict[str, Any] = {}
+    client = ApiEngineClient(api)
+    with use_engine_client(client):
+
+        def run() -> None:
+            out["value"] = choose()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + WAIT
+        run_id = None
+        while run_id is None and time.monotonic() < deadline:
+            page = stores.runs.list_flow_runs(FlowRunFilter(state_types=[StateType.PAUSED]))
+            run_id = page.items[0].id if page.items else None
+            time.sleep(0.05)
+        assert run_id is not None
+        with StratoflowClient(api) as http:
+            schema = http.read_flow_run_input(run_id, "paused-1-schema")
+            assert schema["required"] == ["option"]
+            with pytest.raises(InvalidInput):
+                http.resume_flow_run(run_id, {"option": "two"})
+            http.resume_flow_run(run_id, {"option": 2})
+        thread.join(WAIT)
+    client.close()
+    assert out == {"value": 2}
+
+
+def test_input_routes(stores: Stores, api: str) -> None:
+    """Prefect's ``/flow_runs/{id}/input`` routes: written once, read, deleted."""
+    from runtime.errors import AlreadyExists, NotFound
+    from runtime.models import FlowRunCreate
+
+    run = stores.runs.create_flow_run(FlowRunCreate(flow_name="inputs"))
+    with StratoflowClient(api) as http:
+        http.create_flow_run_input(run.id, "greeting", {"hello": ["world"]})
+        http.create_flow_run_input(run.id, "greeting", {"hello": ["world"]})  # a retry
+        with pytest.raises(AlreadyExists):
+            http.create_flow_run_input(run.id, "greeting", "other")
+        assert http.read_flow_run_input(run.id, "greeting") == {"hello": ["world"]}
+        http.delete_flow_run_input(run.id, "greeting")
+        with pytest.raises(NotFound):
+            http.read_flow_run_input(run.id, "greeting")
+        with pytest.raises(NotFound):
+            http.create_flow_run_input("00000000-0000-4000-8000-000000000000", "k", 1)
+        with pytest.raises(InvalidInput):
+            http.create_flow_run_input(run.id, "bad#key", 1)
