@@ -40,7 +40,7 @@ from handlers.errors import (
     describe_validation,
     error_response,
 )
-from handlers.routes import concurrency, health, registry, results, runs
+from handlers.routes import concurrency, health, pauses, registry, results, runs
 from runtime.errors import StratoflowError
 from runtime.jsonvalues import JsonValueError, loads_checked
 
@@ -103,7 +103,7 @@ def json_body(text: str) -> Any:
 
 
 app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=json_body)
-for module in (health, runs, registry, concurrency, results):
+for module in (health, runs, registry, concurrency, results, pauses):
     app.include_router(module.router)
 app.enable_swagger(path="/docs", title=API_TITLE, version=API_VERSION)
 

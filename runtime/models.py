@@ -261,6 +261,9 @@ class FlowRun(RunBase):
         description="The lease on its pool's and deployment's concurrency limits, "
         "taken by the claim (released when the run ends)",
     )
+    pause_keys: list[str] = Field(
+        default_factory=list, description="Keys of the pauses this run has taken (Prefect's)"
+    )
 
 
 class TaskRun(RunBase):

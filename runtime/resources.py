@@ -181,6 +181,17 @@ def pool_queue_spec(prefix: str, pool_name: str, *, max_receive_count: int = 5) 
     )
 
 
+def task_run_queue_spec(prefix: str, *, max_receive_count: int = 5) -> QueueSpec:
+    """The background-task queue (``task.delay()``, task workers): ``<prefix>-task-runs``."""
+    name = f"{prefix}-task-runs"
+    return QueueSpec(
+        logical_name="task_runs",
+        name=name,
+        dlq_name=f"{name}-dlq",
+        max_receive_count=max_receive_count,
+    )
+
+
 @dataclass(frozen=True)
 class ResourceSpecs:
     """Every resource of one Stratoflow installation, named from its prefix."""
@@ -195,6 +206,11 @@ class ResourceSpecs:
     def default_pool_queue(self) -> QueueSpec:
         """The ``default`` work pool's queue (created by :func:`provision`)."""
         return self.queues[f"pool:{DEFAULT_POOL}"]
+
+    @property
+    def task_run_queue(self) -> QueueSpec:
+        """The background-task queue (``task.delay()``; created by :func:`provision`)."""
+        return self.queues["task_runs"]
 
     @property
     def runs(self) -> TableSpec:
@@ -278,10 +294,11 @@ def specs(prefix: str = "stratoflow", results_bucket: str | None = None) -> Reso
         ttl_attribute="ttl_at",
     )
     default_pool = pool_queue_spec(prefix, DEFAULT_POOL)
+    task_runs = task_run_queue_spec(prefix)
     return ResourceSpecs(
         prefix=prefix,
         tables={t.logical_name: t for t in (runs, concurrency, cache, logs, registry)},
-        queues={default_pool.logical_name: default_pool},
+        queues={default_pool.logical_name: default_pool, task_runs.logical_name: task_runs},
         buckets={"results": BucketSpec("results", results_bucket or f"{prefix}-results")},
         secrets={
             "payload_key": SecretSpec(

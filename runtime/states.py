@@ -121,6 +121,8 @@ class StateDetails(BaseModel):
     pause_timeout: UtcDateTime | None = None
     pause_reschedule: bool = False
     pause_key: str | None = None
+    run_input_keyset: dict[str, str] | None = None
+    """The input keys of a pause waiting for input (Prefect's ``run_input_keyset``)."""
     transition_id: str | None = None
     untrackable_result: bool = False
     extra: dict[str, Any] = Field(default_factory=dict)

@@ -24,6 +24,14 @@ from runtime.states import State
 from sdk import not_supported as _not_supported
 from sdk.client import get_client
 from sdk.serve import serve
+from sdk.flow_runs import (
+    apause_flow_run,
+    aresume_flow_run,
+    asuspend_flow_run,
+    pause_flow_run,
+    resume_flow_run,
+    suspend_flow_run,
+)
 
 
 def _deploy(flow: Flow[..., object], *args: object, **kwargs: object) -> object:
@@ -56,10 +64,16 @@ __all__ = [
     "Task",
     "__version__",
     "allow_failure",
+    "apause_flow_run",
+    "aresume_flow_run",
+    "asuspend_flow_run",
     "flow",
     "get_client",
     "get_run_logger",
     "serve",
+    "pause_flow_run",
+    "resume_flow_run",
+    "suspend_flow_run",
     "tags",
     "task",
     "unmapped",

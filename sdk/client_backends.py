@@ -8,7 +8,7 @@ through :class:`sdk.http_client.StratoflowClient`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runtime.models import (
     CacheRecord,
@@ -23,7 +23,7 @@ from runtime.models import (
     TaskRun,
     TaskRunFilter,
 )
-from runtime.services import flow_runs, pages
+from runtime.services import flow_runs, pages, pauses
 from runtime.states import State
 
 if TYPE_CHECKING:
@@ -75,6 +75,18 @@ class ClientBackend(Protocol):
         self, flow_run_id: str, state: State, force: bool
     ) -> OrchestrationResult:
         """Propose a flow-run state: what the rules decided (a refusal is a result)."""
+
+    def resume_flow_run(
+        self, flow_run_id: str, run_input: dict[str, Any] | None
+    ) -> OrchestrationResult: ...
+
+    def create_flow_run_input(
+        self, flow_run_id: str, key: str, value: Any, sender: str | None
+    ) -> None: ...
+
+    def read_flow_run_input(self, flow_run_id: str, key: str) -> Any: ...
+
+    def delete_flow_run_input(self, flow_run_id: str, key: str) -> None: ...
 
     def read_task_run(self, task_run_id: str) -> TaskRun:
         """One task run (NotFound if absent)."""
@@ -156,6 +168,26 @@ class StoresBackend:
     ) -> OrchestrationResult:
         """Propose a flow-run state: what the rules decided (a refusal is a result)."""
         return flow_runs.set_run_state(self.stores, "flow_run", flow_run_id, state, force=force)
+
+    def resume_flow_run(
+        self, flow_run_id: str, run_input: dict[str, Any] | None
+    ) -> OrchestrationResult:
+        """Resume a paused flow run (``runtime.services.pauses``)."""
+        return pauses.resume_flow_run(self.stores, flow_run_id, run_input)
+
+    def create_flow_run_input(
+        self, flow_run_id: str, key: str, value: Any, sender: str | None
+    ) -> None:
+        """Store one flow run input (written once per key)."""
+        pauses.create_flow_run_input(self.stores, flow_run_id, key, value, sender=sender)
+
+    def read_flow_run_input(self, flow_run_id: str, key: str) -> Any:
+        """One flow run input, decoded (NotFound when absent)."""
+        return pauses.read_flow_run_input(self.stores, flow_run_id, key)
+
+    def delete_flow_run_input(self, flow_run_id: str, key: str) -> None:
+        """Remove one flow run input."""
+        pauses.delete_flow_run_input(self.stores, flow_run_id, key)
 
     def read_task_run(self, task_run_id: str) -> TaskRun:
         """One task run (NotFound if absent)."""
@@ -256,6 +288,26 @@ class HttpBackend:
     ) -> OrchestrationResult:
         """``POST /flow_runs/{id}/set_state`` (a 409 refusal comes back as the result)."""
         return self.api.set_flow_run_state(flow_run_id, state, force=force)
+
+    def resume_flow_run(
+        self, flow_run_id: str, run_input: dict[str, Any] | None
+    ) -> OrchestrationResult:
+        """``POST /flow_runs/{id}/resume``."""
+        return self.api.resume_flow_run(flow_run_id, run_input)
+
+    def create_flow_run_input(
+        self, flow_run_id: str, key: str, value: Any, sender: str | None
+    ) -> None:
+        """``POST /flow_runs/{id}/input``."""
+        self.api.create_flow_run_input(flow_run_id, key, value, sender)
+
+    def read_flow_run_input(self, flow_run_id: str, key: str) -> Any:
+        """``GET /flow_runs/{id}/input/{key}``."""
+        return self.api.read_flow_run_input(flow_run_id, key)
+
+    def delete_flow_run_input(self, flow_run_id: str, key: str) -> None:
+        """``DELETE /flow_runs/{id}/input/{key}``."""
+        self.api.delete_flow_run_input(flow_run_id, key)
 
     def read_task_run(self, task_run_id: str) -> TaskRun:
         """``GET /task_runs/{id}``."""

@@ -1,7 +1,7 @@
 """``sdk.exceptions``: what flow authors may catch (Prefect's ``prefect.exceptions``).
 
 ``PrefectException`` is Stratoflow's base exception under Prefect's name. Names of
-features that later phases bring (pause/suspend, deployments, blocks) raise a
+features that later phases bring (deployments, blocks) raise a
 :class:`~sdk.not_supported.PlannedFeatureError` on import that names the phase.
 """
 
@@ -11,11 +11,15 @@ from runtime.engine.exceptions import (
     ConcurrencySlotAcquisitionError,
     CrashedRun,
     FailedRun,
+    FlowPauseTimeout,
     MappingLengthMismatch,
     MappingMissingIterable,
     MissingResult,
+    NotPausedError,
     ParameterBindError,
     ParameterTypeError,
+    Pause,
+    PausedRun,
     SignatureMismatchError,
     StratoflowException,
     UnfinishedRun,
@@ -38,14 +42,18 @@ __all__ = [
     "ConcurrencySlotAcquisitionError",
     "CrashedRun",
     "FailedRun",
+    "FlowPauseTimeout",
     "MappingLengthMismatch",
     "MappingMissingIterable",
     "MissingContextError",
     "MissingResult",
+    "NotPausedError",
     "ObjectAlreadyExists",
     "ObjectNotFound",
     "ParameterBindError",
     "ParameterTypeError",
+    "Pause",
+    "PausedRun",
     "PrefectException",
     "SignatureMismatchError",
     "StratoflowException",

@@ -43,6 +43,7 @@ from runtime.models import (
     DeploymentUpdate,
     FlowRun,
     FlowSummary,
+    OrchestrationResult,
     Page,
     WorkPool,
     WorkPoolCreate,
@@ -64,6 +65,37 @@ class StratoflowClient(HttpApi):
 
     def __enter__(self) -> StratoflowClient:
         return self
+
+    # ------------------------------------------------------------------ pauses and inputs
+
+    def resume_flow_run(
+        self, flow_run_id: str, run_input: dict[str, Any] | None = None
+    ) -> OrchestrationResult:
+        """``POST /flow_runs/{id}/resume``: 422 (ValidationError) on input the run refuses."""
+        body = self._call(
+            "POST", f"/flow_runs/{segment(flow_run_id)}/resume", json_body={"run_input": run_input}
+        )
+        return OrchestrationResult.model_validate(body)
+
+    def create_flow_run_input(
+        self, flow_run_id: str, key: str, value: Any, sender: str | None = None
+    ) -> None:
+        """``POST /flow_runs/{id}/input`` (a value is written once per key)."""
+        self._call(
+            "POST",
+            f"/flow_runs/{segment(flow_run_id)}/input",
+            json_body={"key": key, "value": value, "sender": sender},
+            idempotent=True,
+        )
+
+    def read_flow_run_input(self, flow_run_id: str, key: str) -> Any:
+        """``GET /flow_runs/{id}/input/{key}``: the decoded value (NotFound when absent)."""
+        body = self._call("GET", f"/flow_runs/{segment(flow_run_id)}/input/{segment(key)}")
+        return body["value"]
+
+    def delete_flow_run_input(self, flow_run_id: str, key: str) -> None:
+        """``DELETE /flow_runs/{id}/input/{key}``."""
+        self._call("DELETE", f"/flow_runs/{segment(flow_run_id)}/input/{segment(key)}")
 
     # ------------------------------------------------------------------ pagination
 

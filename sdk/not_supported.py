@@ -6,7 +6,7 @@ name that Stratoflow does not provide. Instead of a bare ``ModuleNotFoundError``
 
 * :class:`PlannedFeatureError` for a feature a later phase of the plan brings
   (deployments and workers, schedules, blocks, variables, artifacts, events,
-  automations, pause/suspend), naming that phase;
+  automations), naming that phase;
 * :class:`NotSupportedError` for a name that will not be supported (Prefect Cloud,
   Prefect's own server, profiles), saying what to use instead.
 
@@ -85,9 +85,10 @@ _SCHEDULES = Gap(
     "Until then, run flows from your own scheduler (cron, EventBridge) calling the flow.",
     _PHASE_6,
 )
-_PAUSE = Gap(
-    "pause_flow_run, suspend_flow_run, resume_flow_run and run inputs",
-    "Until then, split the work into two flows.",
+_INPUT_MESSAGES = Gap(
+    "flow-to-flow messages (send_input, receive_input, filter_flow_run_input)",
+    "Until then, pass input on resume (resume_flow_run(id, run_input=...)) or use "
+    "sdk.input.create_flow_run_input/read_flow_run_input with known keys.",
     _LATER,
 )
 _BLOCKS = Gap(
@@ -107,11 +108,6 @@ _EVENTS = Gap(
     _LATER,
 )
 _ASSETS = Gap("assets and materializations", "Until then, use tasks.", _LATER)
-_BACKGROUND = Gap(
-    "background tasks (task.delay(), task workers)",
-    "Until then, use task.submit() inside a flow.",
-    _LATER,
-)
 _CLOUD = Gap(
     "it is Prefect Cloud's (workspaces, accounts, API keys, incidents, SLAs, webhooks)",
     "point STRATOFLOW_API_URL at your Stratoflow API; access is AWS IAM",
@@ -152,8 +148,6 @@ MODULES: dict[str, Gap] = {
     "sdk.workers": _DEPLOYMENTS,
     "sdk.bundles": _DEPLOYMENTS,
     "sdk.docker": _DEPLOYMENTS,
-    "sdk.flow_runs": _PAUSE,
-    "sdk.input": _PAUSE,
     "sdk.schedules": _SCHEDULES,
     "sdk.blocks": _BLOCKS,
     "sdk.variables": _VARIABLES,
@@ -161,7 +155,6 @@ MODULES: dict[str, Gap] = {
     "sdk.events": _EVENTS,
     "sdk.automations": _EVENTS,
     "sdk.assets": _ASSETS,
-    "sdk.task_worker": _BACKGROUND,
     "sdk.cloud": _CLOUD,
     "sdk.client.cloud": _CLOUD,
     "sdk.server": _SERVER,
@@ -184,12 +177,6 @@ NAMES: dict[str, dict[str, Gap]] = {
     "sdk": {
         "aserve": _DEPLOYMENTS,
         "deploy": _DEPLOYMENTS,
-        "pause_flow_run": _PAUSE,
-        "apause_flow_run": _PAUSE,
-        "suspend_flow_run": _PAUSE,
-        "asuspend_flow_run": _PAUSE,
-        "resume_flow_run": _PAUSE,
-        "aresume_flow_run": _PAUSE,
     },
     "sdk.deployments": {"run_deployment": _DEPLOYMENTS},
     "sdk.filesystems": {
@@ -201,11 +188,15 @@ NAMES: dict[str, dict[str, Gap]] = {
         "ReadableDeploymentStorage": _DEPLOYMENTS,
         "WritableDeploymentStorage": _DEPLOYMENTS,
     },
+    "sdk.input": {
+        "send_input": _INPUT_MESSAGES,
+        "asend_input": _INPUT_MESSAGES,
+        "receive_input": _INPUT_MESSAGES,
+        "filter_flow_run_input": _INPUT_MESSAGES,
+        "afilter_flow_run_input": _INPUT_MESSAGES,
+        "GetInputHandler": _INPUT_MESSAGES,
+    },
     "sdk.exceptions": {
-        "PausedRun": _PAUSE,
-        "Pause": _PAUSE,
-        "NotPausedError": _PAUSE,
-        "FlowPauseTimeout": _PAUSE,
         "FlowRunWaitTimeout": _DEPLOYMENTS,
         "FlowRunWatchError": _DEPLOYMENTS,
         "InfrastructureError": _DEPLOYMENTS,

@@ -35,6 +35,8 @@ class FlowRunContext:
     client: EngineClient
     executor: ThreadPoolExecutor
     log_prints: bool = False
+    observed_flow_pauses: dict[str, int] = field(default_factory=dict)
+    """Pauses this attempt has taken so far (the default pause key counts them, as Prefect's)."""
     _dynamic_keys: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _active: set[Any] = field(default_factory=set)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class StratoflowException(Exception):
     """Base of the engine's exceptions."""
@@ -61,3 +63,32 @@ class MappingLengthMismatch(StratoflowException, ValueError):
 
 class MappingMissingIterable(StratoflowException, ValueError):
     """``task.map()`` got no iterable argument to map over."""
+
+
+class PausedRun(StratoflowException):
+    """The result of a paused run was asked for (Prefect's ``PausedRun``)."""
+
+    def __init__(self, *args: Any, state: Any = None) -> None:
+        super().__init__(*args)
+        self.state = state
+
+
+class NotPausedError(StratoflowException):
+    """A run that is not paused was asked to resume (Prefect's ``NotPausedError``)."""
+
+
+class FlowPauseTimeout(StratoflowException):
+    """A pause was never resumed within its timeout (Prefect's ``FlowPauseTimeout``)."""
+
+
+class Pause(BaseException):
+    """A flow run suspended itself: its process stops the run without ending it.
+
+    Prefect's ``Pause`` signal: a ``BaseException`` (``except Exception`` in user code
+    does not swallow it). The flow engine proposes no state when it sees it: the run
+    stays Suspended until ``resume_flow_run`` sends it back to its work pool.
+    """
+
+    def __init__(self, *args: Any, state: Any = None) -> None:
+        super().__init__(*args)
+        self.state = state

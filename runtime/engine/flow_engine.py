@@ -24,6 +24,7 @@ from runtime.engine.context import (
     with_current_tags,
 )
 from runtime.engine.driver import Call, Lifecycle, Sleep, drive_async, drive_sync
+from runtime.engine.exceptions import Pause
 from runtime.engine.inputs import resolve
 from runtime.engine.results import persist_value
 from runtime.engine.return_states import (
@@ -269,6 +270,12 @@ class FlowRunEngine:
                 executor.shutdown(wait=False, cancel_futures=True)
                 raise
             error = outcome.error
+            if isinstance(error, Pause):  # suspended: the run stays Suspended, nothing proposed
+                executor.shutdown(wait=True)
+                self._stop_watching()
+                self._ended = True
+                self._flush_quietly()
+                raise error
             if isinstance(error, INTERRUPTS):
                 executor.shutdown(wait=False, cancel_futures=True)
                 raise error  # lifecycle() crashes the run and its task runs

@@ -15,6 +15,7 @@ from runtime.engine.exceptions import (
     CrashedRun,
     FailedRun,
     MissingResult,
+    PausedRun,
     UnfinishedRun,
 )
 from runtime.local_results import LocalResultStorage, is_local_ref, load_local_result
@@ -123,4 +124,6 @@ def state_result(state: State, raise_on_failure: bool = True) -> Any:
         if raise_on_failure:
             raise exc
         return state.data if state.has_data and state.data is not None else exc
+    if state.type is StateType.PAUSED:  # not final, and no result (Prefect's PausedRun)
+        raise PausedRun("Run is paused, its result is not available.", state=state)
     raise UnfinishedRun(f"the run is {state.name}, not finished: it has no result yet")

@@ -435,6 +435,29 @@ class Task(Generic[P, R]):
         executor.submit(ctx.run, work)
         return future
 
+    def apply_async(
+        self,
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        wait_for: Iterable[PrefectFuture[Any]] | None = None,
+        dependencies: dict[str, Any] | None = None,
+    ) -> PrefectFuture[R]:
+        """Create a task run for a task worker (``sdk.task_worker.serve``); returns its future.
+
+        Prefect's background tasks: the run waits SCHEDULED on the task-run queue until a
+        task worker serving this task claims it; ``future.result()`` waits for its final
+        state and loads its (always persisted) result. ``dependencies`` is accepted for
+        Prefect's signature and not used.
+        """
+        from runtime.engine.background.submit import submit_background
+
+        parameters = bind_parameters(self.call_target, tuple(args or ()), dict(kwargs or {}))
+        return submit_background(self, parameters, wait_for)
+
+    def delay(self, *args: Any, **kwargs: Any) -> PrefectFuture[R]:
+        """``apply_async(args, kwargs)`` with the task's own calling convention."""
+        return self.apply_async(args, kwargs)
+
     def map(self, *args: Any, **kwargs: Any) -> PrefectFutureList[R]:
         """Submit one run per element of the iterable arguments (``unmapped`` ones repeat)."""
         if kwargs.pop("return_state", False):

@@ -102,31 +102,65 @@ class EnsureOnlyScheduledMarkedLate(Rule):
 
 
 class HandlePausing(Rule):
-    """Only a RUNNING run may pause (Paused keeps the process; Suspended lets it exit)."""
+    """Only a RUNNING run may pause, once per pause key; only a deployment's top run suspends.
+
+    Prefect's ``HandlePausingFlows``: no state yet aborts; a run not RUNNING is
+    rejected; a key the run has paused on already is rejected ("has already fired":
+    a suspended run started again from the beginning passes its pause); a Suspended
+    state (``pause_reschedule``) aborts for a subflow or a run without a deployment,
+    since only a worker can start the run again.
+    """
 
     TO_STATES = (S.PAUSED,)
 
     def before_transition(self, ctx: OrchestrationContext) -> None:
+        verb = "suspend" if ctx.proposed.name == "Suspended" else "pause"
+        if ctx.initial is None:
+            ctx.abort(f"Cannot {verb} flows with no state.")
+            return
         if ctx.initial_type is not S.RUNNING:
-            ctx.reject(f"only Running runs can pause, not {_label(ctx.initial)}")
+            ctx.reject(f"Cannot {verb} flows that are not currently running.")
+            return
+        key = ctx.proposed.details.pause_key
+        if key is not None and key in ctx.run.pause_keys:
+            ctx.reject(f"This {verb} has already fired.")
+            return
+        if ctx.proposed.details.pause_reschedule and ctx.run.kind == "flow_run":
+            if ctx.run.is_subflow:
+                ctx.abort(f"Cannot {verb} subflows.")
+            elif not ctx.run.has_deployment:
+                ctx.abort(f"Cannot {verb} flows without a deployment.")
 
 
 class HandleResuming(Rule):
-    """How a PAUSED run leaves: Paused resumes to RUNNING, Suspended to SCHEDULED.
+    """How a PAUSED run leaves (Prefect's ``HandleResumingPausedFlows``).
 
-    A pause whose timeout has passed cannot resume: the run is failed instead.
+    Only to RUNNING, SCHEDULED or a final state; Paused resumes to RUNNING (in the
+    process that paused it), Suspended to SCHEDULED (Resuming: a worker starts it
+    again), and only with a deployment. A pause whose timeout has passed cannot
+    resume: the run is failed instead.
     """
 
     FROM_STATES = (S.PAUSED,)
-    TO_STATES = (S.RUNNING, S.SCHEDULED, S.PENDING)
+    TO_STATES = tuple(t for t in StateType if t not in TERMINAL_TYPES)
 
     def before_transition(self, ctx: OrchestrationContext) -> None:
         assert ctx.initial is not None
+        if ctx.proposed_type not in (S.RUNNING, S.SCHEDULED, S.PENDING):
+            ctx.reject(
+                f"This run cannot transition to the {ctx.proposed_type.value} state from "
+                f"the {ctx.initial.type.value} state."
+            )
+            return
         details = ctx.initial.details
+        label = ctx.initial.name.lower()
+        if details.pause_reschedule and ctx.run.kind == "flow_run" and not ctx.run.has_deployment:
+            ctx.reject(f"Cannot reschedule a {label} flow run without a deployment.")
+            return
         if details.pause_timeout is not None and details.pause_timeout <= ctx.now:
             ctx.rewrite(
-                Failed(message="The pause timed out before the run was resumed."),
-                "pause timed out",
+                Failed(message=f"The flow was {label} and never resumed."),
+                "the pause timed out and can no longer resume",
             )
             return
         if details.pause_reschedule and ctx.proposed_type is not S.SCHEDULED:
@@ -295,7 +329,8 @@ def run_field_updates(
     attempt, so it uses up no retry); a terminal state sets ``end_time`` and a
     rerun out of one clears it; leaving RUNNING adds the elapsed time to
     ``total_run_time``; entering Resuming sets the ``resuming`` flag that the next
-    RUNNING clears. Returns the fields to set (``run_count`` as an increment).
+    RUNNING clears; entering PAUSED records the pause key. Returns the fields to set
+    (``run_count`` as an increment).
     """
     updates: _GlobalFields = {}
     if accepted.type is S.RUNNING:
@@ -315,4 +350,6 @@ def run_field_updates(
         updates["run_time_increment"] = max(0.0, (now - initial.timestamp).total_seconds())
     if accepted.type is S.SCHEDULED:
         updates["next_scheduled_start_time"] = accepted.details.scheduled_time
+    if accepted.type is S.PAUSED and accepted.details.pause_key is not None:
+        updates["pause_key"] = accepted.details.pause_key
     return updates

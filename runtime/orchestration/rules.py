@@ -39,6 +39,10 @@ class RunView:
     flow_run_state: State | None = None
     """For task runs inside a flow: the enclosing flow run's current state."""
     has_deployment: bool = False
+    is_subflow: bool = False
+    """A flow run started by a task of another flow run (it cannot be suspended)."""
+    pause_keys: frozenset[str] = frozenset()
+    """Keys of the pauses the run has taken: a pause fires once per key."""
     resuming: bool = False
     """True between a suspended run's Resuming state and its next RUNNING."""
 

@@ -47,6 +47,9 @@ def apply_transition(
             retry_jitter_factor=run.empirical_policy.retry_jitter_factor,
             flow_run_state=flow_run_state,
             has_deployment=isinstance(run, FlowRun) and run.deployment_id is not None,
+            is_subflow=isinstance(run, FlowRun)
+            and (run.parent_flow_run_id or run.parent_task_run_id) is not None,
+            pause_keys=frozenset(run.pause_keys) if isinstance(run, FlowRun) else frozenset(),
             resuming=run.resuming,
         ),
         now=now,
@@ -77,6 +80,9 @@ def apply_transition(
     new.end_time = updates.get("end_time", new.end_time)
     new.resuming = updates.get("resuming", new.resuming)
     new.total_run_time += updates.get("run_time_increment", 0.0)
+    pause_key = updates.get("pause_key")
+    if pause_key is not None and isinstance(run, FlowRun):
+        new.pause_keys = [*run.pause_keys, pause_key]  # type: ignore[union-attr]
     if "next_scheduled_start_time" in updates:
         new.next_scheduled_start_time = updates["next_scheduled_start_time"]
     accepted = OrchestrationResult.model_construct(

@@ -109,6 +109,10 @@ def set_run_state(
     result = stores.runs.set_state(
         kind, run_id, state, force=force, expected_version=expected_version
     )
+    if kind == "flow_run" and result.accepted and result.state.details.pause_reschedule:
+        from runtime.services.pauses import release_suspended
+
+        release_suspended(stores, run_id)  # a suspended run holds no slot while it waits
     return raise_if_refused(result) if raise_on_reject else result
 
 

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from runtime.models import FlowRun, LogRecord, OrchestrationResult
     from runtime.states import State
 
-app = typer.Typer(help="Flow runs: list, inspect, logs, cancel, set state.", no_args_is_help=True)
+app = typer.Typer(
+    help="Flow runs: list, inspect, logs, cancel, resume, set state.", no_args_is_help=True
+)
 
 
 def state_name(name: str) -> str:
@@ -270,4 +272,32 @@ def set_state(
     """Propose a state for a flow run (the orchestration rules decide unless --force)."""
     new_state = make_state(state, message)
     result = connect(api_url).set_flow_run_state(flow_run_id, new_state, force=force)
+    report(flow_run_id, result, json_output)
+
+
+@app.command("resume")
+@api_command
+def resume(
+    flow_run_id: Annotated[str, typer.Argument(metavar="ID", help="The flow run's id.")],
+    input_json: Annotated[
+        str | None,
+        typer.Option("--input", help="The input the paused run waits for, as a JSON object."),
+    ] = None,
+    json_output: Json = False,
+    api_url: ApiUrl = None,
+) -> None:
+    """Resume a paused flow run (a suspended one goes back to its work pool's queue)."""
+    import json
+
+    run_input = None
+    if input_json is not None:
+        try:
+            run_input = json.loads(input_json)
+        except ValueError as exc:
+            usage_error(f"--input is not JSON: {exc}")
+        if not isinstance(run_input, dict):
+            usage_error("--input must be a JSON object")
+    result = connect(api_url).resume_flow_run(flow_run_id, run_input)
+    if result.accepted and result.state.type.value == "FAILED":
+        fail(f"the pause timed out: flow run {flow_run_id} can no longer resume and is now Failed")
     report(flow_run_id, result, json_output)

@@ -337,6 +337,41 @@ class SyncClient:
         """Propose a state for a flow run (the rules decide unless ``force``)."""
         return self.backend.set_flow_run_state(str(flow_run_id), state, force)
 
+    def resume_flow_run(
+        self, flow_run_id: str | UUID, run_input: dict[str, Any] | None = None
+    ) -> OrchestrationResult:
+        """Resume a paused flow run (Prefect's ``client.resume_flow_run``).
+
+        A Paused run goes back to Running (its process carries on), a Suspended one to
+        Scheduled "Resuming" and back onto its work pool's queue. ``run_input`` is
+        validated against the input the run waits for: a bad one raises InvalidInput
+        naming the field and the run stays paused. A run that is not paused raises
+        TransitionRejected; a pause that timed out comes back as a Failed state.
+        """
+        return self.backend.resume_flow_run(str(flow_run_id), run_input)
+
+    def create_flow_run_input(
+        self, flow_run_id: str | UUID, key: str, value: str, sender: str | None = None
+    ) -> None:
+        """Store a flow run input: ``value`` is JSON text, as Prefect's client takes it."""
+        import json
+
+        self.backend.create_flow_run_input(str(flow_run_id), key, json.loads(value), sender)
+
+    def read_flow_run_input(self, flow_run_id: str | UUID, key: str) -> str:
+        """A flow run input as JSON text (ObjectNotFound when absent), as Prefect's client."""
+        import json
+
+        try:
+            value = self.backend.read_flow_run_input(str(flow_run_id), key)
+        except NotFound as exc:
+            raise ObjectNotFound(exc.message) from None
+        return json.dumps(value)
+
+    def delete_flow_run_input(self, flow_run_id: str | UUID, key: str) -> None:
+        """Remove a flow run input."""
+        self.backend.delete_flow_run_input(str(flow_run_id), key)
+
     def read_task_run(self, task_run_id: str) -> TaskRun:
         """One task run."""
         try:

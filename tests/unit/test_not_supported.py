@@ -30,9 +30,8 @@ from sdk.not_supported import MODULES, NotSupportedError, PlannedFeatureError
         ("from sdk.events import emit_event", "later phase"),
         ("from sdk.automations import Automation", "later phase"),
         ("from sdk import deploy", "phase 5"),
-        ("from sdk import pause_flow_run", "later phase"),
-        ("from sdk.flow_runs import suspend_flow_run", "later phase"),
-        ("from sdk.exceptions import PausedRun", "later phase"),
+        ("from sdk.input import send_input", "later phase"),
+        ("from sdk.input import receive_input", "later phase"),
     ],
 )
 def test_planned_features_name_their_phase(statement: str, phase: str) -> None:

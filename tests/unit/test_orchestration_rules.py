@@ -115,6 +115,8 @@ class St:
     """pause_timeout = NOW + timeout (PAUSED states)."""
     tid: str | None = None
     retriable: bool = True
+    key: str | None = None
+    """pause_key (PAUSED states)."""
 
     @property
     def type(self) -> StateType:
@@ -135,6 +137,8 @@ class St:
             state.details.pause_timeout = at(self.timeout)
         state.details.transition_id = self.tid
         state.details.retriable = self.retriable
+        if self.key is not None:
+            state.details.pause_key = self.key
         assert state.name == self.name and state.type is self.type
         return state
 
@@ -483,13 +487,37 @@ class TestHandlePausing:
     RULE = HandlePausing
     CASES = [
         row(St("Running"), St("Paused"), accepted(), accepted("Paused")),
-        row(St("Running"), St("Suspended"), accepted(), accepted("Suspended")),
+        row(St("Running"), St("Suspended"), accepted(), accepted("Suspended"), has_deployment=True),
         row(St("Retrying"), St("Paused"), accepted(), accepted("Paused")),
-        row(None, St("Paused"), rejected("pause"), rejected("pause")),
+        # Prefect's HandlePausingFlows: no state aborts (core_policy.py)
+        row(None, St("Paused"), aborted("no state"), aborted("no state")),
+        # a pause key fires once: a suspended run started again passes its pause
+        row(
+            St("Running"),
+            St("Paused", key="1"),
+            rejected("already fired"),
+            rejected("already fired"),
+            pause_keys=frozenset({"1"}),
+        ),
+        row(
+            St("Running"),
+            St("Paused", key="2"),
+            accepted(),
+            accepted("Paused"),
+            pause_keys=frozenset({"1"}),
+        ),
+        row(
+            St("Running"),
+            St("Suspended", key="1"),
+            rejected("already fired"),
+            rejected("already fired"),
+            pause_keys=frozenset({"1"}),
+            has_deployment=True,
+        ),
         row(St("Scheduled"), St("Paused"), rejected("pause"), rejected("pause")),
         row(St("Pending"), St("Paused"), rejected("pause"), rejected("pause")),
         row(St("Paused"), St("Paused"), rejected("pause"), rejected("pause")),
-        row(St("Suspended"), St("Suspended"), rejected("pause"), rejected("pause")),
+        row(St("Suspended"), St("Suspended"), rejected("suspend"), rejected("suspend")),
         row(St("Cancelling"), St("Paused"), rejected("pause"), rejected("Cancelling")),
         row(St("Completed"), St("Paused"), rejected("pause"), rejected("terminal")),
         row(St("Running"), St("Completed"), None, accepted("Completed")),
@@ -516,20 +544,20 @@ class TestHandleResuming:
         row(St("Paused"), St("Scheduled"), rejected("Running"), rejected("Running"),
             run_count=1),
         row(St("Suspended"), St("Resuming"), accepted("Resuming"), accepted("Resuming"),
-            run_count=1),
+            run_count=1, has_deployment=True),
         row(St("Suspended", timeout=60), St("Resuming", at=30), accepted("Resuming", at=30),
-            accepted("Resuming", at=30), run_count=1),
+            accepted("Resuming", at=30), run_count=1, has_deployment=True),
         row(St("Suspended"), St("Running"), rejected("rescheduled"), rejected("rescheduled"),
-            run_count=1),
+            run_count=1, has_deployment=True),
         # An expired pause cannot resume: the run is failed instead (timeout == now is expired).
         row(St("Paused", timeout=-1), St("Running"), accepted("Failed"), accepted("Failed"),
             run_count=1),
         row(St("Paused", timeout=0), St("Running"), accepted("Failed"), accepted("Failed"),
             run_count=1),
         row(St("Suspended", timeout=-1), St("Resuming"), accepted("Failed"), accepted("Failed"),
-            run_count=1),
+            run_count=1, has_deployment=True),
         row(St("Suspended", timeout=-1), St("Running"), accepted("Failed"), accepted("Failed"),
-            run_count=1, retries=3),
+            run_count=1, retries=3, has_deployment=True),
         # PAUSED -> PENDING: PreventPendingTransitions answers before this rule.
         row(St("Paused"), St("Pending"), rejected("Running"), rejected("Pending again"),
             run_count=1),
@@ -537,6 +565,9 @@ class TestHandleResuming:
             rejected("Pending again"), run_count=1),
         # Late is refused by the Late rule, which runs earlier.
         row(St("Paused"), St("Late"), rejected("Running"), rejected("Late"), run_count=1),
+        # only to RUNNING, SCHEDULED or a final state
+        row(St("Paused"), St("Cancelling"), rejected("cannot transition"),
+            rejected("cannot transition"), run_count=1),
         # Ending a paused run is not resuming.
         row(St("Paused"), St("Cancelled"), None, accepted("Cancelled"), run_count=1),
         row(St("Paused", timeout=-1), St("Cancelled"), None, accepted("Cancelled"), run_count=1),
@@ -551,6 +582,27 @@ class TestHandleResuming:
     @pytest.mark.parametrize("policy", POLICIES)
     def test_policy(self, policy, initial, proposed, alone, expected, run):
         check_policy(policy, initial, proposed, expected, run)
+
+
+class TestSuspendNeedsADeployment:
+    """Flow runs only (core_policy.py HandlePausingFlows / HandleResumingPausedFlows):
+    only a worker can start a suspended run again, so suspending (and resuming a
+    suspended run) needs a deployment, and a subflow cannot suspend."""
+
+    CASES = [
+        row(St("Running"), St("Suspended"), aborted("without a deployment"),
+            aborted("without a deployment"), id="suspend-no-deployment"),
+        row(St("Running"), St("Suspended"), aborted("subflows"), aborted("subflows"),
+            has_deployment=True, is_subflow=True, id="suspend-subflow"),
+        row(St("Suspended"), St("Resuming"), rejected("without a deployment"),
+            rejected("without a deployment"), run_count=1, id="resume-no-deployment"),
+    ]  # fmt: skip
+
+    @pytest.mark.parametrize(FIELDS, CASES)
+    def test_flow_policy(self, initial, proposed, alone, expected, run):
+        rule = HandleResuming if initial.type is S.PAUSED else HandlePausing
+        check_rule_alone(rule, initial, proposed, alone, run)
+        check_policy(FLOW_POLICY, initial, proposed, expected, run)
 
 
 def _flow_state_cases() -> list[Any]:
@@ -852,8 +904,8 @@ class TestRunFieldUpdates:
             pytest.param(St("Running"), St("AwaitingRetry", at=10), START,
                          {"run_time_increment": 30.0, "next_scheduled_start_time": at(10)},
                          id="Running->AwaitingRetry"),
-            pytest.param(St("Running"), St("Paused"), START, {"run_time_increment": 30.0},
-                         id="Running->Paused"),
+            pytest.param(St("Running"), St("Paused", key="k"), START,
+                         {"run_time_increment": 30.0, "pause_key": "k"}, id="Running->Paused"),
             pytest.param(St("Pending"), St("Crashed"), None, {"end_time": NOW},
                          id="Pending->Crashed"),
             pytest.param(St("Cancelling"), St("Cancelled"), START, {"end_time": NOW},
