@@ -371,6 +371,8 @@ class ConcurrencyOptions(StrictModel):
     """A deployment's concurrency options (Prefect 3's ``ConcurrencyOptions``)."""
 
     collision_strategy: ConcurrencyLimitStrategy = ConcurrencyLimitStrategy.ENQUEUE
+
+
 class BundleRef(StrictModel):
     """Where a deployment's code bundle lives: an S3 object named by its content hash."""
 

@@ -23,7 +23,6 @@ from runtime.engine.tasks import Task, task
 from runtime.states import State
 from sdk import not_supported as _not_supported
 from sdk.client import get_client
-from sdk.serve import serve
 from sdk.flow_runs import (
     apause_flow_run,
     aresume_flow_run,
@@ -32,6 +31,7 @@ from sdk.flow_runs import (
     resume_flow_run,
     suspend_flow_run,
 )
+from sdk.serve import serve
 
 
 def _deploy(flow: Flow[..., object], *args: object, **kwargs: object) -> object:
@@ -70,9 +70,9 @@ __all__ = [
     "flow",
     "get_client",
     "get_run_logger",
-    "serve",
     "pause_flow_run",
     "resume_flow_run",
+    "serve",
     "suspend_flow_run",
     "tags",
     "task",
