@@ -1,16 +1,25 @@
 # From Prefect 3's documentation, how-to-guides/deployments/run-deployments ("Run a
 # deployment from Python"), with the imports changed (`prefect` -> `sdk`). Trimmed for
-# a program with no worker: the deployment is registered through the stores first (the
-# page assumes one exists; `flow.deploy` does that in Stratoflow too), and every call
-# returns at once (`timeout=0`): the docs' waiting calls would wait for a worker.
+# a program with no worker: the work pool and the deployment are registered through the
+# stores first (the page assumes both exist; `flow.deploy` does that in Stratoflow too),
+# and every call returns at once (`timeout=0`): the docs' waiting calls would wait for a
+# worker.
 from datetime import datetime, timedelta
 
 from runtime.engine.backend import connect_stores
 from runtime.models import DeploymentCreate
+from runtime.services.work_pools import ensure_work_pool
 from sdk.deployments import run_deployment
 
-connect_stores().registry.upsert_deployment(
-    DeploymentCreate(name="my-deployment", flow_name="my-flow", enforce_parameter_schema=False)
+stores = connect_stores()
+ensure_work_pool(stores, "default")
+stores.registry.upsert_deployment(
+    DeploymentCreate(
+        name="my-deployment",
+        flow_name="my-flow",
+        work_pool_name="default",
+        enforce_parameter_schema=False,
+    )
 )
 
 # With parameters
