@@ -98,7 +98,7 @@ def main() -> None:
                 console.print(
                     f"submitted {len(submitted)} runs: " + ", ".join(r.name for r in submitted)
                 )
-                finished = [wait_for_final_state(client, run, 60, 0.5) for run in submitted]
+                finished = [wait_for_final_state(client, run, 120, 0.5) for run in submitted]
                 elapsed = time.perf_counter() - started
                 for run in finished:
                     history = " -> ".join(s.name for s in client.read_flow_run_states(run.id))

@@ -41,7 +41,7 @@ from sdk.deployments.deploy import DeploymentError
 from sdk.http_client import StratoflowClient
 from tests.conftest import Backend
 from tests.integration.test_cli import run_cli
-from tests.integration.test_worker import worker_env, workers
+from tests.integration.test_worker import WAIT, worker_env, workers
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 120
@@ -112,10 +112,10 @@ def test_deploy_from_source_run_on_a_worker_and_read_it_back(
     cache = tmp_path / "worker-cache"
     env = worker_env(aws_backend, prefix, STRATOFLOW_WORKER_CACHE_DIR=str(cache))
     with workers(env, pool):
-        first = run_deployment("etl/nightly", parameters={"rows": 3}, timeout=60)
+        first = run_deployment("etl/nightly", parameters={"rows": 3}, timeout=WAIT)
         assert first.state.type is StateType.COMPLETED, first.state
         value = first.state.result()
-        second = run_deployment("etl/nightly", parameters={"rows": 5, "table": "x"}, timeout=60)
+        second = run_deployment("etl/nightly", parameters={"rows": 5, "table": "x"}, timeout=WAIT)
         assert second.state.type is StateType.COMPLETED, second.state
         other = second.state.result()
 
