@@ -232,3 +232,19 @@ def test_cli_deploy_then_deployment_run_watch_exits_with_the_run(
     finished = stores.runs.list_flow_runs(FlowRunFilter()).items
     assert sorted(r.state.type.value for r in finished) == ["COMPLETED", "FAILED"]
     assert queue_empty(stores, pool)
+
+    # bad input from the shell: one clear line, exit non-zero, nothing created
+    nowhere = cli(
+        "deploy", "flows.py:etl", "--name", "x", "--pool", "nowhere", cwd=project, env=direct
+    )
+    assert nowhere.returncode != 0 and "Traceback" not in nowhere.stderr
+    assert "work pool 'nowhere' does not exist" in nowhere.stderr
+    bad = cli("deployment", "run", "etl/cli", "--param", "rows=many", cwd=ROOT, env=over_api)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "rows" in bad.stderr
+    unknown = cli("deployment", "run", "etl/weekly", cwd=ROOT, env=over_api)
+    assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
+    assert "etl/weekly" in unknown.stderr
+    assert [d.name for d in stores.registry.list_deployments().items] == ["cli"]
+    assert len(stores.runs.list_flow_runs(FlowRunFilter()).items) == 2
+    assert queue_empty(stores, pool)
