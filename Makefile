@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[local,test]'
 	touch $(STAMP)
 
-## demo: install everything, then run the ETL demo on the embedded default (no AWS needed)
+## demo: install everything, then the ETL demo and a deployment run by a worker (embedded default, no AWS)
 demo: $(STAMP)
 	$(BIN)/python examples/etl_demo.py
+	$(BIN)/python examples/deploy_demo.py
 
 ## test: install everything, then lint, type-check and run the whole suite
 test: $(STAMP) lint typecheck

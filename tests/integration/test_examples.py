@@ -50,3 +50,24 @@ def test_the_demo_retries_limits_and_hits_the_cache() -> None:
     assert "AwaitingConcurrencySlot" in out
     assert out.count("Pending -> Cached") == 6
     assert "6 cache entries" in out
+
+
+@pytest.mark.timeout(180)
+def test_the_deploy_demo_runs_three_runs_on_a_worker_and_stops_it() -> None:
+    """``make demo``'s second part: a deployment's runs executed by a worker subprocess.
+
+    Prefect's shape (docs/v3/deploy/index.mdx): deploy to a work pool, a worker polls it,
+    ``run_deployment`` submits; each run goes Scheduled -> Pending -> Running -> Completed.
+    """
+    result = run_example("deploy_demo.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "deployed 'invoice/demo'" in out
+    assert out.count("Scheduled -> Pending -> Running -> Completed") == 3
+    assert out.count("worker: demo-worker:") == 3
+    for expected in ("'ada: 9.80 EUR'", "'grace: 19.00 USD'", "'linus: 13.20 EUR'"):
+        assert f"result: {expected}" in out
+    assert out.count("log: 'pricing ") == 3
+    assert "bundles unpacked in the worker's cache: 1" in out
+    assert "worker stopped (SIGTERM), exit code 0" in out
+    assert "Worker demo-worker:" in result.stderr and "stopped" in result.stderr
