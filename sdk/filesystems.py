@@ -30,9 +30,9 @@ _BLOCKS = _not_supported.Gap(
     "a later phase (after schedules)",
 )
 _DEPLOYMENT_STORAGE = _not_supported.Gap(
-    "deployment storage (copying flow code to and from a directory)",
-    "Until then, run the flow where its code is.",
-    "phase 5 (deployments and workers)",
+    "deployment storage blocks (copying flow code to and from a directory)",
+    "flow.deploy() packs the flow's directory into an S3 code bundle that workers "
+    "download; from_source(path, ...) with push=False uses a path the worker has",
 )
 
 
@@ -78,9 +78,9 @@ class LocalFileSystem(LocalResultStorage):
     def get_directory(
         self, from_path: str | None = None, local_path: str | None = None
     ) -> NoReturn:
-        """Deployment storage arrives in phase 5: raises PlannedFeatureError."""
+        """Not supported (deployment code goes in S3 bundles): raises NotSupportedError."""
         raise _DEPLOYMENT_STORAGE.error("LocalFileSystem.get_directory")
 
     def put_directory(self, local_path: str | None = None, to_path: str | None = None) -> NoReturn:
-        """Deployment storage arrives in phase 5: raises PlannedFeatureError."""
+        """Not supported (deployment code goes in S3 bundles): raises NotSupportedError."""
         raise _DEPLOYMENT_STORAGE.error("LocalFileSystem.put_directory")

@@ -71,14 +71,15 @@ class Gap:
         )
 
 
-_PHASE_5 = "phase 5 (deployments and workers)"
 _PHASE_6 = "phase 6 (schedules)"
 _LATER = "a later phase (after schedules)"
 
 _DEPLOYMENTS = Gap(
-    "deployments, flow.serve()/deploy(), run_deployment() and workers",
-    "Until then, call the flow directly: the run is recorded as a local run.",
-    _PHASE_5,
+    "Prefect's runner, worker classes, infrastructure, image and deployment-storage APIs",
+    "deploy with flow.deploy() or `stratoflow deploy` (code goes to an S3 bundle, or "
+    "image=/a path the worker has), serve with flow.serve() or sdk.serve(), run workers "
+    "with `stratoflow worker start --pool NAME`, submit with "
+    "sdk.deployments.run_deployment()",
 )
 _SCHEDULES = Gap(
     "schedules (Cron, Interval, RRule)",
@@ -128,7 +129,7 @@ _INTERNAL = Gap(
 )
 _AGENTS = Gap(
     "agents and infrastructure blocks are Prefect 2's (removed in Prefect 3)",
-    "work pools and workers (phase 5)",
+    "work pools and workers (`stratoflow worker start --pool NAME`)",
 )
 _SCHEMAS = Gap(
     "Prefect's client filter and sort schemas (FlowRunFilter, FlowRunSort, ...) are not "
@@ -178,7 +179,6 @@ NAMES: dict[str, dict[str, Gap]] = {
         "aserve": _DEPLOYMENTS,
         "deploy": _DEPLOYMENTS,
     },
-    "sdk.deployments": {"run_deployment": _DEPLOYMENTS},
     "sdk.filesystems": {
         "RemoteFileSystem": _BLOCKS,
         "SMB": _BLOCKS,

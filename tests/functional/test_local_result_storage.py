@@ -24,7 +24,7 @@ from runtime.payload_auth import PayloadAuthenticationError
 from runtime.states import Completed, ResultRef, State
 from sdk import flow, task
 from sdk.filesystems import LocalFileSystem
-from sdk.not_supported import PlannedFeatureError
+from sdk.not_supported import NotSupportedError, PlannedFeatureError
 from sdk.results import ResultStore, get_result_store
 
 
@@ -315,8 +315,10 @@ class TestLocalFileSystem:
             fs.read_path("nope")
 
     def test_block_methods_are_planned(self, tmp_path: Path) -> None:
-        """``.save()`` needs blocks (a later phase): the error says so."""
+        """``.save()`` needs blocks (a later phase): the error says so; deployment storage
+        is not supported and says what to use (``flow.deploy()``'s code bundles)."""
         with pytest.raises(PlannedFeatureError, match="blocks"):
             LocalFileSystem(basepath=tmp_path).save("my-storage", overwrite=True)
-        with pytest.raises(PlannedFeatureError, match="phase 5"):
+        with pytest.raises(NotSupportedError, match=r"flow\.deploy\(\)") as caught:
             LocalFileSystem(basepath=tmp_path).put_directory()
+        assert not isinstance(caught.value, PlannedFeatureError)

@@ -21,15 +21,12 @@ from sdk.not_supported import MODULES, NotSupportedError, PlannedFeatureError
 @pytest.mark.parametrize(
     ("statement", "phase"),
     [
-        ("import sdk.runner", "phase 5"),
-        ("from sdk.workers.process import ProcessWorker", "phase 5"),
         ("from sdk.schedules import Cron", "phase 6"),
         ("from sdk.blocks.system import Secret", "later phase"),
         ("from sdk.variables import Variable", "later phase"),
         ("from sdk.artifacts import create_markdown_artifact", "later phase"),
         ("from sdk.events import emit_event", "later phase"),
         ("from sdk.automations import Automation", "later phase"),
-        ("from sdk import deploy", "phase 5"),
         ("from sdk.input import send_input", "later phase"),
         ("from sdk.input import receive_input", "later phase"),
     ],
@@ -52,6 +49,9 @@ def test_planned_features_name_their_phase(statement: str, phase: str) -> None:
         ("from sdk.settings import temporary_settings", "STRATOFLOW_"),
         ("from sdk.client.schemas.filters import FlowRunFilter", "read_flow_runs("),
         ("from sdk.serializers import JSONSerializer", "result_serializer='json'"),
+        ("import sdk.runner", "flow.serve()"),
+        ("from sdk.workers.process import ProcessWorker", "stratoflow worker start"),
+        ("from sdk import deploy", "flow.deploy()"),
     ],
 )
 def test_unsupported_names_say_what_to_use_instead(statement: str, instead: str) -> None:
