@@ -428,6 +428,10 @@ class Deployment(BaseModel):
     job_variables: JsonDict = Field(default_factory=dict)
     schedules: list[DeploymentSchedule] = Field(default_factory=list)
     concurrency_limit: int | None = Field(default=None, ge=0)
+    empirical_policy: RetryPolicy | None = Field(
+        default=None,
+        description="The flow's retries and retry delay (set by deploy), copied to each run",
+    )
     concurrency_options: ConcurrencyOptions | None = None
     paused: bool = False
     created: UtcDateTime = Field(default_factory=utcnow)
@@ -457,6 +461,10 @@ class DeploymentCreate(StrictModel):
     job_variables: JsonDict = Field(default_factory=dict)
     schedules: list[DeploymentSchedule] = Field(default_factory=list)
     concurrency_limit: int | None = Field(default=None, ge=0)
+    empirical_policy: RetryPolicy | None = Field(
+        default=None,
+        description="The flow's retries and retry delay (set by deploy), copied to each run",
+    )
     concurrency_options: ConcurrencyOptions | None = None
     paused: bool = False
 
@@ -482,6 +490,10 @@ class DeploymentUpdate(StrictModel):
     job_variables: JsonDict | None = None
     schedules: list[DeploymentSchedule] | None = None
     concurrency_limit: int | None = Field(default=None, ge=0)
+    empirical_policy: RetryPolicy | None = Field(
+        default=None,
+        description="The flow's retries and retry delay (set by deploy), copied to each run",
+    )
     concurrency_options: ConcurrencyOptions | None = None
     paused: bool | None = None
 

@@ -38,7 +38,7 @@ from runtime.engine.signals import (
     terminate_on_sigterm,
     terminate_on_sigterm_async,
 )
-from runtime.models import FlowRun, FlowRunCreate, RetryPolicy, TaskRun, new_id
+from runtime.models import FlowRun, FlowRunCreate, TaskRun, new_id
 from runtime.states import (
     Cancelled,
     Crashed,
@@ -193,9 +193,7 @@ class FlowRunEngine:
             parameters=_jsonable(self.parameters),
             tags=with_current_tags(flow.tags),  # and the enclosing tags(...) blocks'
             parent_flow_run_id=self.parent.flow_run.id if self.parent else None,
-            empirical_policy=RetryPolicy(
-                retries=flow.retries, retry_delay_seconds=flow.retry_delay_seconds
-            ),
+            empirical_policy=flow.retry_policy(),
             state=Pending(),
         )
         if self.wait_for:  # its upstreams are resolved while it is Pending

@@ -17,6 +17,7 @@ from runtime.engine.methods import bound_copy, unwrap_method
 from runtime.engine.parameter_schema import ParameterSchema, parameter_schema
 from runtime.engine.task_runners import TaskRunner, ThreadPoolTaskRunner
 from runtime.engine.tasks import SERIALIZERS
+from runtime.models import RetryPolicy
 from runtime.names import escape_unprintable
 from runtime.states import State
 
@@ -174,6 +175,10 @@ class Flow(Generic[P, R]):
         if self._schema is None:
             self._schema = parameter_schema(self.fn)
         return self._schema
+
+    def retry_policy(self) -> RetryPolicy:
+        """The flow's ``retries`` and ``retry_delay_seconds`` as its runs' ``empirical_policy``."""
+        return RetryPolicy(retries=self.retries, retry_delay_seconds=self.retry_delay_seconds)
 
     def _add_hook(self, kind: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Add a hook of ``kind`` (decorator form); ``with_options()`` copies keep it."""

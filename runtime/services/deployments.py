@@ -20,6 +20,7 @@ from runtime.models import (
     DeploymentUpdate,
     FlowRun,
     FlowRunCreate,
+    RetryPolicy,
 )
 from runtime.services.dispatch import enqueue_flow_run
 from runtime.services.references import must_exist
@@ -127,6 +128,7 @@ def flow_run_request(
         idempotency_key=request.idempotency_key or idempotency_key,
         job_variables={**deployment.job_variables, **request.job_variables},
         parent_flow_run_id=request.parent_flow_run_id,
+        empirical_policy=deployment.empirical_policy or RetryPolicy(),
     )
     size = len(create.model_dump_json().encode())
     if size > RUN_FIELDS_MAX_BYTES:

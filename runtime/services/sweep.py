@@ -45,8 +45,9 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.models import FlowRun
 from runtime.orchestration.policies import retry_delay
+from runtime.services import worker_runs
 from runtime.settings import get_settings
-from runtime.states import AwaitingRetry, Cancelled, Crashed, Late, State, StateType, utcnow
+from runtime.states import AwaitingRetry, Crashed, Late, State, StateType, utcnow
 from runtime.stores.dynamo import Item, iso
 from runtime.stores.paging import batch_get
 from runtime.stores.queues import ReceivedMessage
@@ -59,7 +60,6 @@ __all__ = [
     "SweepReport",
     "crash_stale_runs",
     "mark_late_runs",
-    "release_run_leases",
     "run_sweep_loop",
     "sweep",
 ]
@@ -133,24 +133,6 @@ def _heartbeat(item: Item) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def release_run_leases(stores: Stores, run: FlowRun) -> int:
-    """Give back the concurrency leases the flow run holds: how many this call freed.
-
-    The claim records its lease on the run (``lease_id``, holder the run id): that
-    one is released directly. A run without one is looked up by holder (a claim
-    whose write of ``lease_id`` was lost still named the run as holder). Each
-    release is conditional, so a lease freed by someone else meanwhile counts once.
-    """
-    if run.lease_id is not None:
-        return int(stores.concurrency.release(run.lease_id))
-    leases = stores.db.scan(
-        stores.concurrency.table.name,
-        "begins_with(item_type, :t) AND holder = :h",
-        values={":t": "lease#", ":h": run.id},
-    )
-    return sum(1 for lease in list(leases) if stores.concurrency.release(lease["lease_id"]))
-
-
 def _retry_state(run: FlowRun, now: datetime, message: str) -> State | None:
     """AwaitingRetry at the retry delay when the flow has retries left (as a failure), else None."""
     if run.run_count > run.empirical_policy.retries:
@@ -217,27 +199,17 @@ def crash_stale_runs(
                 f"No heartbeat from the run's worker for {age:.0f} s "
                 f"(heartbeat timeout {timeout_seconds:g} s): its process is gone."
             )
-            ended: State = Crashed(message=message)
-            if state_type is StateType.CANCELLING:
-                ended = Cancelled(message=f"{message} It was being cancelled.")
-            result = stores.runs.set_state_if_unchanged(
-                "flow_run",
-                run.id,
-                ended,
-                expected_version=run.state_version,
-                condition=f"{HEARTBEAT_ATTRIBUTE} < :hb_cutoff",
-                values={":hb_cutoff": cutoff_epoch},
-                now=now,
+            ended = worker_runs.crash_stale_run(
+                stores, run, message, heartbeat_before=cutoff, now=now
             )
-            if result is None or result.status != "ACCEPT":
+            if ended is None:
                 continue  # a heartbeat, the worker or another sweep changed it first
+            result, freed = ended
+            report.leases_released += freed
             if state_type is StateType.CANCELLING:
                 report.cancelled += 1
-            else:
-                report.crashed += 1
-            report.leases_released += release_run_leases(stores, run)
-            if state_type is StateType.CANCELLING:
                 continue
+            report.crashed += 1
             retry = _retry_state(run, now, message)
             if retry is None:
                 continue
@@ -360,7 +332,7 @@ def _settle_dead_letter(
         return False  # changed meanwhile: look again next time
     if result.status == "ACCEPT":
         report.dead_lettered += 1
-        report.leases_released += release_run_leases(stores, run)
+        report.leases_released += worker_runs.release_run_leases(stores, run)
     return True
 
 

@@ -3,8 +3,9 @@
 Every change is a transition through the orchestration rules (one conditional
 write on the run's ``state_version``), taken only while the run is this
 worker's (its ``worker_id``, written by the claim): a run the sweep already
-crashed, or another worker claimed since, is left alone. The sweep calls
-:func:`crash_run` (without a worker id) and :func:`release_run_leases` too.
+crashed, or another worker claimed since, is left alone. The maintenance sweep
+ends a dead worker's runs through :func:`crash_stale_run` and frees slots with
+:func:`release_run_leases`, the same code the worker uses.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from runtime.errors import NotFound
-from runtime.models import FlowRun
+from runtime.models import FlowRun, OrchestrationResult
 from runtime.services.claims import release_run_lease, renew_run_lease
-from runtime.states import AwaitingRetry, Cancelled, Crashed, StateType, utcnow
+from runtime.states import AwaitingRetry, Cancelled, Crashed, State, StateType, utcnow
 from runtime.stores.workers import WorkerStore
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "crash_run",
+    "crash_stale_run",
     "finish_cancelled",
     "hand_back",
     "heartbeat",
@@ -43,9 +45,22 @@ def heartbeat(stores: Stores, run: FlowRun, worker_id: str, *, now: datetime | N
     return True
 
 
-def release_run_leases(stores: Stores, run: FlowRun) -> bool:
-    """Give back the pool and deployment slots the run's claim took (idempotent)."""
-    return release_run_lease(stores, run)
+def release_run_leases(stores: Stores, run: FlowRun) -> int:
+    """Give back the concurrency leases the flow run holds: how many this call freed.
+
+    The claim records its lease on the run (``lease_id``, holder the run id): that
+    one is released directly. A run without one is looked up by holder (a claim
+    whose write of ``lease_id`` was lost still named the run as holder). Each
+    release is conditional, so a lease freed by someone else meanwhile counts once.
+    """
+    if run.lease_id is not None:
+        return int(release_run_lease(stores, run))
+    leases = stores.db.scan(
+        stores.concurrency.table.name,
+        "begins_with(item_type, :t) AND holder = :h",
+        values={":t": "lease#", ":h": run.id},
+    )
+    return sum(1 for lease in list(leases) if stores.concurrency.release(lease["lease_id"]))
 
 
 def _owned(stores: Stores, run_id: str, worker_id: str | None) -> FlowRun | None:
@@ -108,6 +123,40 @@ def crash_run(stores: Stores, run_id: str, worker_id: str | None, message: str) 
     if run.state.is_final():
         release_run_leases(stores, run)
     return run
+
+
+def crash_stale_run(
+    stores: Stores,
+    run: FlowRun,
+    message: str,
+    *,
+    heartbeat_before: datetime,
+    now: datetime | None = None,
+) -> tuple[OrchestrationResult, int] | None:
+    """End a run whose worker stopped heartbeating, at most once: ``(result, leases freed)``.
+
+    A RUNNING run becomes CRASHED with ``message``; a CANCELLING one CANCELLED
+    (nobody is left to stop it). One conditional write on the run as the caller
+    read it (``run.state_version``) and on its heartbeat still being older than
+    ``heartbeat_before``: a heartbeat that lands first, the worker ending the run,
+    or another sweep wins, and then nothing is written and None comes back. On an
+    accepted change its leases are released (:func:`release_run_leases`).
+    """
+    ended: State = Crashed(message=message)
+    if run.state.type is StateType.CANCELLING:
+        ended = Cancelled(message=f"{message} It was being cancelled.")
+    result = stores.runs.set_state_if_unchanged(
+        "flow_run",
+        run.id,
+        ended,
+        expected_version=run.state_version,
+        condition="heartbeat_at < :hb_cutoff",
+        values={":hb_cutoff": heartbeat_before.timestamp()},
+        now=now,
+    )
+    if result is None or result.status != "ACCEPT":
+        return None
+    return result, release_run_leases(stores, run)
 
 
 def finish_cancelled(

@@ -99,6 +99,7 @@ class RunnerDeployment:
             work_pool_name=work_pool_name,
             job_variables=self.job_variables,
             concurrency_limit=self.concurrency_limit,
+            empirical_policy=self.flow.retry_policy(),
         )
 
 

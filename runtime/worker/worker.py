@@ -38,9 +38,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runtime.errors import NotFound
+from runtime.resources import DEFAULT_POOL
 from runtime.services import worker_runs
 from runtime.services.claims import claim_flow_run
 from runtime.services.dispatch import defer_message
+from runtime.services.work_pools import ensure_work_pool
 from runtime.settings import get_settings
 from runtime.states import StateType, utcnow
 from runtime.stores.workers import WorkerInfo, WorkerStore
@@ -167,7 +169,10 @@ class Worker:
 
     def run(self) -> int:
         """Poll and execute until asked to stop, then shut down cleanly; the exit status (0)."""
-        self.stores.registry.read_work_pool(self.pool)  # NotFound: an unknown pool
+        if self.pool == DEFAULT_POOL:  # the default pool is there for whoever needs it
+            ensure_work_pool(self.stores, self.pool)
+        else:
+            self.stores.registry.read_work_pool(self.pool)  # NotFound: an unknown pool
         self.stores.queues.queue(self.pool)  # its queue exists (created when missing)
         self._register(force=True)
         logger.info(

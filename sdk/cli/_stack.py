@@ -4,7 +4,8 @@ A stack is a list of *services*, each with ``start()`` and ``stop()``; they
 start in order and stop in reverse, also when one of them fails to start.
 Background work that ``stratoflow dev`` runs beside the API (the maintenance
 sweep, the scheduler loop) is one entry of :data:`DEV_SERVICES`; the workers of
-``--worker POOL`` come from :func:`worker_services`.
+``--worker POOL`` come from :func:`worker_services` (``stratoflow worker start``
+subprocesses).
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import FrameType
@@ -154,16 +158,82 @@ def maintenance_service(ctx: StackContext) -> Service:
 DEV_SERVICES: list[ServiceFactory] = [maintenance_service]
 
 
-def worker_services(pools: list[str]) -> list[ServiceFactory]:
-    """The workers ``stratoflow dev --worker POOL`` starts: one service factory per pool.
+class WorkerProcess:
+    """A ``stratoflow worker start --pool POOL`` subprocess with the stack's environment.
 
-    HOOK for the worker (``stratoflow worker start``, ``runtime/worker/``): return a
-    factory per pool that builds a service polling that pool with ``ctx.stores`` /
-    ``ctx.env`` (started after :data:`DEV_SERVICES`, stopped before them). Until the
-    worker exists in this tree, there is none to start and this returns ``[]``
-    (``stratoflow dev`` then says that no worker runs).
+    :meth:`start` returns once the worker registered itself (it polls); a worker
+    that exits first is a RuntimeError naming its exit status. :meth:`stop` sends
+    SIGTERM (the worker finishes or hands back its runs, then exits) and waits up
+    to ``stop_timeout`` seconds before SIGKILL.
     """
-    return []
+
+    def __init__(
+        self, pool: str, env: dict[str, str], stores: Stores, *, stop_timeout: float
+    ) -> None:
+        self.pool = pool
+        self.env = env
+        self.stores = stores
+        self.stop_timeout = stop_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> WorkerProcess:
+        from runtime.stores.workers import WorkerStore
+
+        argv = [sys.executable, "-m", "sdk.cli", "worker", "start", "--pool", self.pool]
+        self.process = subprocess.Popen(argv, env=self.env)
+        registry = WorkerStore(self.stores.db, self.stores.specs.registry)
+        deadline = time.monotonic() + timeout
+        while not any(w.pid == self.process.pid for w in registry.list(self.pool)):
+            code = self.process.poll()
+            if code is not None:
+                raise RuntimeError(f"the worker on pool {self.pool!r} exited with status {code}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the worker on pool {self.pool!r} did not start in {timeout}s")
+            time.sleep(0.2)
+        return self
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def worker_env(ctx: StackContext) -> dict[str, str]:
+    """The environment of the stack's workers: this process's plus the stack's.
+
+    Workers talk to DynamoDB and SQS directly; their flow-run children too (no API
+    URL: the lean path, as a worker in AWS with the stack's environment).
+    """
+    env = {**os.environ, **ctx.env}
+    env.pop("STRATOFLOW_API_URL", None)
+    env.pop("STRATOFLOW_API_TOKEN", None)
+    return env
+
+
+def worker_services(pools: list[str]) -> list[ServiceFactory]:
+    """The workers ``stratoflow dev --worker POOL`` starts: one :class:`WorkerProcess` per pool.
+
+    Each is started after :data:`DEV_SERVICES` and stopped before them (SIGTERM, so
+    running flows finish or are handed back within the shutdown grace).
+    """
+    from runtime.settings import get_settings
+
+    settings = get_settings()
+    stop_timeout = settings.shutdown_grace_seconds + settings.cancel_grace_seconds + 15
+
+    def factory(pool: str) -> ServiceFactory:
+        return lambda ctx: WorkerProcess(
+            pool, worker_env(ctx), ctx.stores, stop_timeout=stop_timeout
+        )
+
+    return [factory(pool) for pool in pools]
 
 
 class ServiceGroup:

@@ -159,9 +159,10 @@ WORKER_SEEN_SECONDS = 60.0
 def worker_warning(client: StratoflowClient, deployment: Deployment) -> str | None:
     """Why nothing may pick up a run of ``deployment`` right now (None when a worker polls).
 
-    A worker is present when its pool records a poll within the last
-    :data:`WORKER_SEEN_SECONDS` (``last_polled``, once workers record it); a pool that
-    records none has never been polled by a worker.
+    A worker is present when the worker registry (``GET /work_pools/{name}/status``,
+    its ``workers``) holds one that polled the pool within the last
+    :data:`WORKER_SEEN_SECONDS`. Until one does, the run waits in the pool's queue
+    (Pending; a run scheduled later stays Scheduled until it is due).
     """
     from datetime import UTC, datetime
 
@@ -174,23 +175,26 @@ def worker_warning(client: StratoflowClient, deployment: Deployment) -> str | No
             "no worker will pick its runs up"
         )
     try:
-        pool = client.read_work_pool(pool_name)
+        pool = client.read_work_pool_status(pool_name)
     except NotFound:
         return f"work pool {pool_name!r} does not exist: no worker can pick this run up"
     if pool.paused:
         return f"work pool {pool_name!r} is paused: its workers take no new runs"
-    last_polled = getattr(pool, "last_polled", None)
-    if not isinstance(last_polled, datetime):
+    polls = [
+        datetime.fromisoformat(str(w["last_poll"])) for w in pool.workers if w.get("last_poll")
+    ]
+    polls = [p if p.tzinfo else p.replace(tzinfo=UTC) for p in polls]
+    if not polls:
         return (
-            f"no worker has been seen polling work pool {pool_name!r}: the run stays "
-            "Scheduled until a worker of the pool picks it up"
+            f"no worker has been seen polling work pool {pool_name!r}: the run waits in "
+            f"its queue until a worker polls it (stratoflow worker start --pool {pool_name})"
         )
-    age = (datetime.now(UTC) - last_polled).total_seconds()
+    age = (datetime.now(UTC) - max(polls)).total_seconds()
     if age > WORKER_SEEN_SECONDS:
         return (
             f"no worker has polled work pool {pool_name!r} in the last "
-            f"{WORKER_SEEN_SECONDS:g} s (last poll {age:.0f} s ago): the run stays "
-            "Scheduled until one does"
+            f"{WORKER_SEEN_SECONDS:g} s (last poll {age:.0f} s ago): the run waits in its "
+            "queue until one does"
         )
     return None
 
@@ -372,7 +376,7 @@ def run(
     json_output: Json = False,
     api_url: ApiUrl = None,
 ) -> None:
-    """Create a flow run of a deployment (Scheduled now; a worker of its pool runs it)."""
+    """Create a flow run of a deployment and queue it on its pool (a worker of the pool runs it)."""
     parameters = parse_params(param or [], params)
     client = connect(api_url)
     deployment = read_deployment(client, ref)

@@ -230,6 +230,8 @@ def dev(
         fail(str(exc))
     from handlers.deps import set_stores
     from runtime.localaws import LockedMotoServer, MotoStateError, MotoStateFile
+    from runtime.resources import DEFAULT_POOL
+    from runtime.services.work_pools import ensure_work_pool
     from runtime.settings import get_settings
 
     check_prefix(prefix)
@@ -277,10 +279,18 @@ def dev(
         )
         for factory in _stack.DEV_SERVICES:
             group.start(factory(context))
-        pools = worker or ["default"]
+        pools = list(dict.fromkeys(worker or [DEFAULT_POOL]))
+        for pool in pools:  # a dev stack's worker pools exist (the default one always)
+            try:
+                ensure_work_pool(stores, pool)
+            except Exception as exc:
+                fail(f"--worker {pool}: cannot create work pool {pool!r}: {exc}")
         workers = _stack.worker_services(pools)
         for factory in workers:
-            group.start(factory(context))
+            try:
+                group.start(factory(context))
+            except RuntimeError as exc:
+                fail(f"--worker: {exc}")
 
         say("Stratoflow local stack", style="bold")
         say(f"  AWS endpoint  {endpoint} ({backend})")
@@ -288,10 +298,7 @@ def dev(
         say(f"  API           {gateway.url}  (Swagger UI: {gateway.url}/docs)")
         interval = get_settings().sweep_interval_seconds
         say(f"  maintenance   sweep every {interval:g} s (crashed workers, Late runs, leases)")
-        if workers:
-            say(f"  workers       {', '.join(pools)}")
-        else:
-            say("  workers       none (this build has no worker to start)")
+        say(f"  workers       one on each of: {', '.join(pools)} (stratoflow worker start)")
         if state is not None:
             restored = "restored" if state.restored else "new"
             say(f"  state         {state.path} ({restored}; saved on Ctrl-C/SIGTERM)")

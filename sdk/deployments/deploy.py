@@ -451,6 +451,7 @@ def deploy_flow(
             schedules=_schedules(schedules, cron, interval),
             concurrency_limit=limit,
             paused=bool(paused),
+            empirical_policy=flow.retry_policy(),
             **strategy,
         )
     except ValidationError as exc:
