@@ -269,6 +269,9 @@ def test_an_interrupt_during_a_retry_delay_crashes_the_task_run(
         if announced.event.wait(60):
             signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
+    # Ctrl-C raises KeyboardInterrupt only under Python's default handler; pytest-xdist's
+    # worker processes ignore SIGINT, so the test puts the default one back while it runs.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     interrupter = threading.Thread(target=interrupt_when_waiting)
     interrupter.start()
     try:
@@ -278,6 +281,7 @@ def test_an_interrupt_during_a_retry_delay_crashes_the_task_run(
         announced.event.set()
         interrupter.join()
         log.removeHandler(announced)
+        signal.signal(signal.SIGINT, previous)
     flow_run = the_flow_run(engine)
     assert flow_run.state.type is StateType.CRASHED
     (task_run,) = the_task_runs(engine, flow_run.id)
